@@ -1,0 +1,1 @@
+"""Cleave: the chassis. Technical building blocks, no shop words."""

@@ -1,0 +1,54 @@
+"""What a service's routes take from the chassis: its context, pagination, problem errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query, Request
+from pydantic import BaseModel
+
+from cleave.errors import Problem
+from cleave.service import ServiceContext
+
+T = TypeVar("T")
+
+
+def context_of(service: str) -> Callable[[Request], Coroutine[Any, Any, ServiceContext]]:
+    """A dependency giving a route its own service's context from the running unit."""
+
+    async def dependency(request: Request) -> ServiceContext:
+        context: ServiceContext = request.app.state.unit.context(service)
+        return context
+
+    return dependency
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list. Pass `next_cursor` back as `cursor` for the next page; null at the end."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+Cursor = Annotated[str | None, Query(max_length=512, description="From the previous page.")]
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise Problem("the cursor is not one this API gave out", code="invalid-cursor") from None
+    if not isinstance(position, dict):
+        raise Problem("the cursor is not one this API gave out", code="invalid-cursor")
+    return position

@@ -1,0 +1,187 @@
+"""The principal: who is calling, proven by a bearer JWT that every service verifies the same way.
+
+Tokens are checked against an explicit algorithm allow-list, the issuer, the audience, expiry and
+not-before, and must be access tokens (`typ: at+jwt`, RFC 9068). The keys come from a `KeySource`:
+until the identity provider lands, the development issuer's key kept in `var/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, RSAKey
+
+from cleave.errors import Forbidden, Unauthorized
+
+ADMIN_SCOPE = "admin"
+CUSTOMER_SCOPES = ("orders:read", "orders:write", "payments:read", "profile")
+ACCESS_TOKEN_TYPE = "at+jwt"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+    client_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes and not self.is_admin:
+            raise Forbidden(f"this call needs the {scope!r} scope", code="insufficient-scope")
+
+
+class KeySource(Protocol):
+    async def key_set(self, kid: str | None) -> KeySet:
+        """The issuer's public keys; may refresh when `kid` is unknown."""
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        keys: KeySource,
+        *,
+        algorithms: Iterable[str] = ("RS256", "ES256", "EdDSA"),
+        leeway_seconds: int = 30,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = keys
+        self.algorithms = tuple(algorithms)
+        self.leeway_seconds = leeway_seconds
+
+    async def verify(self, token: str) -> Principal:
+        kid = _unverified_kid(token)
+        key_set = await self.keys.key_set(kid)
+        try:
+            decoded = jwt.decode(token, key_set, algorithms=list(self.algorithms))
+            if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+                raise Unauthorized("not an access token", code="invalid-token")
+            claims = jwt.JWTClaimsRegistry(
+                leeway=self.leeway_seconds,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.audience},
+                exp={"essential": True},
+                sub={"essential": True},
+            )
+            claims.validate(decoded.claims)
+        except JoseError as error:
+            raise Unauthorized(f"invalid token: {error.description or error.error}", code="invalid-token") from None
+        except (ValueError, TypeError):
+            raise Unauthorized("invalid token: malformed", code="invalid-token") from None
+        scope = decoded.claims.get("scope", "")
+        return Principal(
+            subject=str(decoded.claims["sub"]),
+            scopes=frozenset(scope.split() if isinstance(scope, str) else ()),
+            client_id=decoded.claims.get("client_id"),
+        )
+
+
+def _unverified_kid(token: str) -> str | None:
+    import base64
+
+    try:
+        header_part = token.split(".")[0]
+        padded = header_part + "=" * (-len(header_part) % 4)
+        header = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, IndexError):
+        raise Unauthorized("invalid token: malformed", code="invalid-token") from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+class DevIssuer:
+    """The development issuer: an RSA key in `var/`, used by `cleave token` and the tests.
+
+    It stands in for the identity provider until that lands; nothing outside development uses it.
+    """
+
+    FILE = "dev-signing-key.json"
+
+    def __init__(self, key: RSAKey, issuer: str, audience: str) -> None:
+        self.key = key
+        self.issuer = issuer
+        self.audience = audience
+
+    @classmethod
+    def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
+        path = var_dir / cls.FILE
+        if path.exists():
+            key = RSAKey.import_key(json.loads(path.read_text()))
+        else:
+            var_dir.mkdir(parents=True, exist_ok=True)
+            key = RSAKey.generate_key(2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"})
+            # Written with owner-only permissions: this is a private signing key.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(key.as_dict(private=True), handle)
+        return cls(key, issuer, audience)
+
+    def issue(
+        self, subject: str, scopes: Iterable[str], *, ttl_seconds: int = 3600, client_id: str = "cleave-cli"
+    ) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_seconds,
+            "jti": uuid.uuid4().hex,
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+        }
+        header = {"alg": "RS256", "kid": self.key.kid, "typ": ACCESS_TOKEN_TYPE}
+        return jwt.encode(header, claims, self.key, algorithms=["RS256"])
+
+    async def key_set(self, kid: str | None) -> KeySet:
+        return KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+
+
+# --- FastAPI dependencies: every route takes the acting principal from here ---------------------
+
+
+async def current_principal(request: Request) -> Principal:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a bearer token is required", code="missing-token")
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the principal, who must hold `scope` (or be an admin)."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return dependency
+
+
+async def _admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this call needs the 'admin' scope", code="insufficient-scope")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(_admin)]

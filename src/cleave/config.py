@@ -1,0 +1,144 @@
+"""The system's configuration: `cleave.toml`, with environment overrides for deployment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cleave.errors import ConfigError
+
+ALL_SERVICES = "*"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Which services share a process (a unit), the broker, and each service's database."""
+
+    name: str
+    units: Mapping[str, tuple[str, ...]]
+    broker: str
+    database: str
+    databases: Mapping[str, str] = field(default_factory=dict)
+
+    def unit_of(self, service: str) -> str:
+        for unit, services in self.units.items():
+            if service in services:
+                return unit
+        raise ConfigError(f"service {service!r} is in no unit of topology {self.name!r}")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    name: str
+    root: Path
+    var_dir: Path
+    services: Mapping[str, str]
+    topologies: Mapping[str, Topology]
+    topology: Topology
+    auth: AuthConfig
+    settings: Mapping[str, Mapping[str, Any]]
+
+    def database_url(self, service: str) -> str:
+        template = os.environ.get("CLEAVE_DATABASE") or self.topology.databases.get(
+            service, self.topology.database
+        )
+        return template.format(service=service, var=self.var_dir)
+
+    def service_settings(self, service: str) -> Mapping[str, Any]:
+        return self.settings.get(service, {})
+
+    def with_topology(self, name: str) -> SystemConfig:
+        if name not in self.topologies:
+            known = ", ".join(sorted(self.topologies))
+            raise ConfigError(f"unknown topology {name!r} (known: {known})")
+        return replace(self, topology=self.topologies[name])
+
+    def require_service(self, name: str) -> None:
+        if name not in self.services:
+            known = ", ".join(self.services)
+            raise ConfigError(f"unknown service {name!r} (known: {known})")
+
+
+def find_config(start: Path | None = None) -> Path:
+    """`CLEAVE_CONFIG`, else the nearest `cleave.toml` from the working directory upwards."""
+    if explicit := os.environ.get("CLEAVE_CONFIG"):
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "cleave.toml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("no cleave.toml here or in any parent folder (or set CLEAVE_CONFIG)")
+
+
+def load_config(path: Path | None = None, topology: str | None = None) -> SystemConfig:
+    path = path or find_config()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    root = path.resolve().parent
+    system = raw.get("system", {})
+    services: dict[str, str] = dict(raw.get("services", {}))
+    if not services:
+        raise ConfigError(f"{path}: [services] lists no service")
+    topologies = {
+        name: _topology(name, table, list(services)) for name, table in raw.get("topology", {}).items()
+    }
+    if not topologies:
+        raise ConfigError(f"{path}: no [topology.<name>] table")
+    var_dir = Path(os.environ.get("CLEAVE_VAR") or root / "var")
+    auth = raw.get("auth", {})
+    chosen = topology or os.environ.get("CLEAVE_TOPOLOGY") or system.get("default_topology")
+    config = SystemConfig(
+        name=system.get("name", root.name),
+        root=root,
+        var_dir=var_dir,
+        services=services,
+        topologies=topologies,
+        topology=next(iter(topologies.values())),
+        auth=AuthConfig(
+            issuer=os.environ.get("CLEAVE_ISSUER") or auth.get("issuer", "urn:cleave:dev"),
+            audience=os.environ.get("CLEAVE_AUDIENCE") or auth.get("audience", "cleave"),
+        ),
+        settings=raw.get("settings", {}),
+    )
+    return config.with_topology(chosen) if chosen else config
+
+
+def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topology:
+    units_spec = table.get("units", {ALL_SERVICES: [ALL_SERVICES]})
+    if units_spec == "one-per-service":
+        units = {service: (service,) for service in services}
+    else:
+        units = {}
+        for unit, members in dict(units_spec).items():
+            units[unit] = tuple(services) if list(members) == [ALL_SERVICES] else tuple(members)
+    placed = [service for members in units.values() for service in members]
+    for service in placed:
+        if service not in services:
+            raise ConfigError(f"topology {name!r} places unknown service {service!r}")
+    if missing := sorted(set(services) - set(placed)):
+        raise ConfigError(f"topology {name!r} places no unit for {', '.join(missing)}")
+    if len(placed) != len(set(placed)):
+        raise ConfigError(f"topology {name!r} places a service in two units")
+    return Topology(
+        name=name,
+        units=units,
+        broker=table.get("broker", "memory"),
+        database=table.get("database", "sqlite+aiosqlite:///{var}/{service}.db"),
+        databases=dict(table.get("databases", {})),
+    )

@@ -1,0 +1,149 @@
+"""Each service's own database: an engine, transactions, and the unit of work.
+
+SQLite is the embedded default: one file per service, WAL, and one writer at a time per file,
+serialised in-process by an asyncio lock (so writers queue without sleeping in SQLite's busy
+handler) and across processes by `BEGIN IMMEDIATE` plus a busy timeout. PostgreSQL is the
+deployed choice; plain reads there run in AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+from cleave.errors import DatabaseUnavailable
+
+_READ_ONLY = "cleave_read_only"
+
+
+class Database:
+    """One service's database. Hand out connections only through `transaction` and `read`."""
+
+    def __init__(self, service: str, url: str, *, pool_size: int = 5) -> None:
+        self.service = service
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._writer = asyncio.Lock() if self.is_sqlite else None
+        options: dict[str, Any] = {}
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction: committed when the block ends, rolled back if it raises."""
+        if self._writer is None:
+            async with _translate_unavailable(self), self.engine.begin() as connection:
+                yield connection
+            return
+        async with self._writer, _translate_unavailable(self), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection: no writer lock on SQLite, AUTOCOMMIT on PostgreSQL."""
+        async with _translate_unavailable(self), self.engine.connect() as connection:
+            if self.is_sqlite:
+                await connection.execution_options(**{_READ_ONLY: True})
+            else:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
+    async def ping(self) -> None:
+        async with self.read() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _translate_unavailable(database: Database) -> AsyncIterator[None]:
+    try:
+        yield
+    except (OperationalError, DBAPIError) as error:
+        if _is_connection_error(error):
+            raise DatabaseUnavailable(
+                f"cannot reach the database of {database.service} at {database.display_url}: "
+                f"{_first_line(error.orig)}"
+            ) from error
+        raise
+    except OSError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach the database of {database.service} at {database.display_url}: {error}"
+        ) from error
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    message = str(error.orig).lower()
+    return any(
+        marker in message
+        for marker in ("connect", "unable to open database", "does not exist", "password")
+    )
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's implicit BEGIN would be DEFERRED; we emit our own in `_on_begin`.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back as aware UTC, alike on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Events between services: envelopes, the transactional outbox, its relay, inbox and brokers."""

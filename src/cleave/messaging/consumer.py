@@ -1,0 +1,174 @@
+"""Idempotent consumers: the inbox row and the handler's effect commit in one transaction.
+
+A delivery is retried with backoff; after `max_attempts` failures the message is parked in the
+service's dead-letter table with its error, to be listed and replayed with `cleave dlq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cleave.db import utcnow
+from cleave.errors import CleaveError, NotFound
+from cleave.messaging.envelope import Envelope
+from cleave.messaging.tables import dead_letters, inbox
+from cleave.service import ServiceContext, Subscription
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    service: str
+    handler: str
+    type: str
+    message_id: str
+    error: str
+    attempts: int
+    failed_at: datetime
+    replayed_at: datetime | None
+
+
+class Consumer:
+    """Applies a service's subscriptions to delivered envelopes, at most once each."""
+
+    def __init__(
+        self,
+        context: ServiceContext,
+        subscriptions: Sequence[Subscription[Any]],
+        *,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.05,
+    ) -> None:
+        self.context = context
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self._by_type: dict[str, list[Subscription[Any]]] = {}
+        for subscription in subscriptions:
+            self._by_type.setdefault(subscription.event.event_type, []).append(subscription)
+
+    @property
+    def types(self) -> list[str]:
+        return list(self._by_type)
+
+    async def deliver(self, envelope: Envelope) -> None:
+        """The broker's callback: returns once every handler has applied or parked the message."""
+        await asyncio.gather(
+            *(self._deliver_to(sub, envelope) for sub in self._by_type.get(envelope.type, ()))
+        )
+
+    async def _deliver_to(self, subscription: Subscription[Any], envelope: Envelope) -> None:
+        log = self.context.log.bind(handler=subscription.name, message_id=envelope.id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.apply(subscription, envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("handler failed", attempt=attempt, error=_describe(error))
+                if attempt == self.max_attempts:
+                    await self._park(subscription, envelope, error, attempt)
+                    log.error("message dead-lettered", attempts=attempt, type=envelope.type)
+                    return
+                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            else:
+                return
+
+    async def apply(
+        self, subscription: Subscription[Any], envelope: Envelope, *, replaying: int | None = None
+    ) -> bool:
+        """Apply one message in one transaction; False when the inbox shows it was applied before."""
+        async with self.context.unit_of_work() as uow:
+            if replaying is not None:
+                await uow.connection.execute(
+                    update(dead_letters)
+                    .where(dead_letters.c.id == replaying)
+                    .values(replayed_at=utcnow())
+                )
+            if not await _claim(uow.connection, envelope, subscription.name):
+                return False
+            event = subscription.event.model_validate(envelope.data)
+            await subscription.handler(event, uow)
+            return True
+
+    async def _park(
+        self, subscription: Subscription[Any], envelope: Envelope, error: Exception, attempts: int
+    ) -> None:
+        async with self.context.unit_of_work() as uow:
+            await uow.connection.execute(
+                dead_letters.insert().values(
+                    message_id=envelope.id,
+                    handler=subscription.name,
+                    type=envelope.type,
+                    envelope=envelope.to_json(),
+                    error=_describe(error),
+                    attempts=attempts,
+                    failed_at=utcnow(),
+                )
+            )
+
+    async def replay(self, dead_letter_id: int) -> bool:
+        """Apply a parked message again; True if it took effect, False if already applied."""
+        async with self.context.read() as connection:
+            row = (
+                await connection.execute(
+                    select(dead_letters).where(dead_letters.c.id == dead_letter_id)
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"no dead letter {dead_letter_id} in {self.context.name}")
+        if row.replayed_at is not None:
+            raise CleaveError(f"dead letter {dead_letter_id} was replayed at {row.replayed_at}")
+        envelope = Envelope.from_json(row.envelope)
+        for subscription in self._by_type.get(envelope.type, ()):
+            if subscription.name == row.handler:
+                return await self.apply(subscription, envelope, replaying=dead_letter_id)
+        raise CleaveError(f"{self.context.name} no longer handles {row.handler} for {row.type}")
+
+
+async def list_dead_letters(context: ServiceContext, *, include_replayed: bool = False) -> list[DeadLetter]:
+    query = select(dead_letters).order_by(dead_letters.c.id)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    async with context.read() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        DeadLetter(
+            id=row.id,
+            service=context.name,
+            handler=row.handler,
+            type=row.type,
+            message_id=row.message_id,
+            error=row.error,
+            attempts=row.attempts,
+            failed_at=row.failed_at,
+            replayed_at=row.replayed_at,
+        )
+        for row in rows
+    ]
+
+
+async def _claim(connection: AsyncConnection, envelope: Envelope, handler: str) -> bool:
+    values = {
+        "message_id": envelope.id,
+        "handler": handler,
+        "type": envelope.type,
+        "received_at": utcnow(),
+    }
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(inbox).values(**values).on_conflict_do_nothing()
+    result = await connection.execute(statement)
+    return result.rowcount == 1
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+

@@ -1,0 +1,145 @@
+"""The outbox relay: delivers committed outbox rows to the broker, at least once.
+
+It is woken by the committing unit of work, so an event leaves within milliseconds; the poll
+interval is only a safety net (rows committed by another process, a broker that was down). A row
+is marked delivered only after the broker has confirmed it, so a crash between commit and
+delivery loses nothing: the relay sends it again on restart, and the consumer's inbox drops the
+duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from cleave.db import utcnow
+from cleave.messaging.broker import Broker
+from cleave.messaging.envelope import Envelope
+from cleave.messaging.tables import outbox
+from cleave.service import OUTBOX_SIGNAL, ServiceContext
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    pending: int
+    delivered: int
+    oldest_pending_age_seconds: float | None
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        context: ServiceContext,
+        broker: Broker,
+        *,
+        poll_seconds: float = 1.0,
+        max_in_flight: int = 256,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        self.context = context
+        self.broker = broker
+        self.poll_seconds = poll_seconds
+        self.max_in_flight = max_in_flight
+        self.retry_seconds = retry_seconds
+        self._signal = context.signal(OUTBOX_SIGNAL)
+        self._in_flight: set[int] = set()
+        self._delivered: list[int] = []
+        self._failed: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.published = 0
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        try:
+            while True:
+                await self.drain_once()
+                backing_off = bool(self._failed) and not self._in_flight
+                await self._signal.wait(self.retry_seconds if backing_off else self.poll_seconds)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._record_outcomes()
+
+    async def drain_once(self) -> int:
+        """Record finished deliveries, then start publishing what is pending; returns how many."""
+        await self._record_outcomes()
+        room = self.max_in_flight - len(self._in_flight)
+        if room <= 0:
+            return 0
+        query = (
+            select(outbox.c.id, outbox.c.envelope)
+            .where(outbox.c.delivered_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(room)
+        )
+        if self._in_flight:
+            query = query.where(outbox.c.id.not_in(self._in_flight))
+        async with self.context.read() as connection:
+            rows = (await connection.execute(query)).all()
+        for row in rows:
+            self._in_flight.add(row.id)
+            task = asyncio.create_task(self._publish(row.id, row.envelope))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(rows)
+
+    async def _publish(self, row_id: int, raw: str) -> None:
+        try:
+            await self.broker.publish(Envelope.from_json(raw))
+        except asyncio.CancelledError:
+            self._in_flight.discard(row_id)
+            raise
+        except Exception as error:
+            self._failed[row_id] = f"{type(error).__name__}: {error}"
+            self.context.log.warning("relay publish failed", row=row_id, error=str(error))
+        else:
+            self._delivered.append(row_id)
+            self.published += 1
+        self._signal.set()
+
+    async def _record_outcomes(self) -> None:
+        delivered, self._delivered = self._delivered, []
+        failed, self._failed = self._failed, {}
+        if not delivered and not failed:
+            return
+        async with self.context.database.transaction() as connection:
+            if delivered:
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(delivered))
+                    .values(delivered_at=utcnow(), attempts=outbox.c.attempts + 1)
+                )
+            for row_id, error in failed.items():
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id)
+                    .values(attempts=outbox.c.attempts + 1, last_error=error)
+                )
+        self._in_flight.difference_update(delivered)
+        self._in_flight.difference_update(failed)
+
+
+async def outbox_state(context: ServiceContext) -> OutboxState:
+    async with context.read() as connection:
+        pending, oldest = (
+            await connection.execute(
+                select(func.count(), func.min(outbox.c.created_at)).where(
+                    outbox.c.delivered_at.is_(None)
+                )
+            )
+        ).one()
+        delivered = (
+            await connection.execute(
+                select(func.count()).where(outbox.c.delivered_at.is_not(None))
+            )
+        ).scalar_one()
+    age = None
+    if oldest is not None:
+        oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=utcnow().tzinfo)
+        age = (utcnow() - oldest_at).total_seconds()
+    return OutboxState(pending=pending, delivered=delivered, oldest_pending_age_seconds=age)

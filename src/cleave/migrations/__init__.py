@@ -1,0 +1,1 @@
+"""Migrations: the chassis's own branch (outbox, inbox, dead letters, sagas) and the runner."""

@@ -1,0 +1,164 @@
+"""A unit: the services that share one process, wired to their databases, ports and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+
+from cleave.auth import DevIssuer, TokenVerifier
+from cleave.config import SystemConfig
+from cleave.db import Database
+from cleave.errors import ConfigError
+from cleave.messaging.broker import Broker, create_broker
+from cleave.messaging.consumer import Consumer
+from cleave.messaging.relay import OutboxRelay
+from cleave.migrate import upgrade
+from cleave.service import PortRegistry, Service, ServiceContext
+
+log = structlog.get_logger("cleave.runtime")
+
+
+def load_services(config: SystemConfig) -> dict[str, Service]:
+    """Import each service's declaration from the import path `cleave.toml` gives it."""
+    services: dict[str, Service] = {}
+    for name, target in config.services.items():
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ConfigError(f"service {name!r}: cannot import {module_name!r}: {error}") from None
+        service = getattr(module, attribute or "service", None)
+        if not isinstance(service, Service):
+            raise ConfigError(f"service {name!r}: {target!r} is not a cleave Service")
+        if service.name != name:
+            raise ConfigError(f"service {name!r}: {target!r} declares itself {service.name!r}")
+        services[name] = service
+    return services
+
+
+def build_verifier(config: SystemConfig) -> TokenVerifier:
+    if config.auth.issuer.startswith(("http://", "https://")):
+        raise ConfigError("OIDC discovery issuers arrive with the identity provider")
+    issuer = DevIssuer.load_or_create(config.var_dir, config.auth.issuer, config.auth.audience)
+    return TokenVerifier(config.auth.issuer, config.auth.audience, issuer)
+
+
+class Unit:
+    """One process's worth of services. In the monolith, every service."""
+
+    def __init__(
+        self,
+        config: SystemConfig,
+        name: str | None = None,
+        *,
+        broker: Broker | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        self.config = config
+        units = config.topology.units
+        self.name = name or next(iter(units))
+        if self.name not in units:
+            raise ConfigError(f"unknown unit {self.name!r} in topology {config.topology.name!r}")
+        every_service = load_services(config)
+        self.services = [every_service[service] for service in units[self.name]]
+        self.broker = broker or create_broker(config.topology.broker)
+        self.ports = PortRegistry()
+        self.contexts: dict[str, ServiceContext] = {}
+        for service in self.services:
+            database = Database(service.name, config.database_url(service.name))
+            self.contexts[service.name] = ServiceContext(
+                service, database, self.ports, config.service_settings(service.name)
+            )
+        for service in self.services:
+            if service.port is not None:
+                self.ports.bind(service.port.protocol, service.port.factory(self.contexts[service.name]))
+        self.consumers = {
+            service.name: Consumer(self.contexts[service.name], service.subscriptions, max_attempts=max_attempts)
+            for service in self.services
+        }
+        for service_name, consumer in self.consumers.items():
+            if consumer.types:
+                self.broker.subscribe(service_name, consumer.types, consumer.deliver)
+        self.relays = {
+            name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def context(self, service: str) -> ServiceContext:
+        try:
+            return self.contexts[service]
+        except KeyError:
+            raise ConfigError(f"service {service!r} does not run in unit {self.name!r}") from None
+
+    async def migrate(self, only: str | None = None) -> dict[str, list[str]]:
+        applied: dict[str, list[str]] = {}
+        for service in self.services:
+            if only is None or service.name == only:
+                context = self.contexts[service.name]
+                applied[service.name] = await upgrade(service.name, service.migrations, context.database)
+        return applied
+
+    async def seed(self) -> dict[str, int]:
+        """Run each service's seeder; a seeder adds only what is missing, so seeding twice is safe."""
+        seeded: dict[str, int] = {}
+        for service in self.services:
+            if service.seed is not None:
+                seeded[service.name] = await service.seed(self.contexts[service.name])
+        return seeded
+
+    async def start(self) -> None:
+        await self.broker.start()
+        for name, relay in self.relays.items():
+            self._spawn(f"{name}.relay", relay.run)
+        for service in self.services:
+            context = self.contexts[service.name]
+            for worker in service.workers:
+                self._spawn(f"{service.name}.{worker.__name__}", _bind(worker, context))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.broker.close()
+        for context in self.contexts.values():
+            await context.database.dispose()
+
+    async def readiness(self) -> Mapping[str, str | None]:
+        """Each service's database: None when it answers, else why not."""
+
+        async def check(context: ServiceContext) -> str | None:
+            try:
+                async with asyncio.timeout(2):
+                    await context.database.ping()
+            except Exception as error:
+                return str(error) or type(error).__name__
+            return None
+
+        results = await asyncio.gather(*(check(context) for context in self.contexts.values()))
+        return dict(zip(self.contexts, results, strict=True))
+
+    def _spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(_supervise(name, run), name=name))
+
+
+def _bind(worker: Callable[[ServiceContext], Awaitable[None]], context: ServiceContext) -> Callable[[], Awaitable[None]]:
+    return lambda: worker(context)
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background task alive: a crash is logged and the task restarts after a pause."""
+    delay = 0.1
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task crashed; restarting", task=name, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

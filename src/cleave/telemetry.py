@@ -1,0 +1,101 @@
+"""Logs, traces and metrics, set up once per process by the chassis.
+
+Logs are structlog events, JSON one per line (or coloured for a person at a terminal), each with
+the service, unit, request id and, inside a span, the trace and span ids. Traces are exported
+over OTLP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set; sampling follows the standard
+`OTEL_TRACES_SAMPLER` variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+_configured = False
+
+HTTP_REQUESTS = Counter(
+    "cleave_http_requests_total",
+    "HTTP requests handled, by service, route, method and status code.",
+    ["service", "route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "cleave_http_request_duration_seconds",
+    "Time to answer an HTTP request, by service and route.",
+    ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+EVENTS_PUBLISHED = Counter(
+    "cleave_events_published_total", "Outbox rows the relay delivered.", ["service", "type"]
+)
+EVENTS_CONSUMED = Counter(
+    "cleave_events_consumed_total",
+    "Messages applied by a consumer, by outcome (applied, duplicate, retried, dead_lettered).",
+    ["service", "handler", "outcome"],
+)
+
+
+def _add_trace_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
+def configure_logging(*, unit: str | None = None, json_logs: bool | None = None) -> None:
+    """Idempotent: the first call wins, so tests and the CLI can both call it."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    if json_logs is None:
+        fmt = os.environ.get("CLEAVE_LOG_FORMAT", "")
+        json_logs = fmt == "json" or (fmt != "console" and not sys.stderr.isatty())
+    level = getattr(logging, os.environ.get("CLEAVE_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_trace_ids,
+            structlog.processors.format_exc_info if json_logs else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    if unit:
+        structlog.contextvars.bind_contextvars(unit=unit)
+
+
+def configure_tracing(service_name: str) -> None:
+    """A tracer provider whose exporter and sampler come from the standard OTEL_* variables."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    )
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+tracer = trace.get_tracer("cleave")

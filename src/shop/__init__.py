@@ -1,0 +1,1 @@
+"""The reference shop: one folder per service, every one shaped alike."""

@@ -1,0 +1,1 @@
+"""Catalog: products, prices and stock, with stock reserved per order."""

@@ -1,0 +1,134 @@
+"""Catalog's REST routes, under /api/catalog/v1. Browsing is public; changes need the admin scope."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
+from cleave.auth import AdminPrincipal
+from cleave.errors import NotFound
+from cleave.money import Currency
+from cleave.service import ServiceContext
+from shop.catalog import handlers, store
+from shop.catalog.domain import ProductDraft
+
+router = APIRouter()
+Context = Annotated[ServiceContext, Depends(context_of("catalog"))]
+Sku = Annotated[str, Path(max_length=64)]
+
+
+class ProductOut(BaseModel):
+    sku: str
+    name: str
+    description: str
+    price: int = Field(description="In minor units of `currency`.")
+    currency: str
+    stock: int
+
+
+class ProductIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=2, max_length=64, examples=["MUG-CLASSIC"])
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    price: int = Field(ge=0, description="In minor units of `currency`.")
+    currency: Currency
+    stock: int = Field(default=0, ge=0)
+
+
+class ProductChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    price: int | None = Field(default=None, ge=0)
+    currency: Currency | None = None
+
+
+class StockAdjustment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delta: int = Field(description="Units to add (positive) or remove (negative).")
+    reason: str = Field(min_length=1, max_length=200, examples=["recount"])
+
+
+def _out(row: store.Row) -> ProductOut:  # type: ignore[type-arg]
+    return ProductOut(
+        sku=row.sku,
+        name=row.name,
+        description=row.description,
+        price=row.price_amount,
+        currency=row.currency,
+        stock=row.stock,
+    )
+
+
+async def _load(context: ServiceContext, sku: str) -> ProductOut:
+    async with context.read() as connection:
+        row = await store.get_product(connection, sku)
+    if row is None:
+        raise NotFound(f"no product {sku}")
+    return _out(row)
+
+
+@router.get("/products", summary="List products, with text search")
+async def list_products(
+    context: Context,
+    q: Annotated[str | None, Query(max_length=100, description="Words in name or description.")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[ProductOut]:
+    position = decode_cursor(cursor)
+    after = str(position["after"]) if position and "after" in position else None
+    async with context.read() as connection:
+        rows = await store.list_products(connection, query=q, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor({"after": rows[-1].sku}) if more else None
+    return Page[ProductOut](items=[_out(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/products/{sku}", summary="One product")
+async def get_product(context: Context, sku: Sku) -> ProductOut:
+    return await _load(context, sku)
+
+
+@router.post("/products", status_code=status.HTTP_201_CREATED, summary="Add a product (admin)")
+async def create_product(context: Context, _admin: AdminPrincipal, body: ProductIn) -> ProductOut:
+    draft = ProductDraft(
+        sku=body.sku,
+        name=body.name,
+        description=body.description,
+        price_amount=body.price,
+        currency=body.currency,
+        stock=body.stock,
+    )
+    async with context.unit_of_work() as uow:
+        await handlers.create_product(uow, draft)
+    return await _load(context, body.sku)
+
+
+@router.patch("/products/{sku}", summary="Change a product (admin)")
+async def update_product(
+    context: Context, _admin: AdminPrincipal, sku: Sku, body: ProductChanges
+) -> ProductOut:
+    changes = body.model_dump(exclude_none=True)
+    if "price" in changes:
+        changes["price_amount"] = changes.pop("price")
+    async with context.unit_of_work() as uow:
+        await handlers.update_product(uow, sku, changes)
+    return await _load(context, sku)
+
+
+@router.post("/products/{sku}/stock-adjustments", summary="Add or remove stock (admin)")
+async def adjust_stock(
+    context: Context, admin: AdminPrincipal, sku: Sku, body: StockAdjustment
+) -> ProductOut:
+    async with context.unit_of_work() as uow:
+        await handlers.adjust_stock(uow, sku, body.delta)
+    context.log.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason, by=admin.subject)
+    return await _load(context, sku)

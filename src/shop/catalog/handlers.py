@@ -1,0 +1,123 @@
+"""Catalog use cases, and the local implementation of its port. Handlers never commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cleave.errors import Conflict, NotFound
+from cleave.service import ServiceContext, UnitOfWork
+from shop.catalog import store
+from shop.catalog.contract import (
+    OrderLine,
+    OutOfStock,
+    PricedLine,
+    StockReleased,
+    StockReserved,
+    UnknownProducts,
+)
+from shop.catalog.domain import ProductDraft, adjusted_stock, merge_lines, validate_product
+
+
+async def create_product(uow: UnitOfWork, draft: ProductDraft) -> None:
+    validate_product(draft)
+    if await store.get_product(uow.connection, draft.sku) is not None:
+        raise Conflict(f"product {draft.sku} exists already", code="product-exists")
+    await store.insert_product(
+        uow.connection,
+        {
+            "sku": draft.sku,
+            "name": draft.name,
+            "description": draft.description,
+            "price_amount": draft.price_amount,
+            "currency": draft.currency,
+            "stock": draft.stock,
+        },
+    )
+
+
+async def update_product(uow: UnitOfWork, sku: str, changes: dict[str, Any]) -> None:
+    current = await store.get_product(uow.connection, sku)
+    if current is None:
+        raise NotFound(f"no product {sku}")
+    merged = {**current._asdict(), **changes}
+    validate_product(
+        ProductDraft(
+            sku=sku,
+            name=merged["name"],
+            description=merged["description"],
+            price_amount=merged["price_amount"],
+            currency=merged["currency"],
+            stock=merged["stock"],
+        )
+    )
+    if changes:
+        await store.update_product(uow.connection, sku, changes)
+
+
+async def adjust_stock(uow: UnitOfWork, sku: str, delta: int) -> None:
+    current = await store.get_product(uow.connection, sku)
+    if current is None:
+        raise NotFound(f"no product {sku}")
+    await store.update_product(uow.connection, sku, {"stock": adjusted_stock(current.stock, delta)})
+
+
+class LocalCatalog:
+    """The catalog port, served in this process. Remote callers reach the same methods over RPC."""
+
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+
+    async def price_lines(self, lines: list[OrderLine]) -> list[PricedLine]:
+        async with self.context.read() as connection:
+            known = await store.get_products(connection, [line.sku for line in lines])
+        if unknown := sorted({line.sku for line in lines} - set(known)):
+            raise UnknownProducts(unknown)
+        return [
+            PricedLine(
+                sku=line.sku,
+                name=known[line.sku].name,
+                quantity=line.quantity,
+                unit_price=known[line.sku].price_amount,
+                currency=known[line.sku].currency,
+            )
+            for line in lines
+        ]
+
+    async def reserve_stock(self, order_id: str, lines: list[OrderLine]) -> None:
+        wanted = merge_lines([(line.sku, line.quantity) for line in lines])
+        async with self.context.unit_of_work() as uow:
+            if await store.reservation(uow.connection, order_id):
+                return  # reserved before: a retried or resumed call
+            known = await store.get_products(uow.connection, list(wanted))
+            if unknown := sorted(set(wanted) - set(known)):
+                raise UnknownProducts(unknown)
+            short = [
+                sku
+                for sku, quantity in sorted(wanted.items())
+                if not await store.take_stock(uow.connection, sku, quantity)
+            ]
+            if short:
+                raise OutOfStock(short)  # the unit of work rolls back every line taken
+            await store.record_reservation(uow.connection, order_id, wanted)
+            uow.publish(StockReserved(order_id=order_id, lines=wanted), subject=order_id)
+
+    async def release_stock(self, order_id: str) -> None:
+        async with self.context.unit_of_work() as uow:
+            held = [
+                row
+                for row in await store.reservation(uow.connection, order_id)
+                if row.state == store.HELD
+            ]
+            if not held:
+                return
+            for row in held:
+                await store.give_stock(uow.connection, row.sku, row.quantity)
+            await store.set_reservation_state(uow.connection, order_id, store.RELEASED)
+            uow.publish(
+                StockReleased(order_id=order_id, lines={row.sku: row.quantity for row in held}),
+                subject=order_id,
+            )
+
+    async def commit_stock(self, order_id: str) -> None:
+        async with self.context.unit_of_work() as uow:
+            await store.set_reservation_state(uow.connection, order_id, store.COMMITTED)

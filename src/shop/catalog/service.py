@@ -1,0 +1,20 @@
+"""The catalog service, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cleave.service import PortBinding, Service
+from shop.catalog import api, handlers, seed, store
+from shop.catalog.contract import CatalogPort, StockReleased, StockReserved
+
+service = Service(
+    name="catalog",
+    description="Products, prices and stock; stock is reserved per order.",
+    metadata=store.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    router=api.router,
+    publishes=(StockReserved, StockReleased),
+    port=PortBinding(CatalogPort, handlers.LocalCatalog),
+    seed=seed.seed,
+)

@@ -1,0 +1,139 @@
+"""Catalog's tables, and the queries on them. Nothing outside catalog touches these tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cleave.db import UtcDateTime, utcnow
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("price_amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("stock", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One row per order and sku while stock is held; `state` is held, released or committed.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_reservations_state", reservations.c.state)
+
+HELD, RELEASED, COMMITTED = "held", "released", "committed"
+
+
+async def get_product(connection: AsyncConnection, sku: str) -> Row[Any] | None:
+    return (await connection.execute(select(products).where(products.c.sku == sku))).one_or_none()
+
+
+async def get_products(connection: AsyncConnection, skus: Sequence[str]) -> dict[str, Row[Any]]:
+    rows = await connection.execute(select(products).where(products.c.sku.in_(list(skus))))
+    return {row.sku: row for row in rows}
+
+
+async def list_products(
+    connection: AsyncConnection, *, query: str | None, after: str | None, limit: int
+) -> list[Row[Any]]:
+    statement = select(products).order_by(products.c.sku).limit(limit)
+    if query:
+        pattern = f"%{query.lower()}%"
+        statement = statement.where(
+            or_(
+                func.lower(products.c.name).like(pattern),
+                func.lower(products.c.description).like(pattern),
+                func.lower(products.c.sku).like(pattern),
+            )
+        )
+    if after:
+        statement = statement.where(products.c.sku > after)
+    return list((await connection.execute(statement)).all())
+
+
+async def insert_product(connection: AsyncConnection, values: dict[str, Any]) -> None:
+    now = utcnow()
+    await connection.execute(products.insert().values(**values, created_at=now, updated_at=now))
+
+
+async def update_product(connection: AsyncConnection, sku: str, values: dict[str, Any]) -> None:
+    await connection.execute(
+        update(products).where(products.c.sku == sku).values(**values, updated_at=utcnow())
+    )
+
+
+async def take_stock(connection: AsyncConnection, sku: str, quantity: int) -> bool:
+    """Decrement stock only if enough is left: one atomic statement, safe under concurrency."""
+    result = await connection.execute(
+        update(products)
+        .where(products.c.sku == sku, products.c.stock >= quantity)
+        .values(stock=products.c.stock - quantity, updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+async def give_stock(connection: AsyncConnection, sku: str, quantity: int) -> None:
+    await connection.execute(
+        update(products)
+        .where(products.c.sku == sku)
+        .values(stock=products.c.stock + quantity, updated_at=utcnow())
+    )
+
+
+async def reservation(connection: AsyncConnection, order_id: str) -> list[Row[Any]]:
+    rows = await connection.execute(
+        select(reservations).where(reservations.c.order_id == order_id).order_by(reservations.c.sku)
+    )
+    return list(rows)
+
+
+async def record_reservation(connection: AsyncConnection, order_id: str, lines: dict[str, int]) -> None:
+    now = utcnow()
+    await connection.execute(
+        reservations.insert(),
+        [
+            {"order_id": order_id, "sku": sku, "quantity": quantity, "state": HELD, "updated_at": now}
+            for sku, quantity in lines.items()
+        ],
+    )
+
+
+async def set_reservation_state(connection: AsyncConnection, order_id: str, state: str) -> None:
+    await connection.execute(
+        update(reservations)
+        .where(reservations.c.order_id == order_id, reservations.c.state == HELD)
+        .values(state=state, updated_at=utcnow())
+    )
+
+
+async def count_products(connection: AsyncConnection) -> int:
+    return int((await connection.execute(select(func.count()).select_from(products))).scalar_one())

@@ -1,0 +1,160 @@
+"""Shared fixtures: a whole shop unit on a real database, SQLite or PostgreSQL, and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+from cleave.config import SystemConfig, load_config
+from cleave.http import create_app
+from cleave.runtime import Unit
+from cleave.telemetry import configure_logging
+from tests.services import POSTGRES, reachable
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+configure_logging(json_logs=True)
+
+
+def require_server(name: str, address: tuple[str, int]) -> None:
+    """Skip when a server is missing on a developer's machine; in CI, fail."""
+    if reachable(address):
+        return
+    message = f"{name} is not reachable on {address[0]}:{address[1]}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI must not skip it", pytrace=False)
+    pytest.skip(f"{message} (outside CI only; make test starts it)")
+
+
+class PostgresDatabases:
+    """Throw-away databases, one per service, named uniquely so parallel checkouts never collide."""
+
+    def __init__(self) -> None:
+        self.prefix = f"cleave_t{uuid.uuid4().hex[:10]}"
+        self.created: list[str] = []
+
+    def name(self, service: str) -> str:
+        return f"{self.prefix}_{service}"
+
+    async def create(self, services: list[str]) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            for service in services:
+                await connection.execute(f'CREATE DATABASE "{self.name(service)}"')
+                self.created.append(self.name(service))
+        finally:
+            await connection.close()
+
+    async def drop(self) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            for database in self.created:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        require_server("PostgreSQL", POSTGRES)
+    return str(request.param)
+
+
+@pytest.fixture
+def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig:
+    for variable in ("CLEAVE_DATABASE", "CLEAVE_TOPOLOGY", "CLEAVE_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CLEAVE_VAR", str(tmp_path / "var"))
+    config = load_config(ROOT / "cleave.toml")
+    settings = {name: dict(values) for name, values in config.settings.items()}
+    # Fast deadlines keep failure paths quick; the behaviour under test is the same.
+    settings.setdefault("ordering", {}).update(step_deadline_seconds=2.0, retry_seconds=0.05)
+    settings.setdefault("payment", {}).update(processor_timeout_seconds=0.3)
+    return replace(config, settings=settings)
+
+
+@pytest.fixture
+async def config(base_config: SystemConfig, backend: str) -> AsyncIterator[SystemConfig]:
+    if backend == "sqlite":
+        yield base_config
+        return
+    databases = PostgresDatabases()
+    await databases.create(list(base_config.services))
+    template = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
+    topology = replace(base_config.topology, database=template)
+    try:
+        yield replace(base_config, topology=topology)
+    finally:
+        await databases.drop()
+
+
+@pytest.fixture
+async def unit(config: SystemConfig) -> AsyncIterator[Unit]:
+    """The monolith's one unit: migrated, seeded and running (relays and workers started)."""
+    running = Unit(config)
+    await running.migrate()
+    await running.seed()
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(unit, start_unit=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
+        yield http
+
+
+@pytest.fixture
+def issuer(base_config: SystemConfig) -> DevIssuer:
+    return DevIssuer.load_or_create(base_config.var_dir, base_config.auth.issuer, base_config.auth.audience)
+
+
+@pytest.fixture
+def admin_headers(issuer: DevIssuer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue('admin', [ADMIN_SCOPE])}"}
+
+
+@pytest.fixture
+def customer_headers(issuer: DevIssuer) -> Callable[[str], dict[str, str]]:
+    def headers(customer_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issuer.issue(customer_id, CUSTOMER_SCOPES)}"}
+
+    return headers
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll until `check` returns a truthy value; the last falsy value fails the test."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_config_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    yield

@@ -1,0 +1,65 @@
+"""Make sure the servers the suite talks to are up: start one that is installed but stopped.
+
+`python tests/services.py ensure` is run by `make test`. In CI (CI=true) a server that cannot be
+reached is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+POSTGRES = ("127.0.0.1", 5432)
+
+
+def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _start_postgres() -> None:
+    clusters = Path("/etc/postgresql")
+    if shutil.which("pg_ctlcluster") and clusters.is_dir():
+        for version in sorted(p.name for p in clusters.iterdir()):
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False,
+                capture_output=True,
+            )
+
+
+STARTERS = {"postgresql": (POSTGRES, _start_postgres)}
+
+
+def ensure(names: list[str]) -> int:
+    failed = []
+    for name in names:
+        address, start = STARTERS[name]
+        if reachable(address):
+            continue
+        print(f"{name} is not answering on {address[0]}:{address[1]}; starting it", flush=True)
+        start()
+        deadline = time.monotonic() + 30
+        while not reachable(address) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not reachable(address):
+            failed.append(name)
+    if failed:
+        where = "CI needs them" if os.environ.get("CI") == "true" else "their tests will be skipped"
+        print(f"not reachable: {', '.join(failed)} ({where})", file=sys.stderr)
+        return 1 if os.environ.get("CI") == "true" else 0
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["ensure"]:
+        sys.exit("usage: tests/services.py ensure [SERVICE...]")
+    sys.exit(ensure(sys.argv[2:] or list(STARTERS)))
