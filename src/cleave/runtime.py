@@ -75,6 +75,13 @@ class Unit:
         for service in self.services:
             if service.port is not None:
                 self.ports.bind(service.port.protocol, service.port.factory(self.contexts[service.name]))
+        for service in self.services:
+            for protocol in service.calls:
+                if not self.ports.provides(protocol):
+                    raise ConfigError(
+                        f"{service.name} calls {protocol.__name__}, which no service in unit "
+                        f"{self.name!r} provides and no remote address is configured for"
+                    )
         self.consumers = {
             service.name: Consumer(self.contexts[service.name], service.subscriptions, max_attempts=max_attempts)
             for service in self.services

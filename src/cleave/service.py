@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.db import Database, utcnow
 from cleave.errors import ConfigError
 from cleave.messaging.envelope import Envelope, Event
-from cleave.messaging.tables import outbox
+from cleave.tables import outbox
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -100,6 +100,9 @@ class PortRegistry:
 
     def bind(self, protocol: type[P], implementation: P) -> None:
         self._ports[protocol] = implementation
+
+    def provides(self, protocol: type) -> bool:
+        return protocol in self._ports
 
     def get(self, protocol: type[P]) -> P:
         try:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.db import utcnow
 from cleave.errors import CleaveError, NotFound
 from cleave.messaging.envelope import Envelope
-from cleave.messaging.tables import dead_letters, inbox
+from cleave.tables import dead_letters, inbox
 from cleave.service import ServiceContext, Subscription
 
 

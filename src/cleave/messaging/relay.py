@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from cleave.db import utcnow
 from cleave.messaging.broker import Broker
 from cleave.messaging.envelope import Envelope
-from cleave.messaging.tables import outbox
+from cleave.tables import outbox
 from cleave.service import OUTBOX_SIGNAL, ServiceContext
 
 

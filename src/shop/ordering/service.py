@@ -1,11 +1,23 @@
-"""The ordering service, declared once (skeleton, being written)."""
+"""The ordering service, declared once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData
-
 from cleave.service import Service
+from shop.catalog.contract import CatalogPort
+from shop.customer.contract import CustomerPort
+from shop.ordering import api, saga, store
+from shop.ordering.contract import OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected
+from shop.payment.contract import PaymentPort
 
-service = Service(name="ordering", metadata=MetaData(), migrations=Path(__file__).parent / "migrations")
+service = Service(
+    name="ordering",
+    description="Orders, and the saga that takes each one to confirmed, rejected or cancelled.",
+    metadata=store.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    router=api.router,
+    publishes=(OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled),
+    calls=(CatalogPort, CustomerPort, PaymentPort),
+    workers=(saga.run,),
+)

@@ -1,4 +1,4 @@
-"""The chassis's own tables, created in every service's database by the `cleave` migration branch."""
+"""The chassis's own tables in every service database (the `cleave` migration branch)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,21 @@ dead_letters = Table(
     Column("failed_at", UtcDateTime, nullable=False),
     Column("replayed_at", UtcDateTime, nullable=True),
 )
+
+sagas = Table(
+    "cleave_sagas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("failed_step", String(100), nullable=True),
+    Column("reason", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("step_started_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_cleave_sagas_due", sagas.c.status, sagas.c.next_attempt_at)

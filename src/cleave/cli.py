@@ -1,0 +1,277 @@
+"""`cleave`: run, migrate, seed and inspect the system. Bad input is one line and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+# Typer vendors Click from 0.20 on; its usage errors live here (the version is pinned).
+from typer._click.exceptions import ClickException, UsageError
+
+from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+from cleave.config import SystemConfig, load_config
+from cleave.errors import CleaveError, ConfigError
+from cleave.runtime import Unit
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="cleave",
+    help="Cleave: one codebase, any topology. Run, migrate, seed and inspect the system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Messages that failed every attempt, parked per service.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+TopologyOption = Annotated[
+    str | None, typer.Option("--topology", "-t", help="A topology named in cleave.toml.")
+]
+
+
+def _config(topology: str | None = None) -> SystemConfig:
+    return load_config(topology=topology)
+
+
+def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coroutine_factory())
+
+
+async def _with_unit(config: SystemConfig, work: Callable[[Unit], Awaitable[T]]) -> T:
+    unit = Unit(config)
+    try:
+        return await work(unit)
+    finally:
+        await unit.stop()
+
+
+def _single_unit(config: SystemConfig) -> None:
+    if len(config.topology.units) > 1:
+        raise ConfigError(
+            f"topology {config.topology.name!r} has {len(config.topology.units)} units; "
+            "this build runs single-unit topologies only"
+        )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CleaveError(f"port {port} on {host} is in use (choose another with --port)") from None
+            raise CleaveError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    topology: TopologyOption = None,
+    seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
+) -> None:
+    """Migrate, seed and serve the system on one address, with OpenAPI docs at /docs."""
+    import uvicorn
+
+    from cleave.http import create_app
+    from cleave.telemetry import configure_logging
+
+    config = _config(topology)
+    _single_unit(config)
+    _check_port_free(host, port)
+    unit_name = next(iter(config.topology.units))
+    configure_logging(unit=unit_name)
+
+    async def serve() -> None:
+        unit = Unit(config)
+        try:
+            await unit.migrate()
+            if seed:
+                await unit.seed()
+            application = create_app(unit)
+            server = uvicorn.Server(
+                uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False)
+            )
+            err.print(
+                f"[bold]Cleave[/] is up: http://{host}:{port}  "
+                f"(topology {config.topology.name}, docs at /docs, Ctrl-C stops)"
+            )
+            await server.serve()
+        finally:
+            await unit.stop()
+
+    _run(serve)
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    topology: TopologyOption = None,
+) -> None:
+    """Bring each service's database to its newest schema. Safe to run again."""
+    config = _config(topology)
+    if service:
+        config.require_service(service)
+    _single_unit(config)
+    applied = _run(lambda: _with_unit(config, lambda unit: unit.migrate(service)))
+    for name, revisions in applied.items():
+        done = ", ".join(revisions) if revisions else "up to date"
+        out.print(f"{name:<10} {config.database_url(name)}  {done}")
+
+
+@app.command()
+def seed(topology: TopologyOption = None) -> None:
+    """Add the demo data that is missing (products with stock, a few customers)."""
+    config = _config(topology)
+    _single_unit(config)
+
+    async def work(unit: Unit) -> dict[str, int]:
+        await unit.migrate()
+        return await unit.seed()
+
+    for name, added in _run(lambda: _with_unit(config, work)).items():
+        out.print(f"{name:<10} {added} added")
+
+
+@app.command()
+def services(topology: TopologyOption = None) -> None:
+    """Each service: its unit, database, routes, port, and the events it publishes and consumes."""
+    from cleave.runtime import load_services
+
+    config = _config(topology)
+    out.print(f"[bold]{config.name}[/] · topology [bold]{config.topology.name}[/]")
+    for name, service in load_services(config).items():
+        routes = []
+        if service.router is not None:
+            for route in service.router.routes:
+                methods = ",".join(sorted(getattr(route, "methods", None) or []))
+                routes.append(f"{methods:<6} /api/{name}/v1{getattr(route, 'path', '')}")
+        rows = {
+            "unit": config.topology.unit_of(name),
+            "database": config.database_url(name),
+            "port": service.port.protocol.__name__ if service.port else "",
+            "calls": ", ".join(protocol.__name__ for protocol in service.calls),
+            "routes": routes,
+            "publishes": [event.event_type for event in service.publishes],
+            "consumes": [f"{sub.event.event_type} → {sub.name}" for sub in service.subscriptions],
+        }
+        out.print(f"\n[bold]{name}[/]  {service.description}")
+        for label, value in rows.items():
+            values = value if isinstance(value, list) else [value]
+            for index, item in enumerate(values or ["—"]):
+                out.print(f"  {label if index == 0 else '':<10} {item or '—'}", soft_wrap=True)
+
+
+@app.command()
+def token(
+    customer: Annotated[str | None, typer.Option(help="The customer id the token speaks for.")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="A scope to grant (repeatable); 'admin' for admin routes.")
+    ] = None,
+    ttl: Annotated[int, typer.Option(min=60, max=86400, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print an access token from the development issuer, for curl and friends."""
+    if customer is None and not scope:
+        raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")
+    config = _config()
+    scopes = list(scope or CUSTOMER_SCOPES)
+    subject = customer or (ADMIN_SCOPE if ADMIN_SCOPE in scopes else "cli")
+    issuer = DevIssuer.load_or_create(config.var_dir, config.auth.issuer, config.auth.audience)
+    out.print(issuer.issue(subject, scopes, ttl_seconds=ttl), soft_wrap=True)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    include_replayed: Annotated[bool, typer.Option("--all", help="Also those replayed.")] = False,
+) -> None:
+    """List dead letters: id, handler, event type, attempts and the last error."""
+    from cleave.messaging.consumer import list_dead_letters
+
+    config = _config()
+    if service:
+        config.require_service(service)
+    _single_unit(config)
+
+    async def work(unit: Unit) -> list[Any]:
+        letters = []
+        for name, context in unit.contexts.items():
+            if service is None or name == service:
+                letters.extend(await list_dead_letters(context, include_replayed=include_replayed))
+        return letters
+
+    letters = _run(lambda: _with_unit(config, work))
+    if not letters:
+        out.print("no dead letters")
+        return
+    table = Table()
+    for column in ("id", "handler", "type", "attempts", "failed at", "error"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            f"{letter.service}:{letter.id}",
+            letter.handler,
+            letter.type,
+            str(letter.attempts),
+            letter.failed_at.isoformat(timespec="seconds"),
+            letter.error,
+        )
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    letter: Annotated[str, typer.Argument(help="SERVICE:ID, as `cleave dlq list` shows it.")],
+) -> None:
+    """Apply a dead letter again through the same inbox path; it is applied at most once."""
+    service, _, raw_id = letter.partition(":")
+    if not raw_id.isdigit():
+        raise CleaveError(f"{letter!r} is not SERVICE:ID (for example customer:3)")
+    config = _config()
+    config.require_service(service)
+    _single_unit(config)
+
+    async def work(unit: Unit) -> bool:
+        return await unit.consumers[service].replay(int(raw_id))
+
+    applied = _run(lambda: _with_unit(config, work))
+    out.print(f"{letter} replayed" if applied else f"{letter} was applied before; marked replayed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every expected failure is one line on stderr and a non-zero exit."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(
+            args=argv if argv is not None else sys.argv[1:], prog_name="cleave", standalone_mode=False
+        )
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except UsageError as error:
+        where = error.ctx.command_path if error.ctx is not None else "cleave"
+        err.print(f"error: {error.format_message()} (see {where} --help)")
+        sys.exit(2)
+    except ClickException as error:
+        err.print(f"error: {error.format_message()}")
+        sys.exit(error.exit_code)
+    except ConfigError as error:
+        err.print(f"error: {error}")
+        sys.exit(2)
+    except CleaveError as error:
+        err.print(f"error: {error}")
+        sys.exit(1)

@@ -1,0 +1,317 @@
+"""Orchestrated sagas, persisted in the orchestrating service's own database.
+
+A saga is a list of steps. Each step's action calls other services through their ports, outside
+any transaction; its outcome is then recorded in one short transaction, together with whatever
+the saga's hooks write (the order's status, the events it publishes). Steps are idempotent, so a
+saga resumed after a crash (its lease ran out) may safely repeat the step it was in.
+
+- A step that raises `StepFailed`, or runs past its deadline, starts compensation: the
+  compensations of the steps already done run in reverse, then `on_failed`.
+- Any other error is transient: the step is retried with backoff until its deadline.
+- Steps marked `retriable` come after the pivot: they are retried until they succeed, never
+  compensated, because the saga can no longer go back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, and_, select, update
+
+from cleave.db import utcnow
+from cleave.service import ServiceContext, UnitOfWork
+from cleave.tables import sagas
+
+RUNNING, COMPENSATING, COMPLETED, FAILED = "running", "compensating", "completed", "failed"
+
+
+class StepFailed(Exception):
+    """A business failure: the saga cannot go on, and must compensate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class SagaState:
+    id: str
+    data: dict[str, Any]
+    status: str = RUNNING
+    failed_step: str | None = None
+    reason: str | None = None
+
+
+Action = Callable[[SagaState], Awaitable[Mapping[str, Any] | None]]
+Compensation = Callable[[SagaState], Awaitable[None]]
+Hook = Callable[[UnitOfWork, SagaState], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: Action
+    compensation: Compensation | None = None
+    deadline_seconds: float | None = None
+    retriable: bool = False
+
+
+async def _nothing(_uow: UnitOfWork, _state: SagaState) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: Sequence[Step]
+    on_completed: Hook
+    on_failed: Hook
+    on_progress: Hook = field(default=_nothing)
+
+    @property
+    def signal(self) -> str:
+        return saga_signal(self.name)
+
+
+def saga_signal(name: str) -> str:
+    return f"saga:{name}"
+
+
+async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str, Any]) -> None:
+    """Record a new saga in the caller's transaction; its runner picks it up once that commits."""
+    now = utcnow()
+    await uow.connection.execute(
+        sagas.insert().values(
+            id=saga_id,
+            name=name,
+            status=RUNNING,
+            step=0,
+            data=json.dumps(dict(data)),
+            attempts=0,
+            step_started_at=now,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    uow.notify(saga_signal(name))
+
+
+class SagaRunner:
+    """Advances every due saga of one definition. Runs as a worker of the orchestrating service."""
+
+    def __init__(
+        self,
+        context: ServiceContext,
+        definition: SagaDefinition,
+        *,
+        deadline_seconds: float = 5.0,
+        retry_seconds: float = 0.2,
+        poll_seconds: float = 1.0,
+        max_in_flight: int = 64,
+    ) -> None:
+        self.context = context
+        self.definition = definition
+        self.deadline_seconds = deadline_seconds
+        self.retry_seconds = retry_seconds
+        self.poll_seconds = poll_seconds
+        self.max_in_flight = max_in_flight
+        self._signal = context.signal(definition.signal)
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _deadline(self, step: Step) -> float:
+        return step.deadline_seconds or self.deadline_seconds
+
+    def _lease(self) -> timedelta:
+        # Long enough for the slowest step; a saga whose lease runs out is resumed elsewhere.
+        longest = max((self._deadline(step) for step in self.definition.steps), default=1.0)
+        return timedelta(seconds=longest * 2 + 5)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.advance_due()
+                await self._signal.wait(self.poll_seconds)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def advance_due(self) -> int:
+        """Claim the sagas that are due and advance each in its own task; returns how many."""
+        room = self.max_in_flight - len(self._in_flight)
+        if room <= 0:
+            return 0
+        now = utcnow()
+        query = (
+            select(sagas.c.id, sagas.c.next_attempt_at)
+            .where(
+                sagas.c.name == self.definition.name,
+                sagas.c.status.in_((RUNNING, COMPENSATING)),
+                sagas.c.next_attempt_at <= now,
+            )
+            .order_by(sagas.c.next_attempt_at)
+            .limit(room)
+        )
+        if self._in_flight:
+            query = query.where(sagas.c.id.not_in(self._in_flight))
+        async with self.context.read() as connection:
+            due = (await connection.execute(query)).all()
+        started = 0
+        for saga_id, due_at in due:
+            if await self._claim(saga_id, due_at):
+                self._in_flight.add(saga_id)
+                task = asyncio.create_task(self._advance(saga_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                started += 1
+        return started
+
+    async def _claim(self, saga_id: str, due_at: datetime) -> bool:
+        async with self.context.database.transaction() as connection:
+            result = await connection.execute(
+                update(sagas)
+                .where(and_(sagas.c.id == saga_id, sagas.c.next_attempt_at == due_at))
+                .values(next_attempt_at=utcnow() + self._lease())
+            )
+        return result.rowcount == 1
+
+    async def _advance(self, saga_id: str) -> None:
+        try:
+            while await self._advance_one_step(saga_id):
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.context.log.exception("saga step crashed; it resumes when its lease ends", saga=saga_id)
+        finally:
+            self._in_flight.discard(saga_id)
+            self._signal.set()
+
+    async def _load(self, saga_id: str) -> Row[Any]:
+        async with self.context.read() as connection:
+            return (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one()
+
+    async def _advance_one_step(self, saga_id: str) -> bool:
+        """Run one step or one compensation; True while there is more to do right now."""
+        row = await self._load(saga_id)
+        state = SagaState(
+            id=row.id,
+            data=json.loads(row.data),
+            status=row.status,
+            failed_step=row.failed_step,
+            reason=row.reason,
+        )
+        steps = self.definition.steps
+        if row.status == RUNNING:
+            if row.step >= len(steps):
+                await self._finish(state, COMPLETED, self.definition.on_completed)
+                return False
+            return await self._run_action(row, state, steps[row.step])
+        if row.status == COMPENSATING:
+            if row.step < 0:
+                await self._finish(state, FAILED, self.definition.on_failed)
+                return False
+            return await self._run_compensation(row, state, steps[row.step])
+        return False
+
+    async def _run_action(self, row: Row[Any], state: SagaState, step: Step) -> bool:
+        elapsed = (utcnow() - row.step_started_at).total_seconds()
+        remaining = self._deadline(step) - elapsed
+        try:
+            if remaining <= 0 and not step.retriable:
+                raise StepFailed(f"{step.name}_timeout")
+            async with asyncio.timeout(max(remaining, self._deadline(step)) if step.retriable else remaining):
+                updates = await step.action(state)
+        except StepFailed as failure:
+            # Definitive even after the pivot: the far side said no, so there is nothing to retry.
+            await self._begin_compensation(row, state, step, failure.reason)
+            return True
+        except TimeoutError:
+            if step.retriable:
+                await self._retry_later(row, f"{step.name} timed out")
+                return False
+            await self._begin_compensation(row, state, step, f"{step.name}_timeout")
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.context.log.warning("saga step failed; retrying", saga=row.id, step=step.name, error=str(error))
+            await self._retry_later(row, f"{type(error).__name__}: {error}")
+            return False
+        state.data.update(updates or {})
+        now = utcnow()
+        async with self.context.unit_of_work() as uow:
+            await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
+            await self._save(uow, row, step=row.step + 1, data=state.data, attempts=0, step_started_at=now)
+        return True
+
+    async def _run_compensation(self, row: Row[Any], state: SagaState, step: Step) -> bool:
+        if step.compensation is not None:
+            try:
+                async with asyncio.timeout(self._deadline(step)):
+                    await step.compensation(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # A compensation must eventually succeed: it is retried with backoff, never skipped.
+                self.context.log.warning(
+                    "saga compensation failed; retrying", saga=row.id, step=step.name, error=str(error)
+                )
+                await self._retry_later(row, f"{type(error).__name__}: {error}")
+                return False
+        async with self.context.unit_of_work() as uow:
+            await self._save(uow, row, step=row.step - 1, attempts=0)
+        return True
+
+    async def _begin_compensation(self, row: Row[Any], state: SagaState, step: Step, reason: str) -> None:
+        self.context.log.info("saga compensating", saga=row.id, step=step.name, reason=reason)
+        state.status, state.failed_step, state.reason = COMPENSATING, step.name, reason
+        async with self.context.unit_of_work() as uow:
+            # The failed step's own compensation runs too: a timed-out call may have taken effect.
+            await self._save(
+                uow, row, status=COMPENSATING, step=row.step, failed_step=step.name, reason=reason, attempts=0
+            )
+
+    async def _retry_later(self, row: Row[Any], error: str) -> None:
+        attempts = row.attempts + 1
+        delay = min(self.retry_seconds * 2 ** min(attempts - 1, 6), 10.0)
+        asyncio.get_running_loop().call_later(delay, self._signal.set)
+        async with self.context.database.transaction() as connection:
+            await connection.execute(
+                update(sagas)
+                .where(sagas.c.id == row.id)
+                .values(attempts=attempts, next_attempt_at=utcnow() + timedelta(seconds=delay), updated_at=utcnow())
+            )
+
+    async def _finish(self, state: SagaState, status: str, hook: Hook) -> None:
+        state.status = status
+        async with self.context.unit_of_work() as uow:
+            await uow.connection.execute(
+                update(sagas).where(sagas.c.id == state.id).values(status=status, updated_at=utcnow())
+            )
+            await hook(uow, state)
+
+    async def _save(self, uow: UnitOfWork, row: Row[Any], **values: Any) -> None:
+        if "data" in values:
+            values["data"] = json.dumps(values["data"])
+        now = utcnow()
+        await uow.connection.execute(
+            update(sagas)
+            .where(sagas.c.id == row.id)
+            .values(**values, updated_at=now, next_attempt_at=now + self._lease())
+        )
+
+
+async def saga_status(context: ServiceContext, saga_id: str) -> SagaState | None:
+    async with context.read() as connection:
+        row = (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
+    if row is None:
+        return None
+    return SagaState(id=row.id, data=json.loads(row.data), status=row.status, failed_step=row.failed_step, reason=row.reason)

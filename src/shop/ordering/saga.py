@@ -1,0 +1,128 @@
+"""The place-order saga: price, reserve stock, authorise, capture, commit; compensate on failure.
+
+It is orchestrated by ordering and persisted in ordering's database (the chassis saga log). Every
+call goes through the other service's port, so it is the same code whether catalog and payment run
+in this process or in another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cleave.errors import Conflict
+from cleave.money import Money
+from cleave.saga import SagaDefinition, SagaRunner, SagaState, Step, StepFailed
+from cleave.service import ServiceContext, UnitOfWork
+from shop.catalog.contract import CatalogPort, OrderLine, OutOfStock, UnknownProducts
+from shop.ordering import store
+from shop.ordering.contract import OrderCancelled, OrderConfirmed, OrderRejected
+from shop.ordering.domain import CONFIRMED, REJECTED, outcome_of_failure
+from shop.payment.contract import PaymentFailed, PaymentPort
+
+NAME = "place_order"
+
+
+def _lines(state: SagaState) -> list[OrderLine]:
+    return [OrderLine(sku=sku, quantity=quantity) for sku, quantity in state.data["lines"].items()]
+
+
+def definition(context: ServiceContext) -> SagaDefinition:
+    catalog = context.port(CatalogPort)
+    payments = context.port(PaymentPort)
+
+    async def price_lines(state: SagaState) -> Mapping[str, Any]:
+        try:
+            priced = await catalog.price_lines(_lines(state))
+        except UnknownProducts as error:
+            raise StepFailed("unknown_sku") from error
+        currencies = {line.currency for line in priced}
+        if len(currencies) != 1:
+            raise StepFailed("mixed_currencies")
+        return {
+            "priced": [line.model_dump() for line in priced],
+            "total": sum(line.unit_price * line.quantity for line in priced),
+            "currency": currencies.pop(),
+        }
+
+    async def reserve_stock(state: SagaState) -> None:
+        try:
+            await catalog.reserve_stock(state.id, _lines(state))
+        except OutOfStock as error:
+            raise StepFailed("out_of_stock") from error
+        except UnknownProducts as error:
+            raise StepFailed("unknown_sku") from error
+
+    async def release_stock(state: SagaState) -> None:
+        await catalog.release_stock(state.id)
+
+    async def authorise_payment(state: SagaState) -> Mapping[str, Any]:
+        amount = Money(amount=state.data["total"], currency=state.data["currency"])
+        try:
+            await payments.authorise(state.id, state.data["customer_id"], amount, state.data["card_token"])
+        except PaymentFailed as error:
+            raise StepFailed(f"payment_{error.reason}") from error
+        return {"card_token": None}  # authorised: the saga no longer needs, so no longer keeps, the token
+
+    async def void_payment(state: SagaState) -> None:
+        await payments.void(state.id)
+
+    async def capture_payment(state: SagaState) -> None:
+        try:
+            await payments.capture(state.id)
+        except Conflict as error:
+            raise StepFailed("payment_capture_refused") from error
+
+    async def commit_stock(state: SagaState) -> None:
+        await catalog.commit_stock(state.id)
+
+    async def on_progress(uow: UnitOfWork, state: SagaState) -> None:
+        if "priced" in state.data and not state.data.get("prices_recorded"):
+            await store.set_priced(
+                uow.connection, state.id, state.data["priced"], state.data["total"], state.data["currency"]
+            )
+            state.data["prices_recorded"] = True
+
+    async def on_completed(uow: UnitOfWork, state: SagaState) -> None:
+        if await store.finish(uow.connection, state.id, CONFIRMED, None):
+            total = Money(amount=state.data["total"], currency=state.data["currency"])
+            uow.publish(
+                OrderConfirmed(order_id=state.id, customer_id=state.data["customer_id"], total=total),
+                subject=state.id,
+            )
+
+    async def on_failed(uow: UnitOfWork, state: SagaState) -> None:
+        status, reason = outcome_of_failure(state.failed_step, state.reason)
+        if await store.finish(uow.connection, state.id, status, reason):
+            event = OrderRejected if status == REJECTED else OrderCancelled
+            uow.publish(
+                event(order_id=state.id, customer_id=state.data["customer_id"], reason=reason),
+                subject=state.id,
+            )
+
+    deadline = context.setting("step_deadline_seconds", 5.0)
+    return SagaDefinition(
+        name=NAME,
+        steps=[
+            Step("price_lines", price_lines, deadline_seconds=deadline),
+            Step("reserve_stock", reserve_stock, release_stock, deadline_seconds=deadline),
+            Step("authorise_payment", authorise_payment, void_payment, deadline_seconds=deadline),
+            # The pivot: once the money is taken the saga only goes forward.
+            Step("capture_payment", capture_payment, deadline_seconds=deadline, retriable=True),
+            Step("commit_stock", commit_stock, deadline_seconds=deadline, retriable=True),
+        ],
+        on_completed=on_completed,
+        on_failed=on_failed,
+        on_progress=on_progress,
+    )
+
+
+async def run(context: ServiceContext) -> None:
+    """The saga worker: advances every pending order until the service stops."""
+    runner = SagaRunner(
+        context,
+        definition(context),
+        deadline_seconds=context.setting("step_deadline_seconds", 5.0),
+        retry_seconds=context.setting("retry_seconds", 0.2),
+    )
+    await runner.run()

@@ -1,0 +1,143 @@
+"""The outbox, relay, inbox and dead letters, on the toy system, over SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import func, select
+
+from cleave.config import SystemConfig, Topology
+from cleave.messaging.consumer import list_dead_letters
+from cleave.messaging.envelope import Envelope
+from cleave.messaging.relay import outbox_state
+from cleave.runtime import Unit
+from cleave.tables import inbox, outbox
+from tests.conftest import PostgresDatabases, eventually
+from tests.integration import toy
+
+
+@pytest.fixture
+async def toy_config(base_config: SystemConfig, backend: str) -> AsyncIterator[SystemConfig]:
+    services = {"notes": "tests.integration.toy:notes_service", "tally": "tests.integration.toy:tally_service"}
+    database = "sqlite+aiosqlite:///{var}/{service}.db"
+    databases = PostgresDatabases()
+    if backend == "postgresql":
+        await databases.create(list(services))
+        database = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
+    topology = Topology(name="toy", units={"toy": ("notes", "tally")}, broker="memory", database=database)
+    try:
+        yield replace(base_config, services=services, topology=topology, topologies={"toy": topology})
+    finally:
+        await databases.drop()
+
+
+async def started(config: SystemConfig, *, start: bool = True) -> Unit:
+    unit = Unit(config, max_attempts=3)
+    for consumer in unit.consumers.values():
+        consumer.backoff_seconds = 0.01
+    await unit.migrate()
+    if start:
+        await unit.start()
+    return unit
+
+
+async def tally_of(unit: Unit, word: str) -> int:
+    async with unit.context("tally").read() as connection:
+        count = (await connection.execute(select(toy.tallies.c.count).where(toy.tallies.c.word == word))).scalar()
+    return int(count or 0)
+
+
+async def test_an_event_commits_with_its_aggregate_and_is_consumed(toy_config: SystemConfig) -> None:
+    unit = await started(toy_config)
+    try:
+        async with unit.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "hello")
+        assert await eventually(lambda: tally_of(unit, "hello")) == 1
+        state = await outbox_state(unit.context("notes"))
+        assert (state.pending, state.delivered) == (0, 1)
+    finally:
+        await unit.stop()
+
+
+async def test_a_rolled_back_unit_of_work_publishes_nothing(toy_config: SystemConfig) -> None:
+    unit = await started(toy_config)
+    try:
+        with pytest.raises(RuntimeError):
+            async with unit.context("notes").unit_of_work() as uow:
+                await toy.write_note(uow, "n1", "never")
+                raise RuntimeError("the use case failed after publishing")
+        async with unit.context("notes").read() as connection:
+            assert (await connection.execute(select(func.count()).select_from(outbox))).scalar() == 0
+    finally:
+        await unit.stop()
+
+
+async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart(
+    toy_config: SystemConfig,
+) -> None:
+    crashed = await started(toy_config, start=False)  # committed, but no relay ever ran
+    async with crashed.context("notes").unit_of_work() as uow:
+        await toy.write_note(uow, "n1", "survivor")
+    assert (await outbox_state(crashed.context("notes"))).pending == 1
+    await crashed.stop()
+
+    restarted = await started(toy_config)
+    try:
+        assert await eventually(lambda: tally_of(restarted, "survivor")) == 1
+        assert (await outbox_state(restarted.context("notes"))).pending == 0
+    finally:
+        await restarted.stop()
+
+
+async def test_duplicate_deliveries_are_applied_once(toy_config: SystemConfig) -> None:
+    unit = await started(toy_config)
+    try:
+        envelope = Envelope.of(toy.NoteWritten(note_id="n1", text="twice"), source="/test", trace={})
+        consumer = unit.consumers["tally"]
+        await consumer.deliver(envelope)
+        await consumer.deliver(envelope)
+        await asyncio.gather(*(consumer.deliver(envelope) for _ in range(5)))
+        assert await tally_of(unit, "twice") == 1
+        async with unit.context("tally").read() as connection:
+            assert (await connection.execute(select(func.count()).select_from(inbox))).scalar() == 1
+    finally:
+        await unit.stop()
+
+
+async def test_a_failing_message_is_parked_then_replayed_once(toy_config: SystemConfig) -> None:
+    unit = await started(toy_config)
+    try:
+        async with unit.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "poison")
+        letters = await eventually(lambda: list_dead_letters(unit.context("tally")))
+        assert len(letters) == 1
+        assert letters[0].attempts == 3
+        assert "cannot count 'poison'" in letters[0].error
+
+        async def relay_done() -> bool:
+            return (await outbox_state(unit.context("notes"))).pending == 0
+
+        assert await eventually(relay_done)  # parked in tally's database, so the relay is done
+
+        toy.failures["poison"] = False  # the broken dependency is fixed
+        assert await unit.consumers["tally"].replay(letters[0].id) is True
+        assert await tally_of(unit, "poison") == 1
+        assert await list_dead_letters(unit.context("tally")) == []
+        with pytest.raises(Exception, match="was replayed"):
+            await unit.consumers["tally"].replay(letters[0].id)
+    finally:
+        toy.failures["poison"] = True
+        await unit.stop()
+
+
+async def test_migrations_are_idempotent(toy_config: SystemConfig) -> None:
+    unit = Unit(toy_config)
+    try:
+        first = await unit.migrate()
+        assert set(first["notes"]) == {"c0001", "c0002", "notes_0001"}
+        assert await unit.migrate() == {"notes": [], "tally": []}
+    finally:
+        await unit.stop()
