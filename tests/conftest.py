@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,9 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def issuer(base_config: SystemConfig) -> DevIssuer:
-    return DevIssuer.load_or_create(base_config.var_dir, base_config.auth.issuer, base_config.auth.audience)
+    return DevIssuer.load_or_create(
+        base_config.var_dir, base_config.auth.issuer, base_config.auth.audience
+    )
 
 
 @pytest.fixture
@@ -141,20 +143,19 @@ def customer_headers(issuer: DevIssuer) -> Callable[[str], dict[str, str]]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Awaitable[Any]], *, within: float = 10.0, interval: float = 0.02
 ) -> Any:
     """Poll until `check` returns a truthy value; the last falsy value fails the test."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await check()
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+            raise AssertionError(f"condition not met within {within}s (last: {value!r})")
         await asyncio.sleep(interval)
 
 
 @pytest.fixture(autouse=True)
-def _no_real_config_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_exporter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
-    yield

@@ -28,7 +28,7 @@ def context_of(service: str) -> Callable[[Request], Coroutine[Any, Any, ServiceC
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list. Pass `next_cursor` back as `cursor` for the next page; null at the end."""
+    """One page of a list: pass `next_cursor` back as `cursor` for the next; null at the end."""
 
     items: list[T]
     next_cursor: str | None

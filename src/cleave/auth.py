@@ -25,7 +25,7 @@ from cleave.errors import Forbidden, Unauthorized
 
 ADMIN_SCOPE = "admin"
 CUSTOMER_SCOPES = ("orders:read", "orders:write", "payments:read", "profile")
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,10 @@ class TokenVerifier:
         key_set = await self.keys.key_set(kid)
         try:
             decoded = jwt.decode(token, key_set, algorithms=list(self.algorithms))
-            if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+            if decoded.header.get("typ", "").lower() not in (
+                ACCESS_TOKEN_TYPE,
+                "application/at+jwt",
+            ):
                 raise Unauthorized("not an access token", code="invalid-token")
             claims = jwt.JWTClaimsRegistry(
                 leeway=self.leeway_seconds,
@@ -80,7 +83,9 @@ class TokenVerifier:
             )
             claims.validate(decoded.claims)
         except JoseError as error:
-            raise Unauthorized(f"invalid token: {error.description or error.error}", code="invalid-token") from None
+            raise Unauthorized(
+                f"invalid token: {error.description or error.error}", code="invalid-token"
+            ) from None
         except (ValueError, TypeError):
             raise Unauthorized("invalid token: malformed", code="invalid-token") from None
         scope = decoded.claims.get("scope", "")
@@ -124,7 +129,9 @@ class DevIssuer:
             key = RSAKey.import_key(json.loads(path.read_text()))
         else:
             var_dir.mkdir(parents=True, exist_ok=True)
-            key = RSAKey.generate_key(2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"})
+            key = RSAKey.generate_key(
+                2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"}
+            )
             # Written with owner-only permissions: this is a private signing key.
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
@@ -132,7 +139,12 @@ class DevIssuer:
         return cls(key, issuer, audience)
 
     def issue(
-        self, subject: str, scopes: Iterable[str], *, ttl_seconds: int = 3600, client_id: str = "cleave-cli"
+        self,
+        subject: str,
+        scopes: Iterable[str],
+        *,
+        ttl_seconds: int = 3600,
+        client_id: str = "cleave-cli",
     ) -> str:
         now = int(time.time())
         claims = {

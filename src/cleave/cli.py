@@ -30,7 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-dlq_app = typer.Typer(help="Messages that failed every attempt, parked per service.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Messages that failed every attempt, parked per service.", no_args_is_help=True
+)
 app.add_typer(dlq_app, name="dlq")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -72,7 +74,9 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise CleaveError(f"port {port} on {host} is in use (choose another with --port)") from None
+                raise CleaveError(
+                    f"port {port} on {host} is in use (choose another with --port)"
+                ) from None
             raise CleaveError(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
@@ -177,9 +181,12 @@ def services(topology: TopologyOption = None) -> None:
 
 @app.command()
 def token(
-    customer: Annotated[str | None, typer.Option(help="The customer id the token speaks for.")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="The customer id the token speaks for.")
+    ] = None,
     scope: Annotated[
-        list[str] | None, typer.Option(help="A scope to grant (repeatable); 'admin' for admin routes.")
+        list[str] | None,
+        typer.Option(help="A scope to grant (repeatable); 'admin' for admin routes."),
     ] = None,
     ttl: Annotated[int, typer.Option(min=60, max=86400, help="Lifetime in seconds.")] = 3600,
 ) -> None:
@@ -256,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         command.main(
-            args=argv if argv is not None else sys.argv[1:], prog_name="cleave", standalone_mode=False
+            args=argv if argv is not None else sys.argv[1:],
+            prog_name="cleave",
+            standalone_mode=False,
         )
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)

@@ -96,7 +96,8 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
     if not services:
         raise ConfigError(f"{path}: [services] lists no service")
     topologies = {
-        name: _topology(name, table, list(services)) for name, table in raw.get("topology", {}).items()
+        name: _topology(name, table, list(services))
+        for name, table in raw.get("topology", {}).items()
     }
     if not topologies:
         raise ConfigError(f"{path}: no [topology.<name>] table")
@@ -122,7 +123,7 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
 def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topology:
     units_spec = table.get("units", {ALL_SERVICES: [ALL_SERVICES]})
     if units_spec == "one-per-service":
-        units = {service: (service,) for service in services}
+        units: dict[str, tuple[str, ...]] = {service: (service,) for service in services}
     else:
         units = {}
         for unit, members in dict(units_spec).items():

@@ -129,7 +129,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as naive UTC and read back as aware UTC, alike on SQLite and PostgreSQL."""
+    """A timestamp stored as naive UTC and read back as aware UTC, on SQLite and PostgreSQL."""
 
     impl = DateTime
     cache_ok = True

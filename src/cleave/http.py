@@ -67,27 +67,42 @@ def problem_response(
 def _install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, Problem)
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else None
+        headers = (
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else None
+        )
         return problem_response(
-            error.status, error.detail, code=error.code, instance=request.url.path,
-            headers=headers, **error.extensions,
+            error.status,
+            error.detail,
+            code=error.code,
+            instance=request.url.path,
+            headers=headers,
+            **error.extensions,
         )
 
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         errors = [
-            {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type", "")}
+            {
+                "loc": list(item.get("loc", ())),
+                "msg": item.get("msg", ""),
+                "type": item.get("type", ""),
+            }
             for item in error.errors()
         ]
         return problem_response(
-            422, "the request is not valid", code="validation-error",
-            instance=request.url.path, errors=errors,
+            422,
+            "the request is not valid",
+            code="validation-error",
+            instance=request.url.path,
+            errors=errors,
         )
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         return problem_response(
-            error.status_code, str(error.detail), instance=request.url.path,
+            error.status_code,
+            str(error.detail),
+            instance=request.url.path,
             headers=error.headers,
         )
 
@@ -97,7 +112,9 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
-        return problem_response(500, "an unexpected error occurred", code="internal-error", instance=request.url.path)
+        return problem_response(
+            500, "an unexpected error occurred", code="internal-error", instance=request.url.path
+        )
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -139,7 +156,9 @@ class RequestContextMiddleware:
                     service = path.split("/")[2]
                     method = scope["method"]
                     HTTP_REQUESTS.labels(service, route, method, str(status)).inc()
-                    HTTP_DURATION.labels(service, route, method).observe(time.perf_counter() - started)
+                    HTTP_DURATION.labels(service, route, method).observe(
+                        time.perf_counter() - started
+                    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -174,7 +193,9 @@ def create_app(unit: Unit, *, start_unit: bool = True) -> FastAPI:
     _install_problem_handlers(app)
     for service in unit.services:
         if service.router is not None:
-            app.include_router(service.router, prefix=f"/api/{service.name}/v1", tags=[service.name])
+            app.include_router(
+                service.router, prefix=f"/api/{service.name}/v1", tags=[service.name]
+            )
 
     @app.get("/livez", tags=["health"])
     async def livez() -> dict[str, str]:

@@ -54,7 +54,9 @@ async def upgrade(service: str, migrations: Path, database: Database) -> list[st
     return applied
 
 
-async def current_heads(service: str, migrations: Path, database: Database) -> tuple[set[str], set[str]]:
+async def current_heads(
+    service: str, migrations: Path, database: Database
+) -> tuple[set[str], set[str]]:
     """The revisions the database is at, and the newest ones the code knows."""
     script = script_directory(migrations)
 

@@ -74,7 +74,9 @@ class Unit:
             )
         for service in self.services:
             if service.port is not None:
-                self.ports.bind(service.port.protocol, service.port.factory(self.contexts[service.name]))
+                self.ports.bind(
+                    service.port.protocol, service.port.factory(self.contexts[service.name])
+                )
         for service in self.services:
             for protocol in service.calls:
                 if not self.ports.provides(protocol):
@@ -83,7 +85,9 @@ class Unit:
                         f"{self.name!r} provides and no remote address is configured for"
                     )
         self.consumers = {
-            service.name: Consumer(self.contexts[service.name], service.subscriptions, max_attempts=max_attempts)
+            service.name: Consumer(
+                self.contexts[service.name], service.subscriptions, max_attempts=max_attempts
+            )
             for service in self.services
         }
         for service_name, consumer in self.consumers.items():
@@ -105,11 +109,13 @@ class Unit:
         for service in self.services:
             if only is None or service.name == only:
                 context = self.contexts[service.name]
-                applied[service.name] = await upgrade(service.name, service.migrations, context.database)
+                applied[service.name] = await upgrade(
+                    service.name, service.migrations, context.database
+                )
         return applied
 
     async def seed(self) -> dict[str, int]:
-        """Run each service's seeder; a seeder adds only what is missing, so seeding twice is safe."""
+        """Run each service's seeder; seeders add only what is missing, so seeding twice is safe."""
         seeded: dict[str, int] = {}
         for service in self.services:
             if service.seed is not None:
@@ -152,7 +158,9 @@ class Unit:
         self._tasks.append(asyncio.create_task(_supervise(name, run), name=name))
 
 
-def _bind(worker: Callable[[ServiceContext], Awaitable[None]], context: ServiceContext) -> Callable[[], Awaitable[None]]:
+def _bind(
+    worker: Callable[[ServiceContext], Awaitable[None]], context: ServiceContext
+) -> Callable[[], Awaitable[None]]:
     return lambda: worker(context)
 
 

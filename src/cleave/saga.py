@@ -189,7 +189,9 @@ class SagaRunner:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.context.log.exception("saga step crashed; it resumes when its lease ends", saga=saga_id)
+            self.context.log.exception(
+                "saga step crashed; it resumes when its lease ends", saga=saga_id
+            )
         finally:
             self._in_flight.discard(saga_id)
             self._signal.set()
@@ -227,7 +229,9 @@ class SagaRunner:
         try:
             if remaining <= 0 and not step.retriable:
                 raise StepFailed(f"{step.name}_timeout")
-            async with asyncio.timeout(max(remaining, self._deadline(step)) if step.retriable else remaining):
+            async with asyncio.timeout(
+                max(remaining, self._deadline(step)) if step.retriable else remaining
+            ):
                 updates = await step.action(state)
         except StepFailed as failure:
             # Definitive even after the pivot: the far side said no, so there is nothing to retry.
@@ -242,14 +246,18 @@ class SagaRunner:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            self.context.log.warning("saga step failed; retrying", saga=row.id, step=step.name, error=str(error))
+            self.context.log.warning(
+                "saga step failed; retrying", saga=row.id, step=step.name, error=str(error)
+            )
             await self._retry_later(row, f"{type(error).__name__}: {error}")
             return False
         state.data.update(updates or {})
         now = utcnow()
         async with self.context.unit_of_work() as uow:
             await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
-            await self._save(uow, row, step=row.step + 1, data=state.data, attempts=0, step_started_at=now)
+            await self._save(
+                uow, row, step=row.step + 1, data=state.data, attempts=0, step_started_at=now
+            )
         return True
 
     async def _run_compensation(self, row: Row[Any], state: SagaState, step: Step) -> bool:
@@ -262,7 +270,10 @@ class SagaRunner:
             except Exception as error:
                 # A compensation must eventually succeed: it is retried with backoff, never skipped.
                 self.context.log.warning(
-                    "saga compensation failed; retrying", saga=row.id, step=step.name, error=str(error)
+                    "saga compensation failed; retrying",
+                    saga=row.id,
+                    step=step.name,
+                    error=str(error),
                 )
                 await self._retry_later(row, f"{type(error).__name__}: {error}")
                 return False
@@ -270,13 +281,21 @@ class SagaRunner:
             await self._save(uow, row, step=row.step - 1, attempts=0)
         return True
 
-    async def _begin_compensation(self, row: Row[Any], state: SagaState, step: Step, reason: str) -> None:
+    async def _begin_compensation(
+        self, row: Row[Any], state: SagaState, step: Step, reason: str
+    ) -> None:
         self.context.log.info("saga compensating", saga=row.id, step=step.name, reason=reason)
         state.status, state.failed_step, state.reason = COMPENSATING, step.name, reason
         async with self.context.unit_of_work() as uow:
             # The failed step's own compensation runs too: a timed-out call may have taken effect.
             await self._save(
-                uow, row, status=COMPENSATING, step=row.step, failed_step=step.name, reason=reason, attempts=0
+                uow,
+                row,
+                status=COMPENSATING,
+                step=row.step,
+                failed_step=step.name,
+                reason=reason,
+                attempts=0,
             )
 
     async def _retry_later(self, row: Row[Any], error: str) -> None:
@@ -287,14 +306,20 @@ class SagaRunner:
             await connection.execute(
                 update(sagas)
                 .where(sagas.c.id == row.id)
-                .values(attempts=attempts, next_attempt_at=utcnow() + timedelta(seconds=delay), updated_at=utcnow())
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=utcnow() + timedelta(seconds=delay),
+                    updated_at=utcnow(),
+                )
             )
 
     async def _finish(self, state: SagaState, status: str, hook: Hook) -> None:
         state.status = status
         async with self.context.unit_of_work() as uow:
             await uow.connection.execute(
-                update(sagas).where(sagas.c.id == state.id).values(status=status, updated_at=utcnow())
+                update(sagas)
+                .where(sagas.c.id == state.id)
+                .values(status=status, updated_at=utcnow())
             )
             await hook(uow, state)
 
@@ -314,4 +339,10 @@ async def saga_status(context: ServiceContext, saga_id: str) -> SagaState | None
         row = (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
     if row is None:
         return None
-    return SagaState(id=row.id, data=json.loads(row.data), status=row.status, failed_step=row.failed_step, reason=row.reason)
+    return SagaState(
+        id=row.id,
+        data=json.loads(row.data),
+        status=row.status,
+        failed_step=row.failed_step,
+        reason=row.reason,
+    )

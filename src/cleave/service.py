@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
@@ -82,10 +82,10 @@ class Signal:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until set or `timeout` seconds pass; True if it was set. Clears the signal."""
+    async def wait(self, seconds: float) -> bool:
+        """Wait until set or `seconds` pass; True if it was set. Clears the signal."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._event.wait()
         was_set = self._event.is_set()
         self._event.clear()

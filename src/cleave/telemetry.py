@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -40,7 +41,9 @@ EVENTS_CONSUMED = Counter(
 )
 
 
-def _add_trace_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_ids(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event["trace_id"] = format(context.trace_id, "032x")
@@ -86,7 +89,9 @@ def configure_tracing(service_name: str) -> None:
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(
-        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+        resource=Resource.create(
+            {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
+        )
     )
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"

@@ -21,15 +21,22 @@ from tests.integration import toy
 
 @pytest.fixture
 async def toy_config(base_config: SystemConfig, backend: str) -> AsyncIterator[SystemConfig]:
-    services = {"notes": "tests.integration.toy:notes_service", "tally": "tests.integration.toy:tally_service"}
+    services = {
+        "notes": "tests.integration.toy:notes_service",
+        "tally": "tests.integration.toy:tally_service",
+    }
     database = "sqlite+aiosqlite:///{var}/{service}.db"
     databases = PostgresDatabases()
     if backend == "postgresql":
         await databases.create(list(services))
         database = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
-    topology = Topology(name="toy", units={"toy": ("notes", "tally")}, broker="memory", database=database)
+    topology = Topology(
+        name="toy", units={"toy": ("notes", "tally")}, broker="memory", database=database
+    )
     try:
-        yield replace(base_config, services=services, topology=topology, topologies={"toy": topology})
+        yield replace(
+            base_config, services=services, topology=topology, topologies={"toy": topology}
+        )
     finally:
         await databases.drop()
 
@@ -46,11 +53,15 @@ async def started(config: SystemConfig, *, start: bool = True) -> Unit:
 
 async def tally_of(unit: Unit, word: str) -> int:
     async with unit.context("tally").read() as connection:
-        count = (await connection.execute(select(toy.tallies.c.count).where(toy.tallies.c.word == word))).scalar()
+        count = (
+            await connection.execute(select(toy.tallies.c.count).where(toy.tallies.c.word == word))
+        ).scalar()
     return int(count or 0)
 
 
-async def test_an_event_commits_with_its_aggregate_and_is_consumed(toy_config: SystemConfig) -> None:
+async def test_an_event_commits_with_its_aggregate_and_is_consumed(
+    toy_config: SystemConfig,
+) -> None:
     unit = await started(toy_config)
     try:
         async with unit.context("notes").unit_of_work() as uow:
@@ -65,12 +76,18 @@ async def test_an_event_commits_with_its_aggregate_and_is_consumed(toy_config: S
 async def test_a_rolled_back_unit_of_work_publishes_nothing(toy_config: SystemConfig) -> None:
     unit = await started(toy_config)
     try:
-        with pytest.raises(RuntimeError):
+
+        async def failing_use_case() -> None:
             async with unit.context("notes").unit_of_work() as uow:
                 await toy.write_note(uow, "n1", "never")
                 raise RuntimeError("the use case failed after publishing")
+
+        with pytest.raises(RuntimeError):
+            await failing_use_case()
         async with unit.context("notes").read() as connection:
-            assert (await connection.execute(select(func.count()).select_from(outbox))).scalar() == 0
+            assert (
+                await connection.execute(select(func.count()).select_from(outbox))
+            ).scalar() == 0
     finally:
         await unit.stop()
 
@@ -95,7 +112,9 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
 async def test_duplicate_deliveries_are_applied_once(toy_config: SystemConfig) -> None:
     unit = await started(toy_config)
     try:
-        envelope = Envelope.of(toy.NoteWritten(note_id="n1", text="twice"), source="/test", trace={})
+        envelope = Envelope.of(
+            toy.NoteWritten(note_id="n1", text="twice"), source="/test", trace={}
+        )
         consumer = unit.consumers["tally"]
         await consumer.deliver(envelope)
         await consumer.deliver(envelope)

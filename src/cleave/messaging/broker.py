@@ -53,7 +53,10 @@ class MemoryBroker:
         return None
 
     def routes(self) -> dict[str, list[str]]:
-        return {event_type: [queue for queue, _ in targets] for event_type, targets in self._routes.items()}
+        return {
+            event_type: [queue for queue, _ in targets]
+            for event_type, targets in self._routes.items()
+        }
 
 
 def create_broker(url: str) -> Broker:

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.db import utcnow
 from cleave.errors import CleaveError, NotFound
 from cleave.messaging.envelope import Envelope
-from cleave.tables import dead_letters, inbox
 from cleave.service import ServiceContext, Subscription
+from cleave.tables import dead_letters, inbox
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Consumer:
     async def apply(
         self, subscription: Subscription[Any], envelope: Envelope, *, replaying: int | None = None
     ) -> bool:
-        """Apply one message in one transaction; False when the inbox shows it was applied before."""
+        """Apply one message in one transaction; False if the inbox shows it was applied before."""
         async with self.context.unit_of_work() as uow:
             if replaying is not None:
                 await uow.connection.execute(
@@ -133,7 +133,9 @@ class Consumer:
         raise CleaveError(f"{self.context.name} no longer handles {row.handler} for {row.type}")
 
 
-async def list_dead_letters(context: ServiceContext, *, include_replayed: bool = False) -> list[DeadLetter]:
+async def list_dead_letters(
+    context: ServiceContext, *, include_replayed: bool = False
+) -> list[DeadLetter]:
     query = select(dead_letters).order_by(dead_letters.c.id)
     if not include_replayed:
         query = query.where(dead_letters.c.replayed_at.is_(None))
@@ -171,4 +173,3 @@ async def _claim(connection: AsyncConnection, envelope: Envelope, handler: str) 
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-

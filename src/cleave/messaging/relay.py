@@ -18,8 +18,8 @@ from sqlalchemy import func, select, update
 from cleave.db import utcnow
 from cleave.messaging.broker import Broker
 from cleave.messaging.envelope import Envelope
-from cleave.tables import outbox
 from cleave.service import OUTBOX_SIGNAL, ServiceContext
+from cleave.tables import outbox
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,7 @@ async def outbox_state(context: ServiceContext) -> OutboxState:
             )
         ).one()
         delivered = (
-            await connection.execute(
-                select(func.count()).where(outbox.c.delivered_at.is_not(None))
-            )
+            await connection.execute(select(func.count()).where(outbox.c.delivered_at.is_not(None)))
         ).scalar_one()
     age = None
     if oldest is not None:

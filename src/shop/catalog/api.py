@@ -1,11 +1,12 @@
-"""Catalog's REST routes, under /api/catalog/v1. Browsing is public; changes need the admin scope."""
+"""Catalog's REST routes, under /api/catalog/v1: browsing is public, changes need admin."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
 
 from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
 from cleave.auth import AdminPrincipal
@@ -56,7 +57,7 @@ class StockAdjustment(BaseModel):
     reason: str = Field(min_length=1, max_length=200, examples=["recount"])
 
 
-def _out(row: store.Row) -> ProductOut:  # type: ignore[type-arg]
+def _out(row: Row[Any]) -> ProductOut:
     return ProductOut(
         sku=row.sku,
         name=row.name,
@@ -78,7 +79,9 @@ async def _load(context: ServiceContext, sku: str) -> ProductOut:
 @router.get("/products", summary="List products, with text search")
 async def list_products(
     context: Context,
-    q: Annotated[str | None, Query(max_length=100, description="Words in name or description.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Words in name or description.")
+    ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[ProductOut]:
@@ -130,5 +133,7 @@ async def adjust_stock(
 ) -> ProductOut:
     async with context.unit_of_work() as uow:
         await handlers.adjust_stock(uow, sku, body.delta)
-    context.log.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason, by=admin.subject)
+    context.log.info(
+        "stock adjusted", sku=sku, delta=body.delta, reason=body.reason, by=admin.subject
+    )
     return await _load(context, sku)

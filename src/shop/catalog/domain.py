@@ -24,7 +24,8 @@ class ProductDraft:
 def validate_product(draft: ProductDraft) -> ProductDraft:
     if not SKU_PATTERN.match(draft.sku):
         raise Unprocessable(
-            f"sku {draft.sku!r} must be 2-64 upper-case letters, digits or dashes", code="invalid-sku"
+            f"sku {draft.sku!r} must be 2-64 upper-case letters, digits or dashes",
+            code="invalid-sku",
         )
     if not draft.name.strip():
         raise Unprocessable("a product needs a name", code="invalid-product")

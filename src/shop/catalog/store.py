@@ -116,12 +116,20 @@ async def reservation(connection: AsyncConnection, order_id: str) -> list[Row[An
     return list(rows)
 
 
-async def record_reservation(connection: AsyncConnection, order_id: str, lines: dict[str, int]) -> None:
+async def record_reservation(
+    connection: AsyncConnection, order_id: str, lines: dict[str, int]
+) -> None:
     now = utcnow()
     await connection.execute(
         reservations.insert(),
         [
-            {"order_id": order_id, "sku": sku, "quantity": quantity, "state": HELD, "updated_at": now}
+            {
+                "order_id": order_id,
+                "sku": sku,
+                "quantity": quantity,
+                "state": HELD,
+                "updated_at": now,
+            }
             for sku, quantity in lines.items()
         ],
     )

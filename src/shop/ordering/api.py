@@ -58,7 +58,9 @@ class LineOut(BaseModel):
 class OrderOut(BaseModel):
     id: str
     status: str = Field(description="pending, then exactly one of confirmed, rejected, cancelled.")
-    reason: str | None = Field(description="Why an order was rejected or cancelled, machine-readable.")
+    reason: str | None = Field(
+        description="Why an order was rejected or cancelled, machine-readable."
+    )
     customer_id: str
     lines: list[LineOut]
     total: Money | None
@@ -80,7 +82,10 @@ def _out(row: Any, lines: list[Any]) -> OrderOut:
         status=row.status,
         reason=row.reason,
         customer_id=row.customer_id,
-        lines=[LineOut(sku=l.sku, quantity=l.quantity, name=l.name, unit_price=l.unit_price) for l in lines],
+        lines=[
+            LineOut(sku=x.sku, quantity=x.quantity, name=x.name, unit_price=x.unit_price)
+            for x in lines
+        ],
         total=total,
         shipping_address=Address.model_validate_json(row.shipping_address),
         card=f"…{row.card_hint}",
@@ -143,10 +148,14 @@ async def list_orders(
         try:
             before = (datetime.fromisoformat(position["at"]), str(position["id"]))
         except (KeyError, TypeError, ValueError):
-            raise Problem("the cursor is not one this API gave out", code="invalid-cursor") from None
+            raise Problem(
+                "the cursor is not one this API gave out", code="invalid-cursor"
+            ) from None
     owner = None if principal.is_admin else principal.subject
     async with context.read() as connection:
-        rows = await store.list_orders(connection, customer_id=owner, before=before, limit=limit + 1)
+        rows = await store.list_orders(
+            connection, customer_id=owner, before=before, limit=limit + 1
+        )
         page = rows[:limit]
         lines = await store.get_lines(connection, [row.id for row in page])
     next_cursor = None

@@ -74,7 +74,11 @@ async def place_order(context: ServiceContext, command: PlaceOrder) -> Placed:
                 uow,
                 saga.NAME,
                 order_id,
-                {"customer_id": command.customer_id, "lines": wanted, "card_token": command.card_token},
+                {
+                    "customer_id": command.customer_id,
+                    "lines": wanted,
+                    "card_token": command.card_token,
+                },
             )
             uow.publish(
                 OrderPlaced(order_id=order_id, customer_id=command.customer_id, lines=wanted),

@@ -59,10 +59,14 @@ def definition(context: ServiceContext) -> SagaDefinition:
     async def authorise_payment(state: SagaState) -> Mapping[str, Any]:
         amount = Money(amount=state.data["total"], currency=state.data["currency"])
         try:
-            await payments.authorise(state.id, state.data["customer_id"], amount, state.data["card_token"])
+            await payments.authorise(
+                state.id, state.data["customer_id"], amount, state.data["card_token"]
+            )
         except PaymentFailed as error:
             raise StepFailed(f"payment_{error.reason}") from error
-        return {"card_token": None}  # authorised: the saga no longer needs, so no longer keeps, the token
+        return {
+            "card_token": None
+        }  # authorised: the saga no longer needs, so no longer keeps, the token
 
     async def void_payment(state: SagaState) -> None:
         await payments.void(state.id)
@@ -79,7 +83,11 @@ def definition(context: ServiceContext) -> SagaDefinition:
     async def on_progress(uow: UnitOfWork, state: SagaState) -> None:
         if "priced" in state.data and not state.data.get("prices_recorded"):
             await store.set_priced(
-                uow.connection, state.id, state.data["priced"], state.data["total"], state.data["currency"]
+                uow.connection,
+                state.id,
+                state.data["priced"],
+                state.data["total"],
+                state.data["currency"],
             )
             state.data["prices_recorded"] = True
 
@@ -87,7 +95,9 @@ def definition(context: ServiceContext) -> SagaDefinition:
         if await store.finish(uow.connection, state.id, CONFIRMED, None):
             total = Money(amount=state.data["total"], currency=state.data["currency"])
             uow.publish(
-                OrderConfirmed(order_id=state.id, customer_id=state.data["customer_id"], total=total),
+                OrderConfirmed(
+                    order_id=state.id, customer_id=state.data["customer_id"], total=total
+                ),
                 subject=state.id,
             )
 

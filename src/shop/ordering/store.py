@@ -57,22 +57,33 @@ order_lines = Table(
 )
 
 
-async def insert_order(connection: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+async def insert_order(
+    connection: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]
+) -> None:
     now = utcnow()
     await connection.execute(
         orders.insert().values(
-            **order, shipping_address=json.dumps(order["shipping_address"]), created_at=now, updated_at=now
+            **order,
+            shipping_address=json.dumps(order["shipping_address"]),
+            created_at=now,
+            updated_at=now,
         )
     )
-    await connection.execute(order_lines.insert(), [{"order_id": order["id"], **line} for line in lines])
+    await connection.execute(
+        order_lines.insert(), [{"order_id": order["id"], **line} for line in lines]
+    )
 
 
 async def get_order(connection: AsyncConnection, order_id: str) -> Row[Any] | None:
     return (await connection.execute(select(orders).where(orders.c.id == order_id))).one_or_none()
 
 
-async def find_by_idempotency_key(connection: AsyncConnection, customer_id: str, key: str) -> Row[Any] | None:
-    statement = select(orders).where(orders.c.customer_id == customer_id, orders.c.idempotency_key == key)
+async def find_by_idempotency_key(
+    connection: AsyncConnection, customer_id: str, key: str
+) -> Row[Any] | None:
+    statement = select(orders).where(
+        orders.c.customer_id == customer_id, orders.c.idempotency_key == key
+    )
     return (await connection.execute(statement)).one_or_none()
 
 
@@ -87,7 +98,11 @@ async def get_lines(connection: AsyncConnection, order_ids: list[str]) -> dict[s
 
 
 async def list_orders(
-    connection: AsyncConnection, *, customer_id: str | None, before: tuple[datetime, str] | None, limit: int
+    connection: AsyncConnection,
+    *,
+    customer_id: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
 ) -> list[Row[Any]]:
     """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
     statement = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
@@ -96,14 +111,25 @@ async def list_orders(
     if before is not None:
         created_at, order_id = before
         statement = statement.where(
-            or_(orders.c.created_at < created_at, and_(orders.c.created_at == created_at, orders.c.id < order_id))
+            or_(
+                orders.c.created_at < created_at,
+                and_(orders.c.created_at == created_at, orders.c.id < order_id),
+            )
         )
     return list((await connection.execute(statement)).all())
 
 
-async def set_priced(connection: AsyncConnection, order_id: str, priced: list[dict[str, Any]], total: int, currency: str) -> None:
+async def set_priced(
+    connection: AsyncConnection,
+    order_id: str,
+    priced: list[dict[str, Any]],
+    total: int,
+    currency: str,
+) -> None:
     await connection.execute(
-        update(orders).where(orders.c.id == order_id).values(total_amount=total, currency=currency, updated_at=utcnow())
+        update(orders)
+        .where(orders.c.id == order_id)
+        .values(total_amount=total, currency=currency, updated_at=utcnow())
     )
     for line in priced:
         await connection.execute(
@@ -113,7 +139,9 @@ async def set_priced(connection: AsyncConnection, order_id: str, priced: list[di
         )
 
 
-async def finish(connection: AsyncConnection, order_id: str, status: str, reason: str | None) -> bool:
+async def finish(
+    connection: AsyncConnection, order_id: str, status: str, reason: str | None
+) -> bool:
     """Move a pending order to its terminal state; False if it was final already."""
     result = await connection.execute(
         update(orders)

@@ -23,11 +23,16 @@ class NoteWritten(Event):
 
 
 notes_metadata = MetaData()
-notes = Table("notes", notes_metadata, Column("id", String(64), primary_key=True), Column("text", String(200)))
+notes = Table(
+    "notes", notes_metadata, Column("id", String(64), primary_key=True), Column("text", String(200))
+)
 
 tally_metadata = MetaData()
 tallies = Table(
-    "tallies", tally_metadata, Column("word", String(200), primary_key=True), Column("count", Integer)
+    "tallies",
+    tally_metadata,
+    Column("word", String(200), primary_key=True),
+    Column("count", Integer),
 )
 
 # Tests flip this to make the consumer fail, as a broken dependency would.
@@ -38,11 +43,15 @@ async def count_note(event: NoteWritten, uow: UnitOfWork) -> None:
     if failures.get(event.text):
         raise RuntimeError(f"cannot count {event.text!r}")
     connection = uow.connection
-    current = (await connection.execute(select(tallies.c.count).where(tallies.c.word == event.text))).scalar()
+    current = (
+        await connection.execute(select(tallies.c.count).where(tallies.c.word == event.text))
+    ).scalar()
     if current is None:
         await connection.execute(tallies.insert().values(word=event.text, count=1))
     else:
-        await connection.execute(update(tallies).where(tallies.c.word == event.text).values(count=current + 1))
+        await connection.execute(
+            update(tallies).where(tallies.c.word == event.text).values(count=current + 1)
+        )
 
 
 async def write_note(uow: UnitOfWork, note_id: str, text: str) -> None:
@@ -51,7 +60,10 @@ async def write_note(uow: UnitOfWork, note_id: str, text: str) -> None:
 
 
 notes_service = Service(
-    name="notes", metadata=notes_metadata, migrations=HERE / "notes_migrations", publishes=(NoteWritten,)
+    name="notes",
+    metadata=notes_metadata,
+    migrations=HERE / "notes_migrations",
+    publishes=(NoteWritten,),
 )
 tally_service = Service(
     name="tally",

@@ -14,7 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table("notes", sa.Column("id", sa.String(64), primary_key=True), sa.Column("text", sa.String(200)))
+    op.create_table(
+        "notes", sa.Column("id", sa.String(64), primary_key=True), sa.Column("text", sa.String(200))
+    )
 
 
 def downgrade() -> None:

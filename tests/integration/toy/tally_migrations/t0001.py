@@ -15,7 +15,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "tallies", sa.Column("word", sa.String(200), primary_key=True), sa.Column("count", sa.Integer)
+        "tallies",
+        sa.Column("word", sa.String(200), primary_key=True),
+        sa.Column("count", sa.Integer),
     )
 
 

@@ -1,0 +1,310 @@
+"""Placing orders end to end in the monolith: the saga's happy path, every failure with its
+compensation, idempotency, concurrency and who may see what. Real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+
+from cleave.config import SystemConfig
+from cleave.runtime import Unit
+from tests.conftest import eventually
+
+Headers = Callable[[str], dict[str, str]]
+ADDRESS = {
+    "name": "Alice Example",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
+}
+
+
+def order(*lines: tuple[str, int], card: str = "tok_approve") -> dict[str, Any]:
+    return {
+        "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+        "card_token": card,
+        "shipping_address": ADDRESS,
+    }
+
+
+async def place(
+    client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any], **extra: str
+) -> str:
+    response = await client.post("/api/ordering/v1/orders", json=body, headers={**headers, **extra})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "pending"
+    assert response.headers["location"].endswith(response.json()["id"])
+    return str(response.json()["id"])
+
+
+async def settled(
+    client: httpx.AsyncClient, headers: dict[str, str], order_id: str
+) -> dict[str, Any]:
+    async def terminal() -> dict[str, Any] | None:
+        response = await client.get(f"/api/ordering/v1/orders/{order_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body if body["status"] != "pending" else None
+
+    result: dict[str, Any] = await eventually(terminal)
+    return result
+
+
+async def stock(client: httpx.AsyncClient, sku: str) -> int:
+    response = await client.get(f"/api/catalog/v1/products/{sku}")
+    assert response.status_code == 200
+    return int(response.json()["stock"])
+
+
+async def payments_of(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
+    response = await client.get("/api/payment/v1/payments", params={"limit": 100}, headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_an_order_is_confirmed_stock_taken_and_payment_captured(
+    client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    alice = customer_headers("alice")
+    before = await stock(client, "MUG-CLASSIC")
+    order_id = await place(client, alice, order(("MUG-CLASSIC", 2), ("STICKER-PACK", 1)))
+    done = await settled(client, alice, order_id)
+    assert done["status"] == "confirmed"
+    assert done["reason"] is None
+    assert done["total"] == {"amount": 2 * 1200 + 500, "currency": "EUR"}
+    assert {line["sku"]: line["unit_price"] for line in done["lines"]} == {
+        "MUG-CLASSIC": 1200,
+        "STICKER-PACK": 500,
+    }
+    assert await stock(client, "MUG-CLASSIC") == before - 2
+    [payment] = await payments_of(client, alice)
+    assert payment["status"] == "captured"
+    assert payment["order_id"] == order_id
+
+    async def counted() -> bool:
+        profile = await client.get("/api/customer/v1/customers/me", headers=alice)
+        return bool(profile.json()["confirmed_orders"] == 1)
+
+    assert await eventually(counted)  # customer learned of it through the order_confirmed event
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        ((("NO-SUCH-THING", 1),), "unknown_sku"),
+        ((("SOLD-OUT-VINYL", 1),), "out_of_stock"),
+        ((("LIMITED-PRINT", 11),), "out_of_stock"),
+        ((("MUG-CLASSIC", 1), ("SOLD-OUT-VINYL", 1)), "out_of_stock"),
+    ],
+)
+async def test_an_order_that_cannot_be_served_is_rejected_and_takes_nothing(
+    client: httpx.AsyncClient,
+    customer_headers: Headers,
+    lines: tuple[tuple[str, int], ...],
+    reason: str,
+) -> None:
+    alice = customer_headers("alice")
+    before = await stock(client, "MUG-CLASSIC")
+    done = await settled(client, alice, await place(client, alice, order(*lines)))
+    assert (done["status"], done["reason"]) == ("rejected", reason)
+    assert await stock(client, "MUG-CLASSIC") == before
+    assert await payments_of(client, alice) == []
+
+
+@pytest.mark.parametrize(
+    ("card", "reason", "payment_status"),
+    [
+        ("tok_decline", "payment_declined", "declined"),
+        ("tok_insufficient_funds", "payment_insufficient_funds", "declined"),
+        ("tok_timeout", "payment_timeout", "declined"),
+    ],
+)
+async def test_a_failed_payment_cancels_the_order_and_releases_the_stock(
+    client: httpx.AsyncClient,
+    customer_headers: Headers,
+    card: str,
+    reason: str,
+    payment_status: str,
+) -> None:
+    bob = customer_headers("bob")
+    before = await stock(client, "HOODIE-GREY")
+    done = await settled(
+        client, bob, await place(client, bob, order(("HOODIE-GREY", 3), card=card))
+    )
+    assert (done["status"], done["reason"]) == ("cancelled", reason)
+    assert await stock(client, "HOODIE-GREY") == before
+    [payment] = await payments_of(client, bob)
+    assert payment["status"] in {payment_status, "voided"}
+    assert payment["status"] != "captured"
+
+
+@pytest.fixture
+def slow_processor_config(base_config: SystemConfig) -> SystemConfig:
+    """A processor slower than the saga's step deadline, so the saga's own deadline fires."""
+    settings = {name: dict(values) for name, values in base_config.settings.items()}
+    settings["ordering"].update(step_deadline_seconds=0.5)
+    settings["payment"].update(processor_timeout_seconds=30.0)
+    return replace(base_config, settings=settings)
+
+
+async def test_a_step_past_its_deadline_is_compensated(
+    slow_processor_config: SystemConfig, customer_headers: Headers
+) -> None:
+    from cleave.http import create_app
+
+    unit = Unit(slow_processor_config)
+    await unit.migrate()
+    await unit.seed()
+    await unit.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(unit, start_unit=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+            carol = customer_headers("carol")
+            before = await stock(client, "CAP-BLACK")
+            done = await settled(
+                client,
+                carol,
+                await place(client, carol, order(("CAP-BLACK", 1), card="tok_timeout")),
+            )
+            assert (done["status"], done["reason"]) == ("cancelled", "payment_timeout")
+            assert await stock(client, "CAP-BLACK") == before
+            [payment] = await payments_of(client, carol)
+            assert payment["status"] == "voided"
+    finally:
+        await unit.stop()
+
+
+async def test_the_same_idempotency_key_returns_the_same_order(
+    client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    alice = customer_headers("alice")
+    body = order(("TOTE-CANVAS", 1))
+    first, second = await asyncio.gather(
+        place(client, alice, body, **{"Idempotency-Key": "checkout-42"}),
+        place(client, alice, body, **{"Idempotency-Key": "checkout-42"}),
+    )
+    third = await place(client, alice, body, **{"Idempotency-Key": "checkout-42"})
+    assert first == second == third
+    listed = await client.get("/api/ordering/v1/orders", headers=alice)
+    assert [item["id"] for item in listed.json()["items"]] == [first]
+    await settled(client, alice, first)
+    assert len(await payments_of(client, alice)) == 1
+
+    reused = await client.post(
+        "/api/ordering/v1/orders",
+        json=order(("TOTE-CANVAS", 2)),
+        headers={**alice, "Idempotency-Key": "checkout-42"},
+    )
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency-key-reused"
+
+
+async def test_fifty_concurrent_orders_for_ten_units_confirm_exactly_ten(
+    client: httpx.AsyncClient, customer_headers: Headers, admin_headers: dict[str, str]
+) -> None:
+    buyers = [customer_headers(name) for name in ("alice", "bob", "carol")]
+    order_ids = await asyncio.gather(
+        *(place(client, buyers[n % 3], order(("LIMITED-PRINT", 1))) for n in range(50))
+    )
+    outcomes = [await settled(client, admin_headers, order_id) for order_id in order_ids]
+    confirmed = [o for o in outcomes if o["status"] == "confirmed"]
+    assert len(confirmed) == 10
+    assert {o["reason"] for o in outcomes if o["status"] != "confirmed"} == {"out_of_stock"}
+    assert await stock(client, "LIMITED-PRINT") == 0
+    captured = [p for p in await payments_of(client, admin_headers) if p["status"] == "captured"]
+    assert sorted(p["order_id"] for p in captured) == sorted(o["id"] for o in confirmed)
+
+
+async def test_a_customer_sees_only_their_own_orders(
+    client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    alice, bob = customer_headers("alice"), customer_headers("bob")
+    order_id = await place(client, alice, order(("PEN-BRASS", 1)))
+    hidden = await client.get(f"/api/ordering/v1/orders/{order_id}", headers=bob)
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"] == "application/problem+json"
+    assert order_id not in hidden.text
+    assert (await client.get("/api/ordering/v1/orders", headers=bob)).json()["items"] == []
+    assert (await client.get(f"/api/ordering/v1/orders/{order_id}")).status_code == 401
+
+
+async def test_orders_are_listed_newest_first_across_pages(
+    client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    carol = customer_headers("carol")
+    placed = [await place(client, carol, order(("STICKER-PACK", 1))) for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/ordering/v1/orders", params=params, headers=carol)).json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(placed))
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({**order(("MUG-CLASSIC", 1)), "lines": []}, "validation-error"),
+        (order(("MUG-CLASSIC", 0)), "validation-error"),
+        ({**order(("MUG-CLASSIC", 1)), "shipping_address": {"name": "x"}}, "validation-error"),
+        ({**order(("MUG-CLASSIC", 1)), "card_token": ""}, "validation-error"),
+    ],
+)
+async def test_bad_orders_get_problem_details(
+    client: httpx.AsyncClient, customer_headers: Headers, body: dict[str, Any], code: str
+) -> None:
+    response = await client.post(
+        "/api/ordering/v1/orders", json=body, headers=customer_headers("alice")
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == code
+    assert problem["errors"]
+
+
+async def test_a_caller_without_a_customer_profile_cannot_order(
+    client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    response = await client.post(
+        "/api/ordering/v1/orders",
+        json=order(("MUG-CLASSIC", 1)),
+        headers=customer_headers("nobody"),
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "unknown-customer"
+
+
+async def test_a_saga_interrupted_by_a_crash_resumes_on_restart(
+    config: SystemConfig, customer_headers: Headers
+) -> None:
+    from cleave.http import create_app
+
+    crashed = Unit(config)
+    await crashed.migrate()
+    await crashed.seed()  # not started: the order commits, but no saga worker ever runs
+    alice = customer_headers("alice")
+    transport = httpx.ASGITransport(app=create_app(crashed, start_unit=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        order_id = await place(client, alice, order(("NOTEBOOK-A5", 1)))
+    await crashed.stop()
+
+    restarted = Unit(config)
+    await restarted.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(restarted, start_unit=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+            assert (await settled(client, alice, order_id))["status"] == "confirmed"
+    finally:
+        await restarted.stop()
