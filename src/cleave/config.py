@@ -23,12 +23,55 @@ class Topology:
     broker: str
     database: str
     databases: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 9000
+    addresses: Mapping[str, UnitAddress] = field(default_factory=dict)
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
             if service in services:
                 return unit
         raise ConfigError(f"service {service!r} is in no unit of topology {self.name!r}")
+
+    def address_of(self, unit: str) -> UnitAddress:
+        """Where a unit listens: `addresses.<unit>` in the file, an environment override
+        (`CLEAVE_ADDRESS_<UNIT>=host:http_port:grpc_port`, as Kubernetes sets it), or else
+        consecutive ports after the topology's own `http_port` and `grpc_port`."""
+        if unit not in self.units:
+            raise ConfigError(f"unknown unit {unit!r} in topology {self.name!r}")
+        override = os.environ.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")
+        if override:
+            return UnitAddress.parse(override)
+        if unit in self.addresses:
+            return self.addresses[unit]
+        if len(self.units) == 1:
+            return UnitAddress(self.host, self.http_port, self.grpc_port)
+        index = list(self.units).index(unit) + 1
+        return UnitAddress(self.host, self.http_port + index, self.grpc_port + index)
+
+
+@dataclass(frozen=True)
+class UnitAddress:
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @classmethod
+    def parse(cls, text: str) -> UnitAddress:
+        host, _, ports = text.partition(":")
+        http_port, _, grpc_port = ports.partition(":")
+        if not (host and http_port.isdigit() and grpc_port.isdigit()):
+            raise ConfigError(f"address {text!r} is not host:http_port:grpc_port")
+        return cls(host, int(http_port), int(grpc_port))
 
 
 @dataclass(frozen=True)
@@ -136,10 +179,19 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
         raise ConfigError(f"topology {name!r} places no unit for {', '.join(missing)}")
     if len(placed) != len(set(placed)):
         raise ConfigError(f"topology {name!r} places a service in two units")
+    addresses = {
+        unit: UnitAddress.parse(str(text)) for unit, text in dict(table.get("addresses", {})).items()
+    }
+    if unknown_units := sorted(set(addresses) - set(units)):
+        raise ConfigError(f"topology {name!r} gives addresses to unknown units: {unknown_units}")
     return Topology(
         name=name,
         units=units,
         broker=table.get("broker", "memory"),
         database=table.get("database", "sqlite+aiosqlite:///{var}/{service}.db"),
         databases=dict(table.get("databases", {})),
+        host=table.get("host", "127.0.0.1"),
+        http_port=int(table.get("http_port", 8000)),
+        grpc_port=int(table.get("grpc_port", 9000)),
+        addresses=addresses,
     )

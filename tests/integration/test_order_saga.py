@@ -230,7 +230,10 @@ async def test_a_customer_sees_only_their_own_orders(
     hidden = await client.get(f"/api/ordering/v1/orders/{order_id}", headers=bob)
     assert hidden.status_code == 404
     assert hidden.headers["content-type"] == "application/problem+json"
-    assert order_id not in hidden.text
+    missing = await client.get("/api/ordering/v1/orders/0123456789abcdef", headers=bob)
+    assert hidden.json()["code"] == missing.json()["code"] == "not-found"  # indistinguishable
+    assert "alice" not in hidden.text
+    assert "PEN-BRASS" not in hidden.text
     assert (await client.get("/api/ordering/v1/orders", headers=bob)).json()["items"] == []
     assert (await client.get(f"/api/ordering/v1/orders/{order_id}")).status_code == 401
 

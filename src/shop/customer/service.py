@@ -1,11 +1,22 @@
-"""The customer service, declared once (skeleton, being written)."""
+"""The customer service, declared once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData
+from cleave.service import PortBinding, Service, Subscription
+from shop.customer import api, handlers, seed, store
+from shop.customer.contract import CustomerCreated, CustomerPort
+from shop.ordering.contract import OrderConfirmed
 
-from cleave.service import Service
-
-service = Service(name="customer", metadata=MetaData(), migrations=Path(__file__).parent / "migrations")
+service = Service(
+    name="customer",
+    description="Customer profiles and shipping addresses.",
+    metadata=store.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    router=api.router,
+    publishes=(CustomerCreated,),
+    subscriptions=(Subscription(OrderConfirmed, handlers.on_order_confirmed),),
+    port=PortBinding(CustomerPort, handlers.LocalCustomers),
+    seed=seed.seed,
+)

@@ -63,8 +63,7 @@ async def insert_order(
     now = utcnow()
     await connection.execute(
         orders.insert().values(
-            **order,
-            shipping_address=json.dumps(order["shipping_address"]),
+            **{**order, "shipping_address": json.dumps(order["shipping_address"])},
             created_at=now,
             updated_at=now,
         )

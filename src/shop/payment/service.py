@@ -1,11 +1,25 @@
-"""The payment service, declared once (skeleton, being written)."""
+"""The payment service, declared once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData
+from cleave.service import PortBinding, Service
+from shop.payment import api, handlers, store
+from shop.payment.contract import (
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentPort,
+    PaymentRefunded,
+    PaymentVoided,
+)
 
-from cleave.service import Service
-
-service = Service(name="payment", metadata=MetaData(), migrations=Path(__file__).parent / "migrations")
+service = Service(
+    name="payment",
+    description="Card payments against a simulated processor; one payment per order.",
+    metadata=store.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    router=api.router,
+    publishes=(PaymentAuthorized, PaymentCaptured, PaymentVoided, PaymentRefunded),
+    port=PortBinding(PaymentPort, handlers.LocalPayments),
+)

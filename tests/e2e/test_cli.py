@@ -1,0 +1,161 @@
+"""The `cleave` command as a person uses it: a real server process, real tokens, curl-like calls,
+and one clear line with a non-zero exit for every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cleave(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cleave", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLEAVE_", "OTEL_"))
+    }
+    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
+    return environment
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cleave", "up", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"cleave up exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("cleave up did not become ready within 30 s")
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_a_new_user_gets_a_token_and_places_an_order_with_curl(server: str, env: dict[str, str]) -> None:
+    token = cleave("token", "--customer", "alice", env=env)
+    assert token.returncode == 0, token.stderr
+    headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    assert httpx.get(f"{server}/docs").status_code == 200
+    products = httpx.get(f"{server}/api/catalog/v1/products", params={"limit": 100}).json()["items"]
+    assert len(products) >= 20
+
+    body: dict[str, Any] = {
+        "lines": [{"sku": "MUG-CLASSIC", "quantity": 2}],
+        "card_token": "tok_approve",
+        "shipping_address": {
+            "name": "Alice Example", "line1": "1 Main St", "city": "Utrecht",
+            "postal_code": "3511", "country": "NL",
+        },
+    }
+    placed = httpx.post(f"{server}/api/ordering/v1/orders", json=body, headers=headers)
+    assert placed.status_code == 202, placed.text
+    order_url = f"{server}/api/ordering/v1/orders/{placed.json()['id']}"
+    deadline = time.monotonic() + 10
+    while (status := httpx.get(order_url, headers=headers).json()["status"]) == "pending":
+        assert time.monotonic() < deadline, "the order never left pending"
+        time.sleep(0.02)
+    assert status == "confirmed"
+    metrics = httpx.get(f"{server}/metrics").text
+    assert 'cleave_http_requests_total{method="POST"' in metrics
+
+
+def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str, str]) -> None:
+    port = server.rsplit(":", 1)[1]
+    result = cleave("up", "--port", port, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (choose another with --port)"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--bad",), 2, "error: No such option: --bad"),
+        (("migrate", "nope"), 2, "error: unknown service 'nope' (known: catalog, customer, ordering, payment)"),
+        (("up", "--topology", "nope"), 2, "error: unknown topology 'nope' (known: monolith)"),
+        (("up", "--port", "99999"), 2, "error: Invalid value for '--port'"),
+        (("token",), 1, "error: name a --customer, or the --scope to grant"),
+        (("dlq", "replay", "customer"), 1, "error: 'customer' is not SERVICE:ID"),
+    ],
+)
+def test_bad_input_gets_one_line_and_an_exit_code(
+    env: dict[str, str], args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = cleave(*args, env=env)
+    assert result.returncode == code
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line(env: dict[str, str]) -> None:
+    env["CLEAVE_DATABASE"] = "postgresql+asyncpg://nobody@127.0.0.1:1/{service}"
+    result = cleave("migrate", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the database of catalog")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_migrate_seed_and_inspect(env: dict[str, str]) -> None:
+    first = cleave("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "catalog_0001" in first.stdout
+    again = cleave("migrate", "catalog", env=env)
+    assert again.stdout.split()[-3:] == ["up", "to", "date"]
+    seeded = cleave("seed", env=env)
+    assert "catalog    24 added" in seeded.stdout
+    assert "catalog    0 added" in cleave("seed", env=env).stdout
+
+    services = cleave("services", env=env).stdout
+    assert "POST   /api/ordering/v1/orders" in services
+    assert "shop.ordering.order_confirmed.v1 → on_order_confirmed" in services
+    assert "CatalogPort, CustomerPort, PaymentPort" in services
+    assert cleave("dlq", "list", env=env).stdout.strip() == "no dead letters"
