@@ -7,7 +7,7 @@ import errno
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,10 +16,14 @@ from rich.table import Table
 # Typer vendors Click from 0.20 on; its usage errors live here (the version is pinned).
 from typer._click.exceptions import ClickException, UsageError
 
-from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
 from cleave.config import SystemConfig, load_config
 from cleave.errors import CleaveError, ConfigError
-from cleave.runtime import Unit
+
+if TYPE_CHECKING:
+    from cleave.runtime import Unit
+
+# Heavy modules (FastAPI, SQLAlchemy, OpenTelemetry) are imported inside the commands that use
+# them, so that `cleave --help` and a mistyped flag answer at once.
 
 T = TypeVar("T")
 
@@ -52,6 +56,8 @@ def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _with_unit(config: SystemConfig, work: Callable[[Unit], Awaitable[T]]) -> T:
+    from cleave.runtime import Unit
+
     unit = Unit(config)
     try:
         return await work(unit)
@@ -91,6 +97,7 @@ def up(
     import uvicorn
 
     from cleave.http import create_app
+    from cleave.runtime import Unit
     from cleave.telemetry import configure_logging
 
     config = _config(topology)
@@ -191,6 +198,8 @@ def token(
     ttl: Annotated[int, typer.Option(min=60, max=86400, help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Print an access token from the development issuer, for curl and friends."""
+    from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+
     if customer is None and not scope:
         raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")
     config = _config()

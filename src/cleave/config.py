@@ -180,7 +180,8 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
     if len(placed) != len(set(placed)):
         raise ConfigError(f"topology {name!r} places a service in two units")
     addresses = {
-        unit: UnitAddress.parse(str(text)) for unit, text in dict(table.get("addresses", {})).items()
+        unit: UnitAddress.parse(str(text))
+        for unit, text in dict(table.get("addresses", {})).items()
     }
     if unknown_units := sorted(set(addresses) - set(units)):
         raise ConfigError(f"topology {name!r} gives addresses to unknown units: {unknown_units}")

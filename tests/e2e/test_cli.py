@@ -18,7 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cleave(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cleave(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cleave", *args],
         cwd=ROOT,
@@ -40,9 +42,7 @@ def free_port() -> int:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CLEAVE_", "OTEL_"))
+        key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
     }
     environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
     return environment
@@ -80,7 +80,9 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=15)
 
 
-def test_a_new_user_gets_a_token_and_places_an_order_with_curl(server: str, env: dict[str, str]) -> None:
+def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
+    server: str, env: dict[str, str]
+) -> None:
     token = cleave("token", "--customer", "alice", env=env)
     assert token.returncode == 0, token.stderr
     headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
@@ -92,8 +94,11 @@ def test_a_new_user_gets_a_token_and_places_an_order_with_curl(server: str, env:
         "lines": [{"sku": "MUG-CLASSIC", "quantity": 2}],
         "card_token": "tok_approve",
         "shipping_address": {
-            "name": "Alice Example", "line1": "1 Main St", "city": "Utrecht",
-            "postal_code": "3511", "country": "NL",
+            "name": "Alice Example",
+            "line1": "1 Main St",
+            "city": "Utrecht",
+            "postal_code": "3511",
+            "country": "NL",
         },
     }
     placed = httpx.post(f"{server}/api/ordering/v1/orders", json=body, headers=headers)
@@ -112,14 +117,21 @@ def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str
     port = server.rsplit(":", 1)[1]
     result = cleave("up", "--port", port, env=env)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (choose another with --port)"
+    assert (
+        result.stderr.strip()
+        == f"error: port {port} on 127.0.0.1 is in use (choose another with --port)"
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (("--bad",), 2, "error: No such option: --bad"),
-        (("migrate", "nope"), 2, "error: unknown service 'nope' (known: catalog, customer, ordering, payment)"),
+        (
+            ("migrate", "nope"),
+            2,
+            "error: unknown service 'nope' (known: catalog, customer, ordering, payment)",
+        ),
         (("up", "--topology", "nope"), 2, "error: unknown topology 'nope' (known: monolith)"),
         (("up", "--port", "99999"), 2, "error: Invalid value for '--port'"),
         (("token",), 1, "error: name a --customer, or the --scope to grant"),

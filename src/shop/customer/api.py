@@ -71,7 +71,9 @@ async def _load(context: ServiceContext, customer_id: str) -> CustomerOut:
 
 
 @router.post("/customers", status_code=status.HTTP_201_CREATED, summary="Add a customer (admin)")
-async def create_customer(context: Context, _admin: AdminPrincipal, body: CustomerIn) -> CustomerOut:
+async def create_customer(
+    context: Context, _admin: AdminPrincipal, body: CustomerIn
+) -> CustomerOut:
     profile = Profile(id=body.id or uuid.uuid4().hex, email=body.email, name=body.name)
     async with context.unit_of_work() as uow:
         customer_id = await handlers.create_customer(uow, profile)

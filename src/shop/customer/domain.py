@@ -41,9 +41,7 @@ def validate_profile(profile: Profile) -> Profile:
 
 def validate_address(address: Address) -> Address:
     if not COUNTRY_PATTERN.match(address.country):
-        raise Unprocessable(
-            "country is an ISO 3166 alpha-2 code, like NL", code="invalid-country"
-        )
+        raise Unprocessable("country is an ISO 3166 alpha-2 code, like NL", code="invalid-country")
     for name in ("label", "line1", "city", "postal_code"):
         if not getattr(address, name).strip():
             raise Unprocessable(f"an address needs a {name}", code="invalid-address")

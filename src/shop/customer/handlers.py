@@ -50,7 +50,9 @@ async def add_address(uow: UnitOfWork, customer_id: str, address: Address) -> st
 async def on_order_confirmed(event: OrderConfirmed, uow: UnitOfWork) -> None:
     """A projection: how many orders each customer has had confirmed."""
     if not await store.count_confirmed_order(uow.connection, event.customer_id):
-        uow.context.log.warning("order confirmed for an unknown customer", customer=event.customer_id)
+        uow.context.log.warning(
+            "order confirmed for an unknown customer", customer=event.customer_id
+        )
 
 
 class LocalCustomers:

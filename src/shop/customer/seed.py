@@ -7,9 +7,18 @@ from shop.customer import handlers, store
 from shop.customer.domain import Address, Profile
 
 DEMO_CUSTOMERS = [
-    (Profile("alice", "alice@example.com", "Alice Example"), Address("home", "1 Main St", None, "Utrecht", "3511", "NL")),
-    (Profile("bob", "bob@example.com", "Bob Example"), Address("home", "2 Canal Rd", None, "Amsterdam", "1012", "NL")),
-    (Profile("carol", "carol@example.com", "Carol Example"), Address("work", "3 Quay", "Floor 2", "Rotterdam", "3011", "NL")),
+    (
+        Profile("alice", "alice@example.com", "Alice Example"),
+        Address("home", "1 Main St", None, "Utrecht", "3511", "NL"),
+    ),
+    (
+        Profile("bob", "bob@example.com", "Bob Example"),
+        Address("home", "2 Canal Rd", None, "Amsterdam", "1012", "NL"),
+    ),
+    (
+        Profile("carol", "carol@example.com", "Carol Example"),
+        Address("work", "3 Quay", "Floor 2", "Rotterdam", "3011", "NL"),
+    ),
 ]
 
 

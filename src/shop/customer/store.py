@@ -48,16 +48,25 @@ async def find_by_email(connection: AsyncConnection, email: str) -> Row[Any] | N
     return (await connection.execute(statement)).one_or_none()
 
 
-async def insert_customer(connection: AsyncConnection, customer_id: str, email: str, name: str) -> None:
+async def insert_customer(
+    connection: AsyncConnection, customer_id: str, email: str, name: str
+) -> None:
     now = utcnow()
     await connection.execute(
         customers.insert().values(
-            id=customer_id, email=email, name=name, confirmed_orders=0, created_at=now, updated_at=now
+            id=customer_id,
+            email=email,
+            name=name,
+            confirmed_orders=0,
+            created_at=now,
+            updated_at=now,
         )
     )
 
 
-async def list_customers(connection: AsyncConnection, *, after: str | None, limit: int) -> list[Row[Any]]:
+async def list_customers(
+    connection: AsyncConnection, *, after: str | None, limit: int
+) -> list[Row[Any]]:
     statement = select(customers).order_by(customers.c.id).limit(limit)
     if after is not None:
         statement = statement.where(customers.c.id > after)

@@ -66,7 +66,9 @@ async def list_payments(
     after = str(position["after"]) if position and "after" in position else None
     owner = None if principal.is_admin else principal.subject
     async with context.read() as connection:
-        rows = await store.list_payments(connection, customer_id=owner, after=after, limit=limit + 1)
+        rows = await store.list_payments(
+            connection, customer_id=owner, after=after, limit=limit + 1
+        )
     page = rows[:limit]
     next_cursor = encode_cursor({"after": page[-1].id}) if len(rows) > limit else None
     return Page[PaymentOut](items=[_out(row) for row in page], next_cursor=next_cursor)

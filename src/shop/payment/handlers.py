@@ -62,7 +62,9 @@ class LocalPayments:
             raise PaymentFailed(declined.reason) from None
         except TimeoutError:
             await self._decline(payment.id, "processor_timeout")
-            raise PaymentFailed("processor_timeout", "the card processor did not answer in time") from None
+            raise PaymentFailed(
+                "processor_timeout", "the card processor did not answer in time"
+            ) from None
         async with self.context.unit_of_work() as uow:
             won = await store.transition(
                 uow.connection,
@@ -118,7 +120,11 @@ class LocalPayments:
     async def _decline(self, payment_id: str, reason: str) -> None:
         async with self.context.unit_of_work() as uow:
             await store.transition(
-                uow.connection, payment_id, from_=[domain.AUTHORIZING], status=domain.DECLINED, reason=reason
+                uow.connection,
+                payment_id,
+                from_=[domain.AUTHORIZING],
+                status=domain.DECLINED,
+                reason=reason,
             )
 
     async def _outcome(self, order_id: str) -> PaymentOutcome:
@@ -135,7 +141,8 @@ class LocalPayments:
         domain.require("capture", current.status)
         async with self.context.read() as connection:
             row = await store.by_order(connection, order_id)
-        assert row is not None and row.processor_ref is not None
+        assert row is not None
+        assert row.processor_ref is not None  # authorised payments always have one
         await self.processor.capture(row.processor_ref)
         async with self.context.unit_of_work() as uow:
             if await store.transition(
@@ -155,7 +162,10 @@ class LocalPayments:
         domain.require("void", row.status)
         async with self.context.unit_of_work() as uow:
             if await store.transition(
-                uow.connection, row.id, from_=[domain.AUTHORIZING, domain.AUTHORIZED], status=domain.VOIDED
+                uow.connection,
+                row.id,
+                from_=[domain.AUTHORIZING, domain.AUTHORIZED],
+                status=domain.VOIDED,
             ):
                 uow.publish(PaymentVoided(payment_id=row.id, order_id=order_id), subject=order_id)
         if row.processor_ref is not None:
@@ -172,7 +182,9 @@ class LocalPayments:
         domain.require("refund", row.status)
         await self.processor.refund(row.processor_ref)
         async with self.context.unit_of_work() as uow:
-            if await store.transition(uow.connection, row.id, from_=[domain.CAPTURED], status=domain.REFUNDED):
+            if await store.transition(
+                uow.connection, row.id, from_=[domain.CAPTURED], status=domain.REFUNDED
+            ):
                 amount = Money(amount=row.amount, currency=row.currency)
                 uow.publish(
                     PaymentRefunded(payment_id=row.id, order_id=row.order_id, amount=amount),

@@ -23,7 +23,9 @@ class Declined(Exception):
 
 
 class CardProcessor(Protocol):
-    async def authorize(self, idempotency_key: str, card_token: str, amount: int, currency: str) -> str:
+    async def authorize(
+        self, idempotency_key: str, card_token: str, amount: int, currency: str
+    ) -> str:
         """Hold the amount; returns the processor's reference or raises Declined."""
 
     async def capture(self, reference: str) -> None: ...
@@ -48,7 +50,9 @@ class SimulatedProcessor:
         self.voids = 0
         self.refunds = 0
 
-    async def authorize(self, idempotency_key: str, card_token: str, amount: int, currency: str) -> str:
+    async def authorize(
+        self, idempotency_key: str, card_token: str, amount: int, currency: str
+    ) -> str:
         if idempotency_key in self._by_key:
             return self._by_key[idempotency_key]
         if card_token == HANGING:

@@ -48,7 +48,7 @@ async def insert(connection: AsyncConnection, values: dict[str, Any]) -> None:
 async def transition(
     connection: AsyncConnection, payment_id: str, *, from_: Iterable[str], **values: Any
 ) -> bool:
-    """Change a payment only if it is still in one of `from_`: the race with a void is decided here."""
+    """Change a payment only if still in one of `from_`: where a race with a void is decided."""
     result = await connection.execute(
         update(payments)
         .where(payments.c.id == payment_id, payments.c.status.in_(list(from_)))

@@ -32,7 +32,9 @@ class PaymentFailed(Unprocessable):
     invalid_card, processor_timeout, or voided (the order was cancelled meanwhile)."""
 
     def __init__(self, reason: str, detail: str | None = None) -> None:
-        super().__init__(detail or f"payment failed: {reason}", code="payment-failed", reason=reason)
+        super().__init__(
+            detail or f"payment failed: {reason}", code="payment-failed", reason=reason
+        )
         self.reason = reason
 
 
@@ -40,7 +42,7 @@ class PaymentPort(Protocol):
     async def authorise(
         self, order_id: str, customer_id: str, amount: Money, card_token: str
     ) -> PaymentOutcome:
-        """Hold `amount` on the card; raises PaymentFailed when the processor says no or times out."""
+        """Hold `amount` on the card; PaymentFailed when the processor says no or times out."""
 
     async def capture(self, order_id: str) -> PaymentOutcome:
         """Take the authorised amount. Idempotent."""
