@@ -81,7 +81,7 @@ def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig
     config = load_config(ROOT / "cleave.toml")
     settings = {name: dict(values) for name, values in config.settings.items()}
     # Fast deadlines keep failure paths quick; the behaviour under test is the same.
-    settings.setdefault("ordering", {}).update(step_deadline_seconds=2.0, retry_seconds=0.05)
+    settings.setdefault("ordering", {}).update(step_deadline_seconds=3.0, retry_seconds=0.05)
     settings.setdefault("payment", {}).update(processor_timeout_seconds=0.3)
     return replace(config, settings=settings)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import Row, and_, func, literal, select, update
 
-from cleave.db import utcnow
+from cleave.db import UtcDateTime, utcnow
 from cleave.service import ServiceContext, UnitOfWork
 from cleave.tables import sagas
 
@@ -93,7 +93,7 @@ async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str
             step=0,
             data=json.dumps(dict(data)),
             attempts=0,
-            step_started_at=now,
+            step_started_at=None,  # the first step's clock starts when a runner takes it up
             next_attempt_at=now,
             created_at=now,
             updated_at=now,
@@ -178,7 +178,12 @@ class SagaRunner:
             result = await connection.execute(
                 update(sagas)
                 .where(and_(sagas.c.id == saga_id, sagas.c.next_attempt_at == due_at))
-                .values(next_attempt_at=utcnow() + self._lease())
+                .values(
+                    next_attempt_at=utcnow() + self._lease(),
+                    step_started_at=func.coalesce(
+                        sagas.c.step_started_at, literal(utcnow(), UtcDateTime)
+                    ),
+                )
             )
         return result.rowcount == 1
 
@@ -224,7 +229,7 @@ class SagaRunner:
         return False
 
     async def _run_action(self, row: Row[Any], state: SagaState, step: Step) -> bool:
-        elapsed = (utcnow() - row.step_started_at).total_seconds()
+        elapsed = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
         remaining = self._deadline(step) - elapsed
         try:
             if remaining <= 0 and not step.retriable:

@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("failed_step", sa.String(100), nullable=True),
         sa.Column("reason", sa.String(200), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("step_started_at", UtcDateTime, nullable=False),
+        sa.Column("step_started_at", UtcDateTime, nullable=True),
         sa.Column("next_attempt_at", UtcDateTime, nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("updated_at", UtcDateTime, nullable=False),
