@@ -132,7 +132,11 @@ def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str
             2,
             "error: unknown service 'nope' (known: catalog, customer, ordering, payment)",
         ),
-        (("up", "--topology", "nope"), 2, "error: unknown topology 'nope' (known: monolith)"),
+        (
+            ("up", "--topology", "nope"),
+            2,
+            "error: unknown topology 'nope' (known: monolith, payments-out, split)",
+        ),
         (("up", "--port", "99999"), 2, "error: Invalid value for '--port'"),
         (("token",), 1, "error: name a --customer, or the --scope to grant"),
         (("dlq", "replay", "customer"), 1, "error: 'customer' is not SERVICE:ID"),
