@@ -125,18 +125,23 @@ class DevIssuer:
     @classmethod
     def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
         path = var_dir / cls.FILE
-        if path.exists():
-            key = RSAKey.import_key(json.loads(path.read_text()))
-        else:
+        if not path.exists():
             var_dir.mkdir(parents=True, exist_ok=True)
             key = RSAKey.generate_key(
                 2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"}
             )
-            # Written with owner-only permissions: this is a private signing key.
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Owner-only, and published by an atomic link: units starting together agree on one key.
+            draft = var_dir / f".{cls.FILE}.{uuid.uuid4().hex}"
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(key.as_dict(private=True), handle)
-        return cls(key, issuer, audience)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process won the race: use its key
+            finally:
+                draft.unlink()
+        return cls(RSAKey.import_key(json.loads(path.read_text())), issuer, audience)
 
     def issue(
         self,

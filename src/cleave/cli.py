@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -56,75 +54,120 @@ def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _with_unit(config: SystemConfig, work: Callable[[Unit], Awaitable[T]]) -> T:
+    """Run admin work on every service of the system, wherever the topology places them."""
     from cleave.runtime import Unit
 
-    unit = Unit(config)
+    unit = Unit(config.collapsed())
     try:
         return await work(unit)
     finally:
         await unit.stop()
 
 
-def _single_unit(config: SystemConfig) -> None:
-    if len(config.topology.units) > 1:
-        raise ConfigError(
-            f"topology {config.topology.name!r} has {len(config.topology.units)} units; "
-            "this build runs single-unit topologies only"
-        )
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise CleaveError(
-                    f"port {port} on {host} is in use (choose another with --port)"
-                ) from None
-            raise CleaveError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-
-
 @app.command()
 def up(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8000).")
+    ] = None,
     topology: TopologyOption = None,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
 ) -> None:
-    """Migrate, seed and serve the system on one address, with OpenAPI docs at /docs."""
-    import uvicorn
-
-    from cleave.http import create_app
-    from cleave.runtime import Unit
-    from cleave.telemetry import configure_logging
+    """Run the whole system: one process, or one per unit under a supervisor, on one address."""
+    from cleave.serving import check_port_free
 
     config = _config(topology)
-    _single_unit(config)
-    _check_port_free(host, port)
-    unit_name = next(iter(config.topology.units))
-    configure_logging(unit=unit_name)
+    host = host or config.topology.host
+    port = port or config.topology.http_port
+    check_port_free(host, port)
+    if len(config.topology.units) == 1:
+        from cleave.serving import serve_unit
 
-    async def serve() -> None:
-        unit = Unit(config)
-        try:
-            await unit.migrate()
-            if seed:
-                await unit.seed()
-            application = create_app(unit)
-            server = uvicorn.Server(
-                uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False)
-            )
-            err.print(
-                f"[bold]Cleave[/] is up: http://{host}:{port}  "
-                f"(topology {config.topology.name}, docs at /docs, Ctrl-C stops)"
-            )
-            await server.serve()
-        finally:
-            await unit.stop()
+        unit = next(iter(config.topology.units))
+        _run(lambda: serve_unit(config, unit, host=host, port=port, seed=seed))
+        return
+    from cleave.supervisor import Supervisor
 
-    _run(serve)
+    for unit in config.topology.units:
+        address = config.topology.address_of(unit)
+        check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
+    _run(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
+
+
+@app.command()
+def run(
+    unit: Annotated[
+        str, typer.Argument(help="A unit of the topology, as `cleave plan` lists them.")
+    ],
+    topology: TopologyOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = None,
+    migrate: Annotated[bool, typer.Option(help="Migrate the unit's databases first.")] = True,
+    seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
+) -> None:
+    """Run one unit alone, as its container does: its services' HTTP and gRPC ports."""
+    from cleave.serving import check_port_free, serve_unit
+
+    config = _config(topology)
+    if unit not in config.topology.units:
+        known = ", ".join(config.topology.units)
+        raise ConfigError(
+            f"unknown unit {unit!r} in topology {config.topology.name!r} (known: {known})"
+        )
+    address = config.topology.address_of(unit)
+    bind = host or address.host
+    check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
+    _run(
+        lambda: serve_unit(
+            config,
+            unit,
+            host=bind,
+            port=address.http_port,
+            migrate=migrate,
+            seed=seed,
+            announce=False,
+        )
+    )
+
+
+@app.command()
+def plan(topology: TopologyOption = None) -> None:
+    """Each unit, its services, how every call between services is wired, and who carries events."""
+    from cleave.runtime import load_services
+
+    config = _config(topology)
+    services = load_services(config)
+    layout = config.topology
+    out.print(f"[bold]{config.name}[/] · topology [bold]{layout.name}[/] · broker {layout.broker}")
+    providers = {service.port.protocol: name for name, service in services.items() if service.port}
+    for unit, members in layout.units.items():
+        address = layout.address_of(unit)
+        out.print(f"\n[bold]unit {unit}[/]  http {address.http}  grpc {address.grpc}")
+        for name in members:
+            out.print(f"  {name:<10} {config.database_url(name)}")
+            for protocol in services[name].calls:
+                provider = providers.get(protocol)
+                if provider is None:
+                    wiring = "[red]no service provides it[/]"
+                elif layout.unit_of(provider) == unit:
+                    wiring = f"local call to {provider}"
+                else:
+                    target = layout.address_of(layout.unit_of(provider))
+                    wiring = f"gRPC to {provider} at {target.grpc}"
+                out.print(f"    calls {protocol.__name__:<14} → {wiring}")
+    out.print("\n[bold]events[/]")
+    for name, service in services.items():
+        for event in service.publishes:
+            consumers = [
+                other
+                for other, candidate in services.items()
+                if any(sub.event is event for sub in candidate.subscriptions)
+            ]
+            crossing = {layout.unit_of(c) for c in consumers} - {layout.unit_of(name)}
+            carrier = layout.broker if crossing or layout.broker != "memory" else "in-process"
+            readers = ", ".join(consumers) if consumers else "no consumer yet"
+            out.print(f"  {event.event_type:<38} {name} → {readers}  ({carrier})")
 
 
 @app.command()
@@ -136,7 +179,6 @@ def migrate(
     config = _config(topology)
     if service:
         config.require_service(service)
-    _single_unit(config)
     applied = _run(lambda: _with_unit(config, lambda unit: unit.migrate(service)))
     for name, revisions in applied.items():
         done = ", ".join(revisions) if revisions else "up to date"
@@ -147,7 +189,6 @@ def migrate(
 def seed(topology: TopologyOption = None) -> None:
     """Add the demo data that is missing (products with stock, a few customers)."""
     config = _config(topology)
-    _single_unit(config)
 
     async def work(unit: Unit) -> dict[str, int]:
         await unit.migrate()
@@ -220,7 +261,6 @@ def dlq_list(
     config = _config()
     if service:
         config.require_service(service)
-    _single_unit(config)
 
     async def work(unit: Unit) -> list[Any]:
         letters = []
@@ -258,7 +298,6 @@ def dlq_replay(
         raise CleaveError(f"{letter!r} is not SERVICE:ID (for example customer:3)")
     config = _config()
     config.require_service(service)
-    _single_unit(config)
 
     async def work(unit: Unit) -> bool:
         return await unit.consumers[service].replay(int(raw_id))

@@ -107,6 +107,14 @@ class SystemConfig:
             raise ConfigError(f"unknown topology {name!r} (known: {known})")
         return replace(self, topology=self.topologies[name])
 
+    def collapsed(self) -> SystemConfig:
+        """The same databases with every service in one in-process unit: for admin commands
+        (migrate, seed, dead letters) that reach each service's own data from one place."""
+        together = replace(
+            self.topology, units={"admin": tuple(self.services)}, broker="memory", addresses={}
+        )
+        return replace(self, topology=together)
+
     def require_service(self, name: str) -> None:
         if name not in self.services:
             known = ", ".join(self.services)

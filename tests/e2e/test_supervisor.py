@@ -1,0 +1,142 @@
+"""`cleave up` on a topology of several units: child processes, prefixed logs, the gateway,
+restart of a crashed unit, and a clean stop on Ctrl-C. Runs the toy system, which needs no
+cross-unit calls, so that it tests the supervisor alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_cli import ROOT, free_port
+
+
+def wait_for(check: object, what: str, seconds: float = 45.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+def unit_pids(config: Path, unit: str) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"cleave run {unit} --topology two"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CLEAVE_CONFIG": str(config)},
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path, Path]]:
+    gateway, port_a, port_b = free_port(), free_port(), free_port()
+    config = tmp_path / "cleave.toml"
+    config.write_text(
+        f"""
+[system]
+name = "toy"
+[services]
+notes = "tests.integration.toy:notes_service"
+tally = "tests.integration.toy:tally_service"
+[topology.two]
+units = {{ a = ["notes"], b = ["tally"] }}
+broker = "memory"
+database = "sqlite+aiosqlite:///{{var}}/{{service}}.db"
+http_port = {gateway}
+[topology.two.addresses]
+a = "127.0.0.1:{port_a}:{free_port()}"
+b = "127.0.0.1:{port_b}:{free_port()}"
+"""
+    )
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))},
+        "CLEAVE_CONFIG": str(config),
+        "CLEAVE_VAR": str(tmp_path / "var"),
+        "PYTHONPATH": str(ROOT),
+        "CLEAVE_LOG_FORMAT": "json",
+    }
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cleave", "up", "--topology", "two"],
+            cwd=tmp_path,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{gateway}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, log.read_text()
+            return False
+
+    try:
+        wait_for(ready, "the gateway and both units becoming ready")
+        yield base, process, config, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for unit in ("a", "b"):
+            for pid in unit_pids(config, unit):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_units_run_as_processes_behind_one_gateway(
+    supervised: tuple[str, subprocess.Popen[bytes], Path, Path],
+) -> None:
+    base, _process, config, log = supervised
+    assert httpx.get(f"{base}/readyz").json()["units"] == {"a": "ok", "b": "ok"}
+    assert len(unit_pids(config, "a")) == 1
+    assert len(unit_pids(config, "b")) == 1
+    text = log.read_text()
+    assert "a │" in text
+    assert "b │" in text
+    unknown = httpx.get(f"{base}/api/nowhere/v1/things")
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "unknown-service"
+    routed = httpx.get(f"{base}/api/notes/v1/nothing-here")
+    assert routed.status_code == 404
+    assert routed.headers["content-type"] == "application/problem+json"  # answered by unit a
+
+
+def test_a_crashed_unit_is_reported_and_restarted(
+    supervised: tuple[str, subprocess.Popen[bytes], Path, Path],
+) -> None:
+    base, _process, config, log = supervised
+    [victim] = unit_pids(config, "b")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: "unit b exited with code -9; restarting" in log.read_text(), "the crash report"
+    )
+
+    def back() -> bool:
+        pids = unit_pids(config, "b")
+        return bool(pids) and victim not in pids and httpx.get(f"{base}/readyz").status_code == 200
+
+    wait_for(back, "unit b coming back")
+
+
+def test_ctrl_c_stops_every_unit(
+    supervised: tuple[str, subprocess.Popen[bytes], Path, Path],
+) -> None:
+    _base, process, config, log = supervised
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    assert unit_pids(config, "a") == []
+    assert unit_pids(config, "b") == []
+    assert "all units stopped" in log.read_text()
