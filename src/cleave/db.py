@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import DateTime, Dialect, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -67,6 +68,40 @@ class Database:
             else:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
+        """Call `on_notify` whenever a transaction on this database NOTIFYs `channel`.
+
+        PostgreSQL only (SQLite has no such thing, and its writers share this process). If the
+        listening connection cannot be had, the caller's polling carries on alone.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        try:
+            connection = await self.engine.connect()
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+
+            def listener(*_: object) -> None:
+                on_notify()
+
+            await driver.add_listener(channel, listener)
+        except Exception as error:
+            structlog.get_logger("cleave.db").warning(
+                "cannot listen for notifications; polling only",
+                service=self.service,
+                error=str(error),
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(channel, listener)
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def ping(self) -> None:
         async with self.read() as connection:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import structlog
 from opentelemetry import propagate
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.db import Database, utcnow
@@ -32,6 +32,8 @@ P = TypeVar("P")
 E = TypeVar("E", bound=Event)
 
 OUTBOX_SIGNAL = "outbox"
+OUTBOX_CHANNEL = "cleave_outbox"
+_NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,9 @@ class UnitOfWork:
         if exc is None and self._events:
             try:
                 await self.connection.execute(outbox.insert(), _outbox_rows(self._events))
+                if not self.context.database.is_sqlite:
+                    # Wakes relays in other processes too (the one in this process is woken below).
+                    await self.connection.execute(_NOTIFY_OUTBOX)
             except BaseException as error:
                 await transaction.__aexit__(type(error), error, error.__traceback__)
                 raise

@@ -160,3 +160,20 @@ async def test_migrations_are_idempotent(toy_config: SystemConfig) -> None:
         assert await unit.migrate() == {"notes": [], "tally": []}
     finally:
         await unit.stop()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_commit_in_another_process_wakes_the_relay_through_notify(
+    toy_config: SystemConfig,
+) -> None:
+    running = await started(toy_config, start=False)
+    running.relays["notes"].poll_seconds = 60  # so only a notification can explain a quick delivery
+    await running.start()
+    elsewhere = Unit(toy_config)  # another process's view: its own engines, no relay of its own
+    try:
+        async with elsewhere.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "notified")
+        assert await eventually(lambda: tally_of(running, "notified"), within=10) == 1
+    finally:
+        await elsewhere.stop()
+        await running.stop()

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from cleave.db import utcnow
 from cleave.messaging.broker import Broker
 from cleave.messaging.envelope import Envelope
-from cleave.service import OUTBOX_SIGNAL, ServiceContext
+from cleave.service import OUTBOX_CHANNEL, OUTBOX_SIGNAL, ServiceContext
 from cleave.tables import outbox
 
 
@@ -53,17 +53,20 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        try:
-            while True:
-                await self.drain_once()
-                backing_off = bool(self._failed) and not self._in_flight
-                await self._signal.wait(self.retry_seconds if backing_off else self.poll_seconds)
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._record_outcomes()
+        async with self.context.database.listen(OUTBOX_CHANNEL, self._signal.set):
+            try:
+                while True:
+                    await self.drain_once()
+                    backing_off = bool(self._failed) and not self._in_flight
+                    await self._signal.wait(
+                        self.retry_seconds if backing_off else self.poll_seconds
+                    )
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._record_outcomes()
 
     async def drain_once(self) -> int:
         """Record finished deliveries, then start publishing what is pending; returns how many."""
