@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench`. Each figure is a ratio against a baseline measured in the same run."""
