@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -113,7 +114,7 @@ async def orders_per_second(base: str, token: str, count: int = 200, in_flight: 
         return count / (time.perf_counter() - started)
 
 
-def chart(results: dict[str, dict[str, float]]) -> str:
+def chart(results: dict[str, dict[str, Any]]) -> str:
     """A small SVG: each measurement as a bar of its ratio to the baseline."""
     rows = [(name, values["ratio"], values["label"]) for name, values in results.items()]
     height = 40 + 34 * len(rows)
@@ -143,7 +144,7 @@ def chart(results: dict[str, dict[str, float]]) -> str:
 def main() -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
     python = sys.executable
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as var:
         env = {**environment, "CLEAVE_VAR": var, "CLEAVE_LOG_LEVEL": "WARNING"}
         base_port, cleave_port = free_port(), free_port()
