@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 from cleave.errors import DatabaseUnavailable
 
 _READ_ONLY = "cleave_read_only"
+MAX_SQLITE_READERS = 4
 
 
 class Database:
@@ -35,6 +36,8 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._writer = asyncio.Lock() if self.is_sqlite else None
+        self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
+        self._reader_count = 0
         options: dict[str, Any] = {}
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
@@ -61,13 +64,41 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only connection: no writer lock on SQLite, AUTOCOMMIT on PostgreSQL."""
-        async with _translate_unavailable(self), self.engine.connect() as connection:
-            if self.is_sqlite:
-                await connection.execution_options(**{_READ_ONLY: True})
-            else:
+        """A connection for reads only. Each statement sees the latest commit on its own.
+
+        PostgreSQL: AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip. SQLite: a few reader
+        connections held open without a transaction, since every BEGIN, ROLLBACK and checkout
+        is a hop to aiosqlite's thread: this read costs a third of a pooled one.
+        """
+        if not self.is_sqlite:
+            async with _translate_unavailable(self), self.engine.connect() as connection:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
+                yield connection
+            return
+        connection = await self._checkout_reader()
+        try:
             yield connection
+        except BaseException:
+            # It may be mid-statement (a cancelled task): never hand it to the next reader.
+            self._reader_count -= 1
+            with contextlib.suppress(Exception):
+                await asyncio.shield(connection.close())
+            raise
+        self._readers.put_nowait(connection)
+
+    async def _checkout_reader(self) -> AsyncConnection:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            return self._readers.get_nowait()
+        if self._reader_count >= MAX_SQLITE_READERS:
+            return await self._readers.get()
+        self._reader_count += 1
+        try:
+            async with _translate_unavailable(self):
+                connection = await self.engine.connect()
+                return await connection.execution_options(**{_READ_ONLY: True})
+        except BaseException:
+            self._reader_count -= 1
+            raise
 
     @contextlib.asynccontextmanager
     async def listen(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
@@ -108,6 +139,10 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        while not self._readers.empty():
+            with contextlib.suppress(Exception):
+                await self._readers.get_nowait().close()
+        self._reader_count = 0
         await self.engine.dispose()
 
 
@@ -159,8 +194,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Readers run each statement on its own; writers take the write lock up front, so two
+        # writers never deadlock upgrading a read lock.
+        if not connection.get_execution_options().get(_READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
