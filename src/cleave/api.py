@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
@@ -15,6 +15,7 @@ from cleave.errors import Problem
 from cleave.service import ServiceContext
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def context_of(service: str) -> Callable[[Request], Coroutine[Any, Any, ServiceContext]]:
@@ -52,3 +53,25 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(position, dict):
         raise Problem("the cursor is not one this API gave out", code="invalid-cursor")
     return position
+
+
+def after_key(cursor: str | None) -> str | None:
+    """The key a simple keyset cursor resumes after, or None for the first page."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    if not isinstance(position.get("after"), str):
+        raise Problem("the cursor is not one this API gave out", code="invalid-cursor")
+    return str(position["after"])
+
+
+def page_of(
+    rows: Sequence[R],
+    limit: int,
+    item: Callable[[R], T],
+    position: Callable[[R], dict[str, Any]],
+) -> Page[T]:
+    """A page from rows fetched with `limit + 1`: the extra row only says a next page exists."""
+    shown = rows[:limit]
+    next_cursor = encode_cursor(position(shown[-1])) if len(rows) > limit else None
+    return Page[T](items=[item(row) for row in shown], next_cursor=next_cursor)

@@ -81,8 +81,7 @@ class Database:
         except BaseException:
             # It may be mid-statement (a cancelled task): never hand it to the next reader.
             self._reader_count -= 1
-            with contextlib.suppress(Exception):
-                await asyncio.shield(connection.close())
+            await _close_quietly(connection)
             raise
         self._readers.put_nowait(connection)
 
@@ -110,6 +109,7 @@ class Database:
         if self.is_sqlite:
             yield
             return
+        connection = None
         try:
             connection = await self.engine.connect()
             driver: Any = (await connection.get_raw_connection()).driver_connection
@@ -124,15 +124,20 @@ class Database:
                 service=self.service,
                 error=str(error),
             )
+            if connection is not None:
+                await _close_quietly(connection)
             yield
             return
+        except BaseException:  # cancelled while setting up: leave no connection behind
+            if connection is not None:
+                await _close_quietly(connection)
+            raise
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
                 await driver.remove_listener(channel, listener)
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await _close_quietly(connection)
 
     async def ping(self) -> None:
         async with self.read() as connection:
@@ -144,6 +149,11 @@ class Database:
                 await self._readers.get_nowait().close()
         self._reader_count = 0
         await self.engine.dispose()
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.shield(connection.close())
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
-from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
+from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
 from cleave.auth import AdminPrincipal
 from cleave.errors import NotFound
 from cleave.money import Currency
@@ -85,14 +85,11 @@ async def list_products(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[ProductOut]:
-    position = decode_cursor(cursor)
-    after = str(position["after"]) if position and "after" in position else None
     async with context.read() as connection:
-        rows = await store.list_products(connection, query=q, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor({"after": rows[-1].sku}) if more else None
-    return Page[ProductOut](items=[_out(row) for row in rows], next_cursor=next_cursor)
+        rows = await store.list_products(
+            connection, query=q, after=after_key(cursor), limit=limit + 1
+        )
+    return page_of(rows, limit, _out, lambda row: {"after": row.sku})
 
 
 @router.get("/products/{sku}", summary="One product")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
+from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, page_of
 from cleave.auth import Principal, scoped
 from cleave.errors import NotFound, Problem
 from cleave.money import Money
@@ -156,10 +156,10 @@ async def list_orders(
         rows = await store.list_orders(
             connection, customer_id=owner, before=before, limit=limit + 1
         )
-        page = rows[:limit]
-        lines = await store.get_lines(connection, [row.id for row in page])
-    next_cursor = None
-    if len(rows) > limit:
-        last = page[-1]
-        next_cursor = encode_cursor({"at": last.created_at.isoformat(), "id": last.id})
-    return Page[OrderOut](items=[_out(row, lines[row.id]) for row in page], next_cursor=next_cursor)
+        lines = await store.get_lines(connection, [row.id for row in rows[:limit]])
+    return page_of(
+        rows,
+        limit,
+        lambda row: _out(row, lines[row.id]),
+        lambda row: {"at": row.created_at.isoformat(), "id": row.id},
+    )
