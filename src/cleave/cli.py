@@ -174,15 +174,33 @@ def plan(topology: TopologyOption = None) -> None:
 def migrate(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
     topology: TopologyOption = None,
+    admin_url: Annotated[
+        str | None,
+        typer.Option(
+            help="First create each service's PostgreSQL role and database through this "
+            "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres)."
+        ),
+    ] = None,
 ) -> None:
     """Bring each service's database to its newest schema. Safe to run again."""
+    from sqlalchemy.engine import make_url
+
     config = _config(topology)
     if service:
         config.require_service(service)
+    if admin_url:
+        from cleave.provision import provision
+
+        for result in _run(lambda: provision(admin_url, config, service)):
+            changes = "; ".join(result.changes) or "role and database in place"
+            out.print(
+                f"{result.service:<10} role {result.role}, database {result.database}: {changes}"
+            )
     applied = _run(lambda: _with_unit(config, lambda unit: unit.migrate(service)))
     for name, revisions in applied.items():
         done = ", ".join(revisions) if revisions else "up to date"
-        out.print(f"{name:<10} {config.database_url(name)}  {done}")
+        shown = make_url(config.database_url(name)).render_as_string(hide_password=True)
+        out.print(f"{name:<10} {shown}  {done}")
 
 
 @app.command()
