@@ -15,6 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, UsageError
 
 from cleave.config import SystemConfig, load_config
+from cleave.deploy_cli import deploy_app
 from cleave.errors import CleaveError, ConfigError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ dlq_app = typer.Typer(
     help="Messages that failed every attempt, parked per service.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(deploy_app, name="deploy")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -177,8 +179,9 @@ def migrate(
     admin_url: Annotated[
         str | None,
         typer.Option(
+            envvar="CLEAVE_ADMIN_URL",
             help="First create each service's PostgreSQL role and database through this "
-            "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres)."
+            "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres).",
         ),
     ] = None,
 ) -> None:
