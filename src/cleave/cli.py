@@ -15,6 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, UsageError
 
 from cleave.config import SystemConfig, load_config
+from cleave.deploy_cli import deploy_app
 from cleave.errors import CleaveError, ConfigError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ dlq_app = typer.Typer(
     help="Messages that failed every attempt, parked per service.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(deploy_app, name="deploy")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -174,15 +176,34 @@ def plan(topology: TopologyOption = None) -> None:
 def migrate(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
     topology: TopologyOption = None,
+    admin_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CLEAVE_ADMIN_URL",
+            help="First create each service's PostgreSQL role and database through this "
+            "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres).",
+        ),
+    ] = None,
 ) -> None:
     """Bring each service's database to its newest schema. Safe to run again."""
+    from sqlalchemy.engine import make_url
+
     config = _config(topology)
     if service:
         config.require_service(service)
+    if admin_url:
+        from cleave.provision import provision
+
+        for result in _run(lambda: provision(admin_url, config, service)):
+            changes = "; ".join(result.changes) or "role and database in place"
+            out.print(
+                f"{result.service:<10} role {result.role}, database {result.database}: {changes}"
+            )
     applied = _run(lambda: _with_unit(config, lambda unit: unit.migrate(service)))
     for name, revisions in applied.items():
         done = ", ".join(revisions) if revisions else "up to date"
-        out.print(f"{name:<10} {config.database_url(name)}  {done}")
+        shown = make_url(config.database_url(name)).render_as_string(hide_password=True)
+        out.print(f"{name:<10} {shown}  {done}")
 
 
 @app.command()

@@ -27,6 +27,7 @@ class Topology:
     http_port: int = 8000
     grpc_port: int = 9000
     addresses: Mapping[str, UnitAddress] = field(default_factory=dict)
+    pool_size: int = 5
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
@@ -93,8 +94,12 @@ class SystemConfig:
     settings: Mapping[str, Mapping[str, Any]]
 
     def database_url(self, service: str) -> str:
-        template = os.environ.get("CLEAVE_DATABASE") or self.topology.databases.get(
-            service, self.topology.database
+        """`CLEAVE_DATABASE_<SERVICE>` (one service's URL, as a Kubernetes Secret hands it over),
+        else the `CLEAVE_DATABASE` template, else the topology's."""
+        template = (
+            os.environ.get(service_database_variable(service))
+            or os.environ.get("CLEAVE_DATABASE")
+            or self.topology.databases.get(service, self.topology.database)
         )
         return template.format(service=service, var=self.var_dir)
 
@@ -119,6 +124,10 @@ class SystemConfig:
         if name not in self.services:
             known = ", ".join(self.services)
             raise ConfigError(f"unknown service {name!r} (known: {known})")
+
+
+def service_database_variable(service: str) -> str:
+    return f"CLEAVE_DATABASE_{service.upper().replace('-', '_')}"
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -196,11 +205,12 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
     return Topology(
         name=name,
         units=units,
-        broker=table.get("broker", "memory"),
+        broker=os.environ.get("CLEAVE_BROKER") or table.get("broker", "memory"),
         database=table.get("database", "sqlite+aiosqlite:///{var}/{service}.db"),
         databases=dict(table.get("databases", {})),
         host=table.get("host", "127.0.0.1"),
         http_port=int(table.get("http_port", 8000)),
         grpc_port=int(table.get("grpc_port", 9000)),
         addresses=addresses,
+        pool_size=int(table.get("pool_size", 5)),
     )

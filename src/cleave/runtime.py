@@ -68,7 +68,11 @@ class Unit:
         self.ports = PortRegistry()
         self.contexts: dict[str, ServiceContext] = {}
         for service in self.services:
-            database = Database(service.name, config.database_url(service.name))
+            database = Database(
+                service.name,
+                config.database_url(service.name),
+                pool_size=config.topology.pool_size,
+            )
             self.contexts[service.name] = ServiceContext(
                 service, database, self.ports, config.service_settings(service.name)
             )

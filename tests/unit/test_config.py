@@ -73,3 +73,25 @@ def test_an_unknown_topology_names_the_known_ones(tmp_path: Path) -> None:
     path = write(tmp_path, '[topology.one]\nunits = { u = ["*"] }')
     with pytest.raises(ConfigError, match=r"unknown topology 'two' \(known: one\)"):
         load_config(path, topology="two")
+
+
+async def test_each_unit_sizes_its_connection_pools_from_its_topology(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from cleave.messaging.broker import MemoryBroker
+    from cleave.runtime import Unit
+
+    parsed = load_config(
+        write(tmp_path, "[topology.small]\npool_size = 3\n[topology.plain]\n"), topology="small"
+    )
+    assert parsed.topology.pool_size == 3
+    assert parsed.topologies["plain"].pool_size == 5
+
+    shipped = load_config(Path(__file__).parents[2] / "cleave.toml", topology="split")
+    config = replace(shipped, topology=replace(shipped.topology, pool_size=3))
+    unit = Unit(config, "catalog", broker=MemoryBroker())
+    try:
+        pool = unit.context("catalog").database.engine.pool
+        assert pool.size() == 3  # type: ignore[attr-defined]
+    finally:
+        await unit.stop()

@@ -1,0 +1,231 @@
+"""Deployment files: generated from cleave.toml, committed, and valid for the tools that read them.
+
+Offline: the kustomize overlays are built by the real kustomize inside kubectl (`kubectl
+kustomize`, no cluster needed) and checked by kubernetes-validate --strict; compose.yaml is
+checked against the Compose Specification's JSON schema (vendored, see tests/schemas/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from cleave.config import load_config
+from cleave.deploy import System, render
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+TOPOLOGIES = ("monolith", "split", "payments-out")
+KUBERNETES_VERSION = "1.32.0"
+
+
+def cleave(*args: str, cwd: Path = ROOT, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    env.update(extra)
+    return subprocess.run(
+        [sys.executable, "-m", "cleave", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def kustomize(overlay: str) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        message = "kubectl (whose built-in kustomize builds the overlays) is not installed"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [document for document in yaml.safe_load_all(built.stdout) if document]
+
+
+def by_kind(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == kind}
+
+
+def test_the_committed_files_are_what_cleave_toml_generates() -> None:
+    result = cleave("deploy", "check", CLEAVE_DATABASE="postgresql://elsewhere/{service}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "11 deployment files match cleave.toml"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's configuration and deployment files, to change freely."""
+    for name in ("cleave.toml", "Dockerfile", ".dockerignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    return tmp_path
+
+
+def test_a_change_to_cleave_toml_is_drift_until_rendered(project: Path) -> None:
+    toml = project / "cleave.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'units = { core = ["catalog", "customer", "ordering"], payments = ["payment"] }',
+            'units = { core = ["catalog", "customer"], orders = ["ordering", "payment"] }',
+        )
+    )
+    (project / "deploy" / "k8s" / "overlays" / "gone").mkdir()
+    (project / "deploy" / "k8s" / "overlays" / "gone" / "kustomization.yaml").write_text("{}")
+
+    drifted = cleave("deploy", "check", cwd=project)
+    assert drifted.returncode == 1
+    assert drifted.stdout == ""
+    assert drifted.stderr.strip() == (
+        "error: 4 deployment file(s) drifted from cleave.toml: "
+        "deploy/k8s/base/cleave.toml (differs), "
+        "deploy/k8s/overlays/payments-out/kustomization.yaml (differs), "
+        "deploy/k8s/overlays/payments-out/resources.yaml (differs), "
+        "deploy/k8s/overlays/gone/kustomization.yaml (not generated); run `cleave deploy render`"
+    )
+
+    rendered = cleave("deploy", "render", cwd=project)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "removed deploy/k8s/overlays/gone/kustomization.yaml" in rendered.stdout
+    assert cleave("deploy", "check", cwd=project).returncode == 0
+    resources = list(
+        yaml.safe_load_all(
+            (project / "deploy/k8s/overlays/payments-out/resources.yaml").read_text()
+        )
+    )
+    assert {"core", "orders"} <= set(by_kind(resources, "Deployment"))
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_each_overlay_builds_and_passes_strict_kubernetes_validation(topology: str) -> None:
+    documents = kustomize(topology)
+    for document in documents:
+        try:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{document['kind']}/{document['metadata']['name']}: {error.message}")
+    config = load_config(ROOT / "cleave.toml", topology=topology)
+    units = set(config.topology.units)
+    assert set(by_kind(documents, "Deployment")) == units
+    assert set(by_kind(documents, "Service")) == units
+    assert set(by_kind(documents, "PodDisruptionBudget")) == units
+    # The saga runner lives in ordering: its unit stays single, every other unit may scale.
+    scalable = {unit for unit in units if "ordering" not in config.topology.units[unit]}
+    assert set(by_kind(documents, "HorizontalPodAutoscaler")) == scalable
+
+
+def test_a_unit_deployment_runs_its_unit_as_a_non_root_user_with_probes_and_secrets() -> None:
+    documents = kustomize("payments-out")
+    config_maps = by_kind(documents, "ConfigMap")
+    toml_map = next(m for name, m in config_maps.items() if name.startswith("cleave-config-"))
+    assert toml_map["data"]["cleave.toml"] == (ROOT / "cleave.toml").read_text()
+    env_map = next(m for name, m in config_maps.items() if name.startswith("cleave-env-"))
+    assert env_map["data"]["CLEAVE_TOPOLOGY"] == "payments-out"
+    assert env_map["data"]["CLEAVE_ADDRESS_PAYMENTS"] == "payments:8002:9002"
+
+    core = by_kind(documents, "Deployment")["core"]["spec"]["template"]["spec"]
+    assert core["securityContext"]["runAsNonRoot"] is True
+    (container,) = core["containers"]
+    assert container["image"] == "cleave:0.1.0"
+    assert container["args"][0] == "core"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    secrets = {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in container["env"]
+        if "valueFrom" in item
+    }
+    assert secrets == {
+        "CLEAVE_DATABASE_CATALOG": {"name": "cleave-databases", "key": "catalog"},
+        "CLEAVE_DATABASE_CUSTOMER": {"name": "cleave-databases", "key": "customer"},
+        "CLEAVE_DATABASE_ORDERING": {"name": "cleave-databases", "key": "ordering"},
+        "CLEAVE_BROKER": {"name": "cleave-broker", "key": "url"},
+    }
+    assert container["envFrom"] == [{"configMapRef": {"name": env_map["metadata"]["name"]}}]
+    ports = {p["name"]: p["port"] for p in by_kind(documents, "Service")["core"]["spec"]["ports"]}
+    assert ports == {"http": 8001, "grpc": 9001}
+
+
+def test_compose_runs_the_split_topology_and_matches_the_compose_specification() -> None:
+    schema = json.loads((ROOT / "tests" / "schemas" / "compose-spec.json").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    errors = [
+        error.message for error in jsonschema.Draft201909Validator(schema).iter_errors(compose)
+    ]
+    assert errors == []
+
+    split = load_config(ROOT / "cleave.toml", topology="split").topology
+    services = compose["services"]
+    assert set(services) == {"postgres", "rabbitmq", "jaeger", "migrate", *split.units}
+    for unit in split.units:
+        port = split.address_of(unit).http_port
+        assert f"http://127.0.0.1:{port}/readyz" in services[unit]["healthcheck"]["test"][-1]
+        assert services[unit]["command"][0] == unit
+        assert services[unit]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        # A unit's container holds its own services' database URLs and no other.
+        own = {f"CLEAVE_DATABASE_{s.upper()}" for s in split.units[unit]}
+        assert {k for k in services[unit]["environment"] if k.startswith("CLEAVE_DATABASE")} == own
+
+
+def test_the_files_follow_whatever_services_cleave_toml_lists(tmp_path: Path) -> None:
+    toml = tmp_path / "cleave.toml"
+    toml.write_text(
+        """
+[system]
+name = "bank"
+[services]
+identity = "x:identity"
+ledger = "x:ledger"
+[topology.split]
+units = "one-per-service"
+broker = "nats://127.0.0.1:4222"
+database = "postgresql+asyncpg://bank_{service}@127.0.0.1:5432/bank_{service}"
+"""
+    )
+    system = System(load_config(toml), toml.read_text(), frozenset({"ledger"}), "2.0.0")
+    files = render(system)
+    compose = yaml.safe_load(files["deploy/compose.yaml"])
+    assert set(compose["services"]) == {
+        "postgres",
+        "nats",
+        "jaeger",
+        "migrate",
+        "identity",
+        "ledger",
+    }
+    assert compose["services"]["identity"]["environment"]["CLEAVE_DATABASE_IDENTITY"].startswith(
+        "postgresql+asyncpg://bank_identity:${CLEAVE_DB_PASSWORD_IDENTITY:-identity-dev}@postgres"
+    )
+    resources = list(yaml.safe_load_all(files["deploy/k8s/overlays/split/resources.yaml"]))
+    assert set(by_kind(resources, "HorizontalPodAutoscaler")) == {"identity"}
+    assert by_kind(resources, "Deployment")["ledger"]["spec"]["replicas"] == 1
+    ingress = by_kind(resources, "Ingress")["bank"]["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in ingress] == [
+        ("/api/identity", "identity"),
+        ("/api/ledger", "ledger"),
+    ]
+
+
+def test_the_dockerfile_builds_one_non_root_image_that_runs_a_unit() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert "FROM python:3.11-slim" in lines
+    assert "RUN pip install --require-hashes -r requirements.lock" in lines
+    assert lines[-2:] == ["USER 10001:10001", 'ENTRYPOINT ["cleave", "run"]']
