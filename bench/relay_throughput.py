@@ -57,14 +57,15 @@ async def wait_for(check: Callable[[], Awaitable[bool]], interval: float = 0.01)
     await eventually(check, within=600, interval=interval)
 
 
-async def measure(kind: str, events: int) -> tuple[float, float]:
+async def measure(kind: str, events: int, prefetch: int) -> tuple[float, float]:
     brokers = Brokers(kind, f"bench{uuid.uuid4().hex[:8]}")
     shared = MemoryBroker() if kind == "memory" else None
     with tempfile.TemporaryDirectory() as var:
-        config = toy_config(Path(var), brokers.url)
+        url = brokers.url if kind == "memory" else f"{brokers.url}&prefetch={prefetch}"
+        config = toy_config(Path(var), url)
 
         def unit(name: str) -> Unit:
-            return Unit(config, name, broker=shared or create_broker(brokers.url))
+            return Unit(config, name, broker=shared or create_broker(url))
 
         counter = unit("counter")
         await counter.migrate()
@@ -114,10 +115,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--brokers", default="memory,rabbitmq,nats")
+    parser.add_argument("--prefetch", type=int, default=32, help="the consumers' prefetch")
     args = parser.parse_args()
     print(f"{'broker':<10} {'relay msg/s':>12} {'consumer msg/s':>15}   ({args.events} events)")
     for kind in args.brokers.split(","):
-        relay_rate, consume_rate = await measure(kind, args.events)
+        relay_rate, consume_rate = await measure(kind, args.events, args.prefetch)
         note = "  (delivery is inside the relay's publish)" if kind == "memory" else ""
         print(f"{kind:<10} {relay_rate:>12,.0f} {consume_rate:>15,.0f}{note}")
 

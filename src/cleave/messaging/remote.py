@@ -6,7 +6,7 @@ the URL reaches the client library:
 
 - `namespace` (default `cleave`) prefixes every exchange, queue, stream and topic, so two
   systems, or two concurrent test runs, can share one server without sharing a message;
-- `prefetch` (default 64) bounds the messages a consumer holds unacknowledged at once.
+- `prefetch` (default 32) bounds the messages a consumer holds unacknowledged at once.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from cleave.messaging.envelope import Envelope, EnvelopeError
 log = structlog.get_logger("cleave.messaging")
 
 DEFAULT_NAMESPACE = "cleave"
-DEFAULT_PREFETCH = 64
+# Enough to overlap round trips; more only queues on the service database pool (5 + 5 overflow).
+DEFAULT_PREFETCH = 32
 # A delivery whose consumer raised (its database is down, say) goes back to the broker after this
 # pause, so a broken dependency is not retried in a hot loop.
 RETRY_DELAY_SECONDS = 1.0
