@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 POSTGRES = ("127.0.0.1", 5432)
+RABBITMQ = ("127.0.0.1", 5672)
+NATS = ("127.0.0.1", 4222)
 
 
 def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
@@ -36,7 +38,30 @@ def _start_postgres() -> None:
             )
 
 
-STARTERS = {"postgresql": (POSTGRES, _start_postgres)}
+def _start_rabbitmq() -> None:
+    if shutil.which("rabbitmq-server"):
+        subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True)
+
+
+def _start_nats() -> None:
+    nats_server = "/usr/sbin/nats-server"
+    if Path(nats_server).exists() and shutil.which("start-stop-daemon"):
+        Path("/var/lib/nats-server").mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            # JetStream on, its store on disk, so messages outlive a server restart.
+            ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", nats_server,
+             "--", "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server",
+             "-l", "/var/log/nats-server.log"],
+            check=False,
+            capture_output=True,
+        )  # fmt: skip
+
+
+STARTERS = {
+    "postgresql": (POSTGRES, _start_postgres),
+    "rabbitmq": (RABBITMQ, _start_rabbitmq),
+    "nats": (NATS, _start_nats),
+}
 
 
 def ensure(names: list[str]) -> int:
@@ -47,7 +72,7 @@ def ensure(names: list[str]) -> int:
             continue
         print(f"{name} is not answering on {address[0]}:{address[1]}; starting it", flush=True)
         start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # RabbitMQ takes a while to boot
         while not reachable(address) and time.monotonic() < deadline:
             time.sleep(0.5)
         if not reachable(address):

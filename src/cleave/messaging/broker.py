@@ -60,9 +60,26 @@ class MemoryBroker:
 
 
 def create_broker(url: str) -> Broker:
-    if url == "memory":
-        return MemoryBroker()
-    scheme = url.split(":", 1)[0]
+    """The adapter for a topology's `broker` URL, chosen by its scheme."""
     from cleave.errors import ConfigError
 
-    raise ConfigError(f"no broker adapter for {scheme!r} yet (this build knows: memory)")
+    if url == "memory":
+        return MemoryBroker()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    # Imported here: the monolith never loads a broker client it does not use.
+    if scheme in ("amqp", "amqps"):
+        from cleave.messaging.rabbitmq import RabbitMQBroker
+
+        return RabbitMQBroker(url)
+    if scheme in ("nats", "tls"):
+        from cleave.messaging.jetstream import JetStreamBroker
+
+        return JetStreamBroker(url)
+    if scheme == "kafka":
+        from cleave.messaging.kafka import KafkaBroker
+
+        return KafkaBroker(url)
+    raise ConfigError(
+        f"broker {url!r}: unknown scheme {scheme or url!r} "
+        "(use memory, amqp://, amqps://, nats:// or kafka://)"
+    )

@@ -1,0 +1,380 @@
+"""Events between units over the real RabbitMQ and NATS JetStream (and in-process, for contrast).
+
+The toy `notes` runs in one unit and `tally` in another, each unit with its own broker client on
+the same server, as two processes would be. Every test gets its own broker namespace, so its
+exchanges, queues and streams are its own, and deletes them afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aio_pika
+import nats
+import pytest
+from faststream.kafka import TestKafkaBroker
+from sqlalchemy import func, select
+
+from cleave.config import SystemConfig, Topology
+from cleave.errors import ConfigError
+from cleave.messaging.broker import Broker, Delivery, MemoryBroker, create_broker
+from cleave.messaging.consumer import list_dead_letters
+from cleave.messaging.envelope import Envelope
+from cleave.messaging.jetstream import JetStreamBroker
+from cleave.messaging.kafka import KafkaBroker
+from cleave.messaging.rabbitmq import RabbitMQBroker
+from cleave.messaging.relay import outbox_state
+from cleave.messaging.remote import BrokerAddress, keep_raw_message
+from cleave.runtime import Unit
+from cleave.tables import inbox
+from tests.conftest import eventually, require_server
+from tests.integration import toy
+from tests.services import NATS, RABBITMQ
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+NATS_URL = "nats://127.0.0.1:4222"
+NOTE_WRITTEN = toy.NoteWritten.event_type
+
+
+@dataclass
+class Brokers:
+    """One broker server seen by a test: its URL in a namespace of the test's own."""
+
+    kind: str
+    namespace: str
+
+    @property
+    def url(self) -> str:
+        base = {"rabbitmq": RABBITMQ_URL, "nats": NATS_URL}.get(self.kind, "memory")
+        return base if base == "memory" else f"{base}?namespace={self.namespace}"
+
+    async def delete_everything(self, queues: list[str]) -> None:
+        if self.kind == "rabbitmq":
+            connection = await aio_pika.connect(RABBITMQ_URL)
+            async with connection:
+                channel = await connection.channel()
+                for queue in queues:
+                    await channel.queue_delete(f"{self.namespace}.{queue}")
+                    await channel.queue_delete(f"{self.namespace}.{queue}.parked")
+                for exchange in ("events", "parked"):
+                    await channel.exchange_delete(f"{self.namespace}.{exchange}")
+        elif self.kind == "nats":
+            client = await nats.connect(NATS_URL)
+            try:
+                jetstream = client.jetstream()
+                for stream in ("events", "parked"):
+                    await jetstream.delete_stream(f"{self.namespace}_{stream}")
+            except nats.js.errors.NotFoundError:
+                pass
+            finally:
+                await client.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
+    if request.param == "rabbitmq":
+        require_server("RabbitMQ", RABBITMQ)
+    if request.param == "nats":
+        require_server("NATS", NATS)
+    server = Brokers(request.param, f"t{uuid.uuid4().hex[:12]}")
+    try:
+        yield server
+    finally:
+        await server.delete_everything(["tally"])
+
+
+remote_only = pytest.mark.parametrize("brokers", ["rabbitmq", "nats"], indirect=True)
+
+
+class CountingBroker:
+    """A broker that counts what it hands each consumer, to know when redeliveries are done."""
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.delivered = 0
+
+    def subscribe(self, queue: str, types: Any, deliver: Delivery) -> None:
+        async def counted(envelope: Envelope) -> None:
+            await deliver(envelope)
+            self.delivered += 1
+
+        self.inner.subscribe(queue, types, counted)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, envelope: Envelope) -> None:
+        await self.inner.publish(envelope)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.fixture
+def split_config(base_config: SystemConfig, brokers: Brokers) -> SystemConfig:
+    services = {
+        "notes": "tests.integration.toy:notes_service",
+        "tally": "tests.integration.toy:tally_service",
+    }
+    topology = Topology(
+        name="toy-split",
+        units={"writer": ("notes",), "counter": ("tally",)},
+        broker=brokers.url,
+        database="sqlite+aiosqlite:///{var}/{service}.db",
+    )
+    return replace(
+        base_config, services=services, topology=topology, topologies={topology.name: topology}
+    )
+
+
+class Units:
+    """Starts the toy's two units; in memory they must share one broker to reach each other."""
+
+    def __init__(self, config: SystemConfig, brokers: Brokers) -> None:
+        self.config = config
+        self.shared = MemoryBroker() if brokers.kind == "memory" else None
+        self.running: list[Unit] = []
+
+    async def start(self, name: str, *, wrap: Callable[[Broker], Broker] | None = None) -> Unit:
+        broker = self.shared or create_broker(self.config.topology.broker)
+        unit = Unit(self.config, name, broker=wrap(broker) if wrap else broker, max_attempts=3)
+        for consumer in unit.consumers.values():
+            consumer.backoff_seconds = 0.01
+        await unit.migrate()
+        await unit.start()
+        self.running.append(unit)
+        return unit
+
+    async def stop(self, unit: Unit) -> None:
+        self.running.remove(unit)
+        await unit.stop()
+
+
+@pytest.fixture
+async def units(split_config: SystemConfig, brokers: Brokers) -> AsyncIterator[Units]:
+    started = Units(split_config, brokers)
+    try:
+        yield started
+    finally:
+        for unit in list(started.running):
+            await started.stop(unit)
+
+
+async def tally_of(unit: Unit, word: str) -> int:
+    async with unit.context("tally").read() as connection:
+        count = (
+            await connection.execute(select(toy.tallies.c.count).where(toy.tallies.c.word == word))
+        ).scalar()
+    return int(count or 0)
+
+
+async def write_note(unit: Unit, text: str) -> None:
+    async with unit.context("notes").unit_of_work() as uow:
+        await toy.write_note(uow, f"note-{uuid.uuid4().hex[:8]}", text)
+
+
+async def test_an_event_committed_in_one_unit_is_applied_once_in_another(units: Units) -> None:
+    counter = await units.start("counter")
+    writer = await units.start("writer")
+
+    await write_note(writer, "hello")
+
+    assert await eventually(lambda: tally_of(counter, "hello")) == 1
+
+    async def recorded_as_delivered_once() -> bool:
+        state = await outbox_state(writer.context("notes"))
+        return (state.pending, state.delivered) == (0, 1)
+
+    # The relay records the broker's confirm after it arrives, which may be after the consumer ran.
+    assert await eventually(recorded_as_delivered_once)
+
+
+async def test_the_same_event_published_again_is_applied_once(
+    units: Units, brokers: Brokers
+) -> None:
+    counting: list[CountingBroker] = []
+
+    def count(broker: Broker) -> Broker:
+        counting.append(CountingBroker(broker))
+        return counting[-1]
+
+    counter = await units.start("counter", wrap=count)
+    writer = await units.start("writer")
+    envelope = Envelope.of(toy.NoteWritten(note_id="n1", text="twice"), source="/t", trace={})
+
+    for _ in range(3):  # as a relay that crashed before recording its deliveries would
+        await writer.broker.publish(envelope)
+
+    # JetStream itself drops a re-sent message id; the others hand every copy to the inbox.
+    expected = 1 if brokers.kind == "nats" else 3
+
+    async def all_handled() -> bool:
+        return counting[0].delivered == expected
+
+    assert await eventually(all_handled)
+    assert await tally_of(counter, "twice") == 1
+    async with counter.context("tally").read() as connection:
+        assert (await connection.execute(select(func.count()).select_from(inbox))).scalar() == 1
+
+
+@remote_only
+async def test_an_event_published_while_the_consumer_is_down_arrives_when_it_returns(
+    units: Units,
+) -> None:
+    first = await units.start("counter")  # its first start declares its durable queue
+    await units.stop(first)
+    writer = await units.start("writer")
+
+    await write_note(writer, "meanwhile")
+
+    async def confirmed_by_the_broker() -> bool:
+        return (await outbox_state(writer.context("notes"))).pending == 0
+
+    assert await eventually(confirmed_by_the_broker)
+    returned = await units.start("counter")
+    assert await eventually(lambda: tally_of(returned, "meanwhile")) == 1
+
+
+async def test_a_failing_handler_parks_the_message_and_a_replay_applies_it(units: Units) -> None:
+    counter = await units.start("counter")
+    writer = await units.start("writer")
+    try:
+        await write_note(writer, "poison")
+
+        letters = await eventually(lambda: list_dead_letters(counter.context("tally")))
+        assert [(letter.attempts, letter.type) for letter in letters] == [(3, NOTE_WRITTEN)]
+        assert "cannot count 'poison'" in letters[0].error
+
+        toy.failures["poison"] = False  # the broken dependency is fixed
+        assert await counter.consumers["tally"].replay(letters[0].id) is True
+        assert await tally_of(counter, "poison") == 1
+        assert await list_dead_letters(counter.context("tally")) == []
+    finally:
+        toy.failures["poison"] = True
+
+
+@remote_only
+async def test_a_malformed_message_is_parked_by_the_broker_and_consuming_goes_on(
+    units: Units, brokers: Brokers
+) -> None:
+    counter = await units.start("counter")
+    writer = await units.start("writer")
+
+    await publish_raw(writer.broker, NOTE_WRITTEN, b'{"not": "a cloud event"}')
+    await write_note(writer, "after")
+
+    assert await eventually(lambda: tally_of(counter, "after")) == 1
+    parked = await eventually(lambda: parked_bodies(brokers, "tally"))
+    assert parked == [b'{"not": "a cloud event"}']
+    assert await list_dead_letters(counter.context("tally")) == []
+
+
+async def publish_raw(broker: Broker, event_type: str, body: bytes) -> None:
+    if isinstance(broker, RabbitMQBroker):
+        await broker.faststream.publish(body, exchange=broker.exchange, routing_key=event_type)
+    else:
+        assert isinstance(broker, JetStreamBroker)
+        await broker.publish_raw(broker.subject(event_type), body, {})
+
+
+async def parked_bodies(brokers: Brokers, queue: str) -> list[bytes]:
+    if brokers.kind == "rabbitmq":
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        async with connection:
+            channel = await connection.channel()
+            parked = await channel.get_queue(f"{brokers.namespace}.{queue}.parked")
+            message = await parked.get(fail=False, no_ack=True)
+            return [message.body] if message else []
+    client = await nats.connect(NATS_URL)
+    try:
+        jetstream = client.jetstream()
+        info = await jetstream.stream_info(f"{brokers.namespace}_parked")
+        if not info.state.messages:
+            return []
+        stored = await jetstream.get_last_msg(
+            f"{brokers.namespace}_parked", f"{brokers.namespace}.parked.{queue}"
+        )
+        return [stored.data or b""]
+    finally:
+        await client.close()
+
+
+async def test_kafka_carries_events_through_the_same_adapter(
+    base_config: SystemConfig,
+) -> None:
+    """FastStream's in-memory TestKafkaBroker only: no Kafka broker runs on these machines."""
+    kafka = KafkaBroker("kafka://127.0.0.1:9092?namespace=t1")
+    parked: list[bytes] = []
+
+    @kafka.faststream.subscriber(kafka.parked_topic("tally"), decoder=keep_raw_message)
+    async def keep_parked(message: Any) -> None:
+        parked.append(message.body)
+
+    topology = Topology(
+        name="toy-kafka",
+        units={"both": ("notes", "tally")},
+        broker="kafka://unused",
+        database="sqlite+aiosqlite:///{var}/{service}.db",
+    )
+    config = replace(
+        base_config,
+        services={
+            "notes": "tests.integration.toy:notes_service",
+            "tally": "tests.integration.toy:tally_service",
+        },
+        topology=topology,
+        topologies={topology.name: topology},
+    )
+    unit = Unit(config, broker=kafka)
+    await unit.migrate()
+    async with TestKafkaBroker(kafka.faststream):
+        await unit.start()
+        try:
+            await write_note(unit, "via-kafka")
+            assert await eventually(lambda: tally_of(unit, "via-kafka")) == 1
+            await kafka.faststream.publish(b"garbage", kafka.topic(NOTE_WRITTEN))
+
+            async def parked_so_far() -> list[bytes]:
+                return parked
+
+            assert await eventually(parked_so_far) == [b"garbage"]
+        finally:
+            await unit.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "adapter"),
+    [
+        ("memory", MemoryBroker),
+        ("amqp://guest:guest@127.0.0.1:5672/", RabbitMQBroker),
+        ("amqps://guest:guest@broker.example:5671/", RabbitMQBroker),
+        ("nats://127.0.0.1:4222", JetStreamBroker),
+        ("kafka://127.0.0.1:9092", KafkaBroker),
+    ],
+)
+def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> None:
+    assert isinstance(create_broker(url), adapter)
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis://127.0.0.1:6379", "unknown scheme 'redis'"),
+        ("rabbit", "unknown scheme 'rabbit'"),
+        ("nats://127.0.0.1:4222?namespace=a.b", "broker namespace 'a.b'"),
+        ("amqp://127.0.0.1/?prefetch=lots", "broker prefetch 'lots'"),
+    ],
+)
+def test_a_broker_url_that_cannot_work_is_a_config_error(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        create_broker(url)
+
+
+def test_cleaves_own_options_leave_the_url_the_client_library_sees() -> None:
+    address = BrokerAddress.parse("amqp://u:p@h:5672/vhost?namespace=shop2&prefetch=8&heartbeat=30")
+    assert (address.namespace, address.prefetch) == ("shop2", 8)
+    assert address.url == "amqp://u:p@h:5672/vhost?heartbeat=30"
