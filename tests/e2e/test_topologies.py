@@ -1,0 +1,158 @@
+"""One end-to-end suite over every topology: the same orders through the same public API, with
+the same outcomes, whether the shop runs as one process or as several over PostgreSQL, a real
+broker and gRPC. Only `cleave.toml`'s topology (and addresses for free ports) changes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cleave.config import load_config
+from tests.conftest import PostgresDatabases, require_server
+from tests.e2e.test_cli import ROOT, free_port
+from tests.integration.test_brokers import Brokers
+from tests.services import NATS, POSTGRES, RABBITMQ
+
+ADDRESS = {
+    "name": "Alice",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
+}
+BROKER_OF = {"split": "rabbitmq", "payments-out": "nats"}
+
+
+@dataclass
+class Shop:
+    base: str
+    headers: dict[str, str]
+    log: Path
+
+    async def place(
+        self, client: httpx.AsyncClient, sku: str, quantity: int, card: str
+    ) -> dict[str, Any]:
+        body = {
+            "lines": [{"sku": sku, "quantity": quantity}],
+            "card_token": card,
+            "shipping_address": ADDRESS,
+        }
+        placed = await client.post(
+            f"{self.base}/api/ordering/v1/orders", json=body, headers=self.headers
+        )
+        assert placed.status_code == 202, placed.text
+        url = f"{self.base}/api/ordering/v1/orders/{placed.json()['id']}"
+        deadline = time.monotonic() + 30
+        while True:
+            order: dict[str, Any] = (await client.get(url, headers=self.headers)).json()
+            if order["status"] != "pending":
+                return order
+            assert time.monotonic() < deadline, (
+                f"order stuck pending:\n{self.log.read_text()[-3000:]}"
+            )
+            await asyncio.sleep(0.05)
+
+    async def stock(self, client: httpx.AsyncClient, sku: str) -> int:
+        return int((await client.get(f"{self.base}/api/catalog/v1/products/{sku}")).json()["stock"])
+
+
+@pytest.fixture(params=["monolith", "split", "payments-out"])
+async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shop]:
+    topology = str(request.param)
+    config = load_config(ROOT / "cleave.toml", topology=topology)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
+    databases, brokers = PostgresDatabases(), None
+    if topology != "monolith":
+        require_server("PostgreSQL", POSTGRES)
+        kind = BROKER_OF[topology]
+        require_server(kind, RABBITMQ if kind == "rabbitmq" else NATS)
+        brokers = Brokers(kind, f"e2e{uuid.uuid4().hex[:10]}")
+        await databases.create(list(config.services))
+        environment["CLEAVE_DATABASE"] = (
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
+        )
+        environment["CLEAVE_BROKER"] = brokers.url
+        for unit in config.topology.units:
+            key = f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}"
+            environment[key] = f"127.0.0.1:{free_port()}:{free_port()}"
+    port = free_port()
+    log = tmp_path / "shop.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: ASYNC220 - starts the server and returns at once
+            [sys.executable, "-m", "cleave", "up", "--topology", topology, "--port", str(port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log.read_text()[-5000:]
+                try:
+                    if (await client.get(f"{base}/readyz", timeout=1)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"not ready:\n{log.read_text()[-5000:]}"
+                await asyncio.sleep(0.2)
+        issued = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cleave", "token", "--customer", "alice"],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        token = issued.stdout.strip()
+        yield Shop(base, {"Authorization": f"Bearer {token}"}, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if brokers is not None:
+            await brokers.delete_everything(list(config.services))
+        await databases.drop()
+
+
+async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = await shop.stock(client, "HOODIE-GREY")
+        confirmed = await shop.place(client, "HOODIE-GREY", 2, "tok_approve")
+        assert (confirmed["status"], confirmed["reason"]) == ("confirmed", None)
+        assert await shop.stock(client, "HOODIE-GREY") == before - 2
+
+        rejected = await shop.place(client, "SOLD-OUT-VINYL", 1, "tok_approve")
+        assert (rejected["status"], rejected["reason"]) == ("rejected", "out_of_stock")
+
+        cancelled = await shop.place(client, "HOODIE-GREY", 1, "tok_decline")
+        assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "payment_declined")
+        assert await shop.stock(client, "HOODIE-GREY") == before - 2  # the reservation was released
+
+        async def counted() -> bool:  # customer learns of the confirmed order through the broker
+            me = await client.get(f"{shop.base}/api/customer/v1/customers/me", headers=shop.headers)
+            return bool(me.json()["confirmed_orders"] == 1)
+
+        deadline = time.monotonic() + 15
+        while not await counted():
+            assert time.monotonic() < deadline, "order_confirmed never reached customer"
+            await asyncio.sleep(0.1)
