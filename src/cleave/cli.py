@@ -66,6 +66,26 @@ async def _with_unit(config: SystemConfig, work: Callable[[Unit], Awaitable[T]])
         await unit.stop()
 
 
+AdminUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="CLEAVE_ADMIN_URL",
+        help="First create each service's PostgreSQL role and database through this "
+        "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres).",
+    ),
+]
+
+
+def _provision(config: SystemConfig, admin_url: str | None, service: str | None = None) -> None:
+    if not admin_url:
+        return
+    from cleave.provision import provision
+
+    for result in _run(lambda: provision(admin_url, config, service)):
+        changes = "; ".join(result.changes) or "role and database in place"
+        out.print(f"{result.service:<10} role {result.role}, database {result.database}: {changes}")
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
@@ -74,6 +94,7 @@ def up(
     ] = None,
     topology: TopologyOption = None,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
+    admin_url: AdminUrlOption = None,
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
     from cleave.serving import check_port_free
@@ -82,6 +103,7 @@ def up(
     host = host or config.topology.host
     port = port or config.topology.http_port
     check_port_free(host, port)
+    _provision(config, admin_url or config.topology.admin_url)
     if len(config.topology.units) == 1:
         from cleave.serving import serve_unit
 
@@ -176,14 +198,7 @@ def plan(topology: TopologyOption = None) -> None:
 def migrate(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
     topology: TopologyOption = None,
-    admin_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="CLEAVE_ADMIN_URL",
-            help="First create each service's PostgreSQL role and database through this "
-            "admin connection (for example postgresql://postgres@127.0.0.1:5432/postgres).",
-        ),
-    ] = None,
+    admin_url: AdminUrlOption = None,
 ) -> None:
     """Bring each service's database to its newest schema. Safe to run again."""
     from sqlalchemy.engine import make_url
@@ -191,14 +206,7 @@ def migrate(
     config = _config(topology)
     if service:
         config.require_service(service)
-    if admin_url:
-        from cleave.provision import provision
-
-        for result in _run(lambda: provision(admin_url, config, service)):
-            changes = "; ".join(result.changes) or "role and database in place"
-            out.print(
-                f"{result.service:<10} role {result.role}, database {result.database}: {changes}"
-            )
+    _provision(config, admin_url, service)
     applied = _run(lambda: _with_unit(config, lambda unit: unit.migrate(service)))
     for name, revisions in applied.items():
         done = ", ".join(revisions) if revisions else "up to date"

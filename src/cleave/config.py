@@ -27,6 +27,7 @@ class Topology:
     http_port: int = 8000
     grpc_port: int = 9000
     addresses: Mapping[str, UnitAddress] = field(default_factory=dict)
+    admin_url: str | None = None
     pool_size: int = 5
 
     def unit_of(self, service: str) -> str:
