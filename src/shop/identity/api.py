@@ -196,13 +196,13 @@ async def token(request: Request, context: Context) -> JSONResponse:
                 "unsupported_grant_type" if grant_type not in _GRANTS else "unauthorized_client",
                 f"grant_type {grant_type!r} is not available to this client",
             )
+        failure: OAuthError | None = None
+        issued: dict[str, Any] = {}
         async with context.unit_of_work() as uow:
             try:
                 issued = await _GRANTS[grant_type](uow, client, form)
             except OAuthError as error:
                 failure = error
-            else:
-                failure = None
         # Revocations done while refusing (a replayed code or refresh token) are committed first.
         if failure is not None:
             raise failure

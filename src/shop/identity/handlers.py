@@ -139,12 +139,13 @@ async def sign_in(context: ServiceContext, email: str, password: str, address: s
     delay = max(keys[key].delay(state.failures if state else 0) for key, state in attempts.items())
     if delay:
         await asyncio.sleep(delay)
-    usable = user is not None and not user.disabled
-    matches = await password_matches(user.password_hash if usable else _DUMMY_HASH, password)
+    usable = user if user is not None and not user.disabled else None
+    hashed = usable.password_hash if usable is not None else _DUMMY_HASH
+    matches = await password_matches(hashed, password)
     async with context.unit_of_work() as uow:
-        if usable and matches:
+        if usable is not None and matches:
             await store.remove(uow.connection, store.sign_in_attempts, key=next(iter(keys)))
-            return SignIn(user)
+            return SignIn(usable)
         for key, key_policy in keys.items():
             await _record_failure(uow.connection, key, key_policy, attempts[key], now)
     return SignIn(None)
