@@ -18,10 +18,12 @@ with warnings.catch_warnings():
     import authlib.deprecate  # noqa: F401 - installs an "always" filter that the next line beats
 
     warnings.simplefilter("ignore", DeprecationWarning)
-    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
 
 from cleave.errors import CleaveError
 from cleave.oidc import DISCOVERY_PATH
+
+__all__ = ["AsyncOAuth2Client", "authorization_code_token", "client_credentials_token"]
 
 
 def discover(issuer: str, *, transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
