@@ -18,12 +18,18 @@ with warnings.catch_warnings():
     import authlib.deprecate  # noqa: F401 - installs an "always" filter that the next line beats
 
     warnings.simplefilter("ignore", DeprecationWarning)
+    from authlib.integrations.base_client.errors import OAuthError
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
 
 from cleave.errors import CleaveError
 from cleave.oidc import DISCOVERY_PATH
 
-__all__ = ["AsyncOAuth2Client", "authorization_code_token", "client_credentials_token"]
+__all__ = [
+    "AsyncOAuth2Client",
+    "OAuthError",
+    "authorization_code_token",
+    "client_credentials_token",
+]
 
 
 def discover(issuer: str, *, transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
@@ -107,8 +113,8 @@ def _checked(fetch: Any) -> dict[str, Any]:
         token: dict[str, Any] = dict(fetch())
     except httpx.HTTPError as error:
         raise CleaveError(f"the token request failed: {error}") from None
-    except Exception as error:  # Authlib raises its OAuthError for an error response
-        description = getattr(error, "description", None) or str(error)
+    except OAuthError as error:
+        description = error.description or error.error
         raise CleaveError(f"the provider refused: {description}") from None
     return token
 
