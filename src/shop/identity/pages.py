@@ -27,8 +27,9 @@ def page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
         status_code=status,
         headers={
             "Cache-Control": "no-store",
+            # No form-action: browsers apply it to the redirect back to the app after sign-in.
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-            "form-action 'self'; frame-ancestors 'none'",
+            "frame-ancestors 'none'",
             "X-Frame-Options": "DENY",
         },
     )
