@@ -36,6 +36,7 @@ contracts: $(VENV)/.dev
 
 test: lint typecheck contracts  ## the whole suite: style, types, boundaries, then every test
 	$(BIN)/python tests/services.py ensure
+	bash tests/browser.sh
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev

@@ -83,7 +83,9 @@ def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig
     # Fast deadlines keep failure paths quick; the behaviour under test is the same.
     settings.setdefault("ordering", {}).update(step_deadline_seconds=3.0, retry_seconds=0.05)
     settings.setdefault("payment", {}).update(processor_timeout_seconds=0.3)
-    return replace(config, settings=settings)
+    # The saga and service suites sign their tokens with the development key (a test fixture);
+    # the identity suites run against the real provider instead.
+    return replace(config, settings=settings, auth=replace(config.auth, issuer="urn:cleave:dev"))
 
 
 @pytest.fixture

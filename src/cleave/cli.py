@@ -102,20 +102,25 @@ def up(
     config = _config(topology)
     host = host or config.topology.host
     port = port or config.topology.http_port
+    config = config.serving_at(host, port)
     check_port_free(host, port)
     _provision(config, admin_url or config.topology.admin_url)
-    if len(config.topology.units) == 1:
-        from cleave.serving import serve_unit
+    _announce(config)
+    try:
+        if len(config.topology.units) == 1:
+            from cleave.serving import serve_unit
 
-        unit = next(iter(config.topology.units))
-        _run(lambda: serve_unit(config, unit, host=host, port=port, seed=seed))
-        return
-    from cleave.supervisor import Supervisor
+            unit = next(iter(config.topology.units))
+            _run(lambda: serve_unit(config, unit, host=host, port=port, seed=seed))
+            return
+        from cleave.supervisor import Supervisor
 
-    for unit in config.topology.units:
-        address = config.topology.address_of(unit)
-        check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
-    _run(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
+        for unit in config.topology.units:
+            address = config.topology.address_of(unit)
+            check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
+        _run(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
+    finally:
+        (config.var_dir / SERVER_FILE).unlink(missing_ok=True)
 
 
 @app.command()
@@ -194,6 +199,32 @@ def plan(topology: TopologyOption = None) -> None:
             out.print(f"  {event.event_type:<38} {name} → {readers}  ({carrier})")
 
 
+SERVER_FILE = "server.json"
+
+
+def _announce(config: SystemConfig) -> None:
+    """Tell later commands (`cleave token`) where the running server is: its public URL."""
+    import json
+
+    config.var_dir.mkdir(parents=True, exist_ok=True)
+    (config.var_dir / SERVER_FILE).write_text(json.dumps({"public_url": config.public_url}))
+
+
+def _client_config() -> SystemConfig:
+    """The configuration as a client sees it: at the running server's address when none is set."""
+    import json
+    from dataclasses import replace
+
+    config = _config()
+    if config.auth.public_url:
+        return config
+    try:
+        announced = json.loads((config.var_dir / SERVER_FILE).read_text())["public_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
+    return replace(config, auth=replace(config.auth, public_url=str(announced)))
+
+
 @app.command()
 def migrate(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
@@ -259,24 +290,70 @@ def services(topology: TopologyOption = None) -> None:
 @app.command()
 def token(
     customer: Annotated[
-        str | None, typer.Option(help="The customer id the token speaks for.")
+        str | None,
+        typer.Option(help="A demo user (alice, bob, carol): runs the authorization code flow."),
     ] = None,
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="A scope to grant (repeatable); 'admin' for admin routes."),
+        typer.Option(help="A scope to ask for (repeatable); 'admin' alone uses the admin client."),
     ] = None,
-    ttl: Annotated[int, typer.Option(min=60, max=86400, help="Lifetime in seconds.")] = 3600,
+    client: Annotated[
+        str | None, typer.Option(help="A confidential client id: the client credentials grant.")
+    ] = None,
+    secret_stdin: Annotated[
+        bool, typer.Option("--secret-stdin", help="Read the --client secret from stdin.")
+    ] = False,
+    ttl: Annotated[
+        int | None, typer.Option(hidden=True, help="Ignored: the provider decides.")
+    ] = None,
 ) -> None:
-    """Print an access token from the development issuer, for curl and friends."""
-    from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+    """Print an access token from the identity provider (which must be running), for curl."""
+    from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES
+    from cleave.oauth_client import authorization_code_token, client_credentials_token
 
-    if customer is None and not scope:
+    if customer is None and client is None and not scope:
         raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")
-    config = _config()
-    scopes = list(scope or CUSTOMER_SCOPES)
-    subject = customer or (ADMIN_SCOPE if ADMIN_SCOPE in scopes else "cli")
-    issuer = DevIssuer.load_or_create(config.var_dir, config.auth.issuer, config.auth.audience)
-    out.print(issuer.issue(subject, scopes, ttl_seconds=ttl), soft_wrap=True)
+    config = _client_config()
+    credentials = _dev_credentials(config)
+    if customer is not None:
+        user = credentials.get("users", {}).get(customer)
+        cli = credentials.get("clients", {}).get("cleave-cli")
+        if user is None or cli is None:
+            raise CleaveError(
+                f"no development password for {customer!r} in {config.var_dir}: "
+                "run `cleave seed` (demo users are alice, bob and carol)"
+            )
+        issued = authorization_code_token(
+            config.issuer,
+            client_id="cleave-cli",
+            redirect_uri=cli["redirect_uri"],
+            email=user["email"],
+            password=user["password"],
+            scopes=["openid", *(scope or CUSTOMER_SCOPES)],
+        )
+    else:
+        if client is None:
+            client = "cleave-admin"
+            secret = credentials.get("clients", {}).get(client, {}).get("secret")
+            if ADMIN_SCOPE not in (scope or []) or secret is None:
+                raise CleaveError("use --scope admin, or --client ID --secret-stdin")
+        elif secret_stdin:
+            secret = sys.stdin.readline().strip()
+        else:
+            raise CleaveError("pass the client's secret on stdin with --secret-stdin")
+        issued = client_credentials_token(config.issuer, client, secret, scope or ())
+    out.print(issued["access_token"], soft_wrap=True)
+
+
+def _dev_credentials(config: SystemConfig) -> dict[str, Any]:
+    import json
+
+    path = config.var_dir / "dev-credentials.json"
+    try:
+        credentials: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return credentials
 
 
 @dlq_app.command("list")
@@ -335,8 +412,37 @@ def dlq_replay(
     out.print(f"{letter} replayed" if applied else f"{letter} was applied before; marked replayed")
 
 
+def _add_service_commands() -> None:
+    """Command groups that services declare under `[commands]` in cleave.toml, as
+    NAME = "module:typer_app". Reading the file is cheap; the modules import heavy parts lazily."""
+    import importlib
+    import tomllib
+
+    from cleave.config import find_config
+
+    try:
+        declared = tomllib.loads(find_config().read_text()).get("commands", {})
+    except (CleaveError, OSError, tomllib.TOMLDecodeError):
+        return  # the commands that need the file say so themselves
+    registered = {group.name for group in app.registered_groups}
+    for name, target in declared.items():
+        if name in registered:
+            continue
+        module_name, _, attribute = str(target).partition(":")
+        try:
+            group = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"[commands] {name}: cannot load {target!r}: {error}") from None
+        app.add_typer(group, name=name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit."""
+    try:
+        _add_service_commands()
+    except ConfigError as error:
+        err.print(f"error: {error}")
+        sys.exit(2)
     command = typer.main.get_command(app)
     try:
         command.main(

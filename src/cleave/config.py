@@ -76,11 +76,21 @@ class UnitAddress:
         return cls(host, int(http_port), int(grpc_port))
 
 
+SELF_ISSUER = "self"
+
+
 @dataclass(frozen=True)
 class AuthConfig:
+    """Whom services trust for tokens. `issuer = "self"` is this system's own provider (the
+    service named `provider`) at the public URL; any other http(s) URL is an external OIDC issuer.
+    """
+
     issuer: str
     audience: str
     algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    provider: str = "identity"
+    public_url: str | None = None
+    jwks_refresh_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,33 @@ class SystemConfig:
     topology: Topology
     auth: AuthConfig
     settings: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def public_url(self) -> str:
+        """Where clients reach the system: `CLEAVE_PUBLIC_URL`, `[auth] public_url`, the address
+        `cleave up` listens on, or else the topology's gateway address."""
+        if self.auth.public_url:
+            return self.auth.public_url.rstrip("/")
+        return f"http://{self.topology.host}:{self.topology.http_port}"
+
+    @property
+    def self_issuer(self) -> str:
+        """The issuer URL of this system's own provider, exactly as its discovery document says."""
+        return f"{self.public_url}/api/{self.auth.provider}/v1"
+
+    @property
+    def issuer(self) -> str:
+        """The issuer every service trusts."""
+        return self.self_issuer if self.auth.issuer == SELF_ISSUER else self.auth.issuer
+
+    def serving_at(self, host: str, port: int) -> SystemConfig:
+        """The same system, served at `host:port`, unless a public URL is configured."""
+        if self.auth.public_url:
+            return self
+        public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        if ":" in public_host:
+            public_host = f"[{public_host}]"
+        return replace(self, auth=replace(self.auth, public_url=f"http://{public_host}:{port}"))
 
     def database_url(self, service: str) -> str:
         """`CLEAVE_DATABASE_<SERVICE>` (one service's URL, as a Kubernetes Secret hands it over),
@@ -173,8 +210,11 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
         topologies=topologies,
         topology=next(iter(topologies.values())),
         auth=AuthConfig(
-            issuer=os.environ.get("CLEAVE_ISSUER") or auth.get("issuer", "urn:cleave:dev"),
+            issuer=os.environ.get("CLEAVE_ISSUER") or auth.get("issuer", SELF_ISSUER),
             audience=os.environ.get("CLEAVE_AUDIENCE") or auth.get("audience", "cleave"),
+            provider=auth.get("provider", "identity"),
+            public_url=os.environ.get("CLEAVE_PUBLIC_URL") or auth.get("public_url"),
+            jwks_refresh_seconds=float(auth.get("jwks_refresh_seconds", 60.0)),
         ),
         settings=raw.get("settings", {}),
     )

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cleave.config import SELF_ISSUER
 from cleave.errors import DatabaseUnavailable, Problem, ServiceUnavailable
 from cleave.runtime import Unit, build_verifier
 from cleave.telemetry import HTTP_DURATION, HTTP_REQUESTS, configure_tracing
@@ -189,7 +190,10 @@ def create_app(unit: Unit, *, start_unit: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.unit = unit
-    app.state.verifier = build_verifier(unit.config)
+    serves_provider = unit.config.auth.issuer == SELF_ISSUER and any(
+        service.name == unit.config.auth.provider for service in unit.services
+    )
+    app.state.verifier = build_verifier(unit.config, local_app=app if serves_provider else None)
     _install_problem_handlers(app)
     for service in unit.services:
         if service.router is not None:

@@ -6,16 +6,19 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 
+import httpx
 import structlog
+from starlette.types import ASGIApp
 
 from cleave.auth import DevIssuer, TokenVerifier
-from cleave.config import SystemConfig
+from cleave.config import SELF_ISSUER, SystemConfig
 from cleave.db import Database
 from cleave.errors import ConfigError
 from cleave.messaging.broker import Broker, create_broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
 from cleave.migrate import upgrade
+from cleave.oidc import OidcKeySource
 from cleave.service import PortRegistry, Service, ServiceContext
 
 log = structlog.get_logger("cleave.runtime")
@@ -39,11 +42,22 @@ def load_services(config: SystemConfig) -> dict[str, Service]:
     return services
 
 
-def build_verifier(config: SystemConfig) -> TokenVerifier:
-    if config.auth.issuer.startswith(("http://", "https://")):
-        raise ConfigError("OIDC discovery issuers arrive with the identity provider")
-    issuer = DevIssuer.load_or_create(config.var_dir, config.auth.issuer, config.auth.audience)
-    return TokenVerifier(config.auth.issuer, config.auth.audience, issuer)
+def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) -> TokenVerifier:
+    """The token verifier every service of a unit uses: the configured issuer's discovery
+    document and JWKS. With `local_app`, the unit serves the provider itself, so its keys are
+    read in-process through the same HTTP routes, with no socket and no wait on the listener."""
+    issuer = config.issuer
+    if issuer.startswith(("http://", "https://")):
+        transport = httpx.ASGITransport(app=local_app) if local_app is not None else None
+        keys = OidcKeySource(
+            issuer, transport=transport, refresh_interval=config.auth.jwks_refresh_seconds
+        )
+        return TokenVerifier(issuer, config.auth.audience, keys, algorithms=config.auth.algorithms)
+    if config.auth.issuer == SELF_ISSUER:
+        raise ConfigError(f"the public URL {config.public_url!r} is not an http(s) URL")
+    # Any other issuer is the development key in var/: a test fixture, never a deployment.
+    dev = DevIssuer.load_or_create(config.var_dir, issuer, config.auth.audience)
+    return TokenVerifier(issuer, config.auth.audience, dev)
 
 
 class Unit:
@@ -74,7 +88,13 @@ class Unit:
                 pool_size=config.topology.pool_size,
             )
             self.contexts[service.name] = ServiceContext(
-                service, database, self.ports, config.service_settings(service.name)
+                service,
+                database,
+                self.ports,
+                config.service_settings(service.name),
+                issuer=config.self_issuer,
+                audience=config.auth.audience,
+                var_dir=config.var_dir,
             )
         for service in self.services:
             if service.port is not None:

@@ -123,8 +123,16 @@ class ServiceContext:
         database: Database,
         ports: PortRegistry,
         settings: Mapping[str, Any],
+        *,
+        issuer: str = "",
+        audience: str = "",
+        var_dir: Path | None = None,
     ) -> None:
         self.service = service
+        # The system's own token issuer URL and API audience, for the service that issues tokens.
+        self.issuer = issuer
+        self.audience = audience
+        self.var_dir = var_dir
         self.name = service.name
         self.database = database
         self.settings = settings

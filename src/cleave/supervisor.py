@@ -78,6 +78,8 @@ class Supervisor:
         environment = dict(os.environ)
         environment["CLEAVE_CONFIG"] = str(self.config.root / "cleave.toml")
         environment["CLEAVE_VAR"] = str(self.config.var_dir)
+        # Every unit names the same issuer: the gateway's address, where clients reach the system.
+        environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
         )

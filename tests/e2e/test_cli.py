@@ -3,6 +3,8 @@ and one clear line with a non-zero exit for every kind of bad input."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import subprocess
@@ -130,7 +132,7 @@ def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str
         (
             ("migrate", "nope"),
             2,
-            "error: unknown service 'nope' (known: catalog, customer, ordering, payment)",
+            "error: unknown service 'nope' (known: identity, catalog, customer, ordering, payment)",
         ),
         (
             ("up", "--topology", "nope"),
@@ -156,7 +158,7 @@ def test_an_unreachable_database_is_one_line(env: dict[str, str]) -> None:
     env["CLEAVE_DATABASE"] = "postgresql+asyncpg://nobody@127.0.0.1:1/{service}"
     result = cleave("migrate", env=env)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot reach the database of catalog")
+    assert result.stderr.startswith("error: cannot reach the database of identity")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -175,3 +177,60 @@ def test_migrate_seed_and_inspect(env: dict[str, str]) -> None:
     assert "shop.ordering.order_confirmed.v1 → on_order_confirmed" in services
     assert "CatalogPort, CustomerPort, PaymentPort" in services
     assert cleave("dlq", "list", env=env).stdout.strip() == "no dead letters"
+
+
+def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[str, str]) -> None:
+    created = cleave("clients", "create", "reporting", "--scope", "orders:read", env=env)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.split("secret: ")[1].strip()
+    assert secret not in cleave("clients", "list", env=env).stdout
+    token = subprocess.run(
+        [sys.executable, "-m", "cleave", "token", "--client", "reporting", "--secret-stdin"],
+        cwd=ROOT,
+        env=env,
+        input=secret + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert token.returncode == 0, token.stderr
+    headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    assert httpx.get(f"{server}/api/ordering/v1/orders", headers=headers).status_code == 200
+    assert httpx.get(f"{server}/api/customer/v1/customers", headers=headers).status_code == 403
+
+    admin = cleave("token", "--scope", "admin", env=env)
+    assert admin.returncode == 0, admin.stderr
+    admin_headers = {"Authorization": f"Bearer {admin.stdout.strip()}"}
+    assert (
+        httpx.get(f"{server}/api/customer/v1/customers", headers=admin_headers).status_code == 200
+    )
+
+    assert (
+        "user dan created"
+        in cleave(
+            "users", "create", "dan@example.com", "--name", "Dan", "--id", "dan", env=env
+        ).stdout
+    )
+    assert "dan@example.com" in cleave("users", "list", env=env).stdout
+    assert cleave("users", "disable", "dan", env=env).returncode == 0
+    assert "disabled" in cleave("users", "list", env=env).stdout
+    # The new key is published now and signs only after the lead time, by when every service has it.
+    rotated = cleave("keys", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    kid = rotated.stdout.split()[1]
+    jwks = httpx.get(f"{server}/api/identity/v1/jwks").json()["keys"]
+    assert kid in {key["kid"] for key in jwks}
+    assert len(jwks) == 2
+    again = cleave("token", "--customer", "alice", env=env)
+    assert again.returncode == 0, again.stderr
+    me = httpx.get(
+        f"{server}/api/customer/v1/customers/me",
+        headers={"Authorization": f"Bearer {again.stdout.strip()}"},
+    )
+    assert me.status_code == 200
+    header = json.loads(base64.urlsafe_b64decode(again.stdout.split(".")[0] + "=="))
+    assert header["kid"] != kid
+    missing = cleave("clients", "delete", "nope", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no client 'nope'"

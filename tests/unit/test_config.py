@@ -29,7 +29,13 @@ def test_the_shipped_file_defaults_to_the_monolith(monkeypatch: pytest.MonkeyPat
     config = load_config(Path(__file__).parents[2] / "cleave.toml")
     assert config.topology.name == "monolith"
     assert list(config.topology.units) == ["shop"]
-    assert set(config.topology.units["shop"]) == {"catalog", "customer", "ordering", "payment"}
+    assert set(config.topology.units["shop"]) == {
+        "identity",
+        "catalog",
+        "customer",
+        "ordering",
+        "payment",
+    }
     assert config.database_url("catalog").endswith("/catalog.db")
 
 

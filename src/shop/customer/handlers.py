@@ -9,6 +9,7 @@ from cleave.service import ServiceContext, UnitOfWork
 from shop.customer import store
 from shop.customer.contract import CustomerCreated, CustomerInfo
 from shop.customer.domain import Address, Profile, validate_address, validate_profile
+from shop.identity.contract import UserRegistered
 from shop.ordering.contract import OrderConfirmed
 
 
@@ -45,6 +46,17 @@ async def add_address(uow: UnitOfWork, customer_id: str, address: Address) -> st
         },
     )
     return address_id
+
+
+async def on_user_registered(event: UserRegistered, uow: UnitOfWork) -> None:
+    """A new account gets its customer profile, under the same id as the account's `sub`."""
+    if await store.get_customer(uow.connection, event.user_id) is not None:
+        return
+    if await store.find_by_email(uow.connection, event.email.lower()) is not None:
+        # Retrying cannot help: an operator must reconcile the two records.
+        uow.context.log.warning("a registered email already has a profile", user=event.user_id)
+        return
+    await create_customer(uow, Profile(id=event.user_id, email=event.email, name=event.name))
 
 
 async def on_order_confirmed(event: OrderConfirmed, uow: UnitOfWork) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from cleave.service import PortBinding, Service, Subscription
 from shop.customer import api, handlers, seed, store
 from shop.customer.contract import CustomerCreated, CustomerPort
+from shop.identity.contract import UserRegistered
 from shop.ordering.contract import OrderConfirmed
 
 service = Service(
@@ -16,7 +17,10 @@ service = Service(
     migrations=Path(__file__).parent / "migrations",
     router=api.router,
     publishes=(CustomerCreated,),
-    subscriptions=(Subscription(OrderConfirmed, handlers.on_order_confirmed),),
+    subscriptions=(
+        Subscription(OrderConfirmed, handlers.on_order_confirmed),
+        Subscription(UserRegistered, handlers.on_user_registered),
+    ),
     port=PortBinding(CustomerPort, handlers.LocalCustomers),
     seed=seed.seed,
 )

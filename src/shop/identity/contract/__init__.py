@@ -1,0 +1,18 @@
+"""Identity's public face: the events it publishes. Tokens themselves are the other contract."""
+
+from __future__ import annotations
+
+from cleave.messaging.envelope import Event
+
+
+class UserRegistered(Event):
+    """A person signed up; `user_id` is their `sub` in every token, and their customer id."""
+
+    event_type = "shop.identity.user_registered.v1"
+
+    user_id: str
+    email: str
+    name: str
+
+
+__all__ = ["UserRegistered"]

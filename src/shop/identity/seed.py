@@ -1,0 +1,77 @@
+"""Development seed: demo users (the same ids as the demo customers) and demo clients, so the
+flows work out of the box. Their secrets are generated here, never hard-coded, and kept only in
+`var/dev-credentials.json` (owner-only) for `cleave token`; the database keeps hashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from cleave.db import utcnow
+from cleave.service import ServiceContext
+from shop.identity import handlers, store, tokens
+from shop.identity.domain import USER_SCOPES, Account
+
+CREDENTIALS_FILE = "dev-credentials.json"
+DEMO_USERS = [
+    ("alice", "alice@example.com", "Alice Example"),
+    ("bob", "bob@example.com", "Bob Example"),
+    ("carol", "carol@example.com", "Carol Example"),
+]
+CLI_CLIENT = "cleave-cli"
+CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
+ADMIN_CLIENT = "cleave-admin"
+
+
+def read_credentials(var_dir: Path) -> dict[str, Any]:
+    path = var_dir / CREDENTIALS_FILE
+    return json.loads(path.read_text()) if path.exists() else {"users": {}, "clients": {}}
+
+
+def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / CREDENTIALS_FILE
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(credentials, handle, indent=2)
+    temporary.replace(path)
+
+
+async def seed(context: ServiceContext) -> int:
+    var_dir = context.var_dir or Path("var")
+    credentials = read_credentials(var_dir)
+    added = 0
+    async with context.unit_of_work() as uow:
+        await tokens.ensure_signing_key(uow.connection, utcnow())
+        for user_id, email, name in DEMO_USERS:
+            if await store.one(uow.connection, store.users, id=user_id) is not None:
+                continue
+            password = credentials["users"].get(user_id, {}).get("password")
+            password = password or secrets.token_urlsafe(12)
+            await handlers.create_user(uow, Account(email, name, password), user_id=user_id)
+            credentials["users"][user_id] = {"email": email, "password": password}
+            added += 1
+        if await store.one(uow.connection, store.clients, id=CLI_CLIENT) is None:
+            await handlers.create_client(
+                uow,
+                CLI_CLIENT,
+                name="Cleave command line (public, PKCE)",
+                scopes=USER_SCOPES,
+                redirect_uris=(CLI_REDIRECT_URI,),
+                public=True,
+            )
+            credentials["clients"][CLI_CLIENT] = {"redirect_uri": CLI_REDIRECT_URI}
+            added += 1
+        if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
+            secret = await handlers.create_client(
+                uow, ADMIN_CLIENT, name="Cleave operator (admin)", scopes=frozenset({"admin"})
+            )
+            credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
+            added += 1
+    if added:
+        write_credentials(var_dir, credentials)
+    return added
