@@ -83,8 +83,8 @@ def test_a_change_to_cleave_toml_is_drift_until_rendered(project: Path) -> None:
     toml = project / "cleave.toml"
     toml.write_text(
         toml.read_text().replace(
-            'units = { core = ["catalog", "customer", "ordering"], payments = ["payment"] }',
-            'units = { core = ["catalog", "customer"], orders = ["ordering", "payment"] }',
+            'core = ["identity", "catalog", "customer", "ordering"], payments = ["payment"]',
+            'core = ["identity", "catalog", "customer"], orders = ["ordering", "payment"]',
         )
     )
     (project / "deploy" / "k8s" / "overlays" / "gone").mkdir()
@@ -154,6 +154,7 @@ def test_a_unit_deployment_runs_its_unit_as_a_non_root_user_with_probes_and_secr
         if "valueFrom" in item
     }
     assert secrets == {
+        "CLEAVE_DATABASE_IDENTITY": {"name": "cleave-databases", "key": "identity"},
         "CLEAVE_DATABASE_CATALOG": {"name": "cleave-databases", "key": "catalog"},
         "CLEAVE_DATABASE_CUSTOMER": {"name": "cleave-databases", "key": "customer"},
         "CLEAVE_DATABASE_ORDERING": {"name": "cleave-databases", "key": "ordering"},
