@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cleave.service import PortBinding, Service, Subscription
 from shop.customer import api, handlers, seed, store
-from shop.customer.contract import CustomerCreated, CustomerPort
+from shop.customer.contract import CustomerCreated, CustomerPort, customer_pb2
 from shop.ordering.contract import OrderConfirmed
 
 service = Service(
@@ -17,6 +17,6 @@ service = Service(
     router=api.router,
     publishes=(CustomerCreated,),
     subscriptions=(Subscription(OrderConfirmed, handlers.on_order_confirmed),),
-    port=PortBinding(CustomerPort, handlers.LocalCustomers),
+    port=PortBinding(CustomerPort, handlers.LocalCustomers, rpc=customer_pb2),
     seed=seed.seed,
 )
