@@ -18,12 +18,13 @@ def proto_files(root: Path = SOURCE_ROOT) -> list[Path]:
     return sorted(path.relative_to(root) for path in root.glob("*/*/contract/*.proto"))
 
 
-def generate(out: Path, root: Path = SOURCE_ROOT) -> list[Path]:
-    """Write `_pb2.py` and `_pb2.pyi` for every contract's `.proto` under `out`; return them."""
+def generate(out: Path, root: Path = SOURCE_ROOT, protos: list[Path] | None = None) -> list[Path]:
+    """Write `_pb2.py` and `_pb2.pyi` for `protos` (paths under `root`; by default every
+    contract's) into `out`; return the files written."""
     import grpc_tools
     from grpc_tools import protoc
 
-    protos = proto_files(root)
+    protos = proto_files(root) if protos is None else protos
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     arguments = [
         "protoc",
