@@ -104,12 +104,22 @@ class RpcMethod:
         }
         return _to_message(fields, self.request()).SerializeToString()
 
-    def decode_call(self, payload: bytes) -> dict[str, Any]:
-        fields = _to_dict(self.request.FromString(payload))
-        return {
-            name: adapter.validate_python(fields.get(name))
-            for name, adapter in self.parameters.items()
-        }
+    def decode_call(self, payload: bytes, service: str) -> dict[str, Any]:
+        """The call's arguments, checked against the Protocol's types; else Unprocessable."""
+        where = f"{service}.{self.name}"
+        try:
+            fields = _to_dict(self.request.FromString(payload))
+        except DecodeError as error:
+            raise Unprocessable(f"{where}: {error}", code="invalid-arguments") from None
+        arguments, errors = {}, []
+        for name, adapter in self.parameters.items():
+            try:
+                arguments[name] = adapter.validate_python(fields.get(name))
+            except ValidationError as error:
+                errors.append(_explain(error, name))
+        if errors:
+            raise Unprocessable(f"{where}: {'; '.join(errors)}", code="invalid-arguments")
+        return arguments
 
     def encode_result(self, value: Any) -> bytes:
         response = self.response()
@@ -196,6 +206,16 @@ def _method(protocol: type, name: str, service: str, descriptor: Any) -> RpcMeth
         parameters={parameter: TypeAdapter(hints[parameter]) for parameter in wanted},
         result=TypeAdapter(returns) if has_result else None,
         idempotent=descriptor.GetOptions().idempotency_level in _SAFE_TO_RETRY,
+    )
+
+
+def _explain(error: ValidationError | DecodeError, name: str = "result") -> str:
+    """A validation error on one line: `lines.0.quantity: Input should be greater than 0`."""
+    if isinstance(error, DecodeError):
+        return str(error)
+    return "; ".join(
+        f"{'.'.join(map(str, (name, *detail['loc'])))}: {detail['msg']}"
+        for detail in error.errors()
     )
 
 
@@ -330,10 +350,7 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
             attributes={"rpc.system": "grpc", "rpc.method": span_name},
         ):
             try:
-                try:
-                    arguments = method.decode_call(payload)
-                except (ValidationError, DecodeError) as error:
-                    raise Unprocessable(f"{served.service}.{method.name}: {error}") from None
+                arguments = method.decode_call(payload, served.service)
                 # Shielded: a caller that gives up never leaves this side half-done.
                 result = await _shielded(implementation(**arguments))
                 return method.encode_result(result)
@@ -521,7 +538,7 @@ class RemotePort:
                 return method.decode_result(response)
             except (ValidationError, DecodeError) as error:
                 raise RemoteFailure(
-                    f"{where} answered what the contract does not allow: {error}"
+                    f"{where} answered what the contract does not allow: {_explain(error)}"
                 ) from None
         raise AssertionError("unreachable")
 

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from cleave.errors import Conflict, NotFound, Problem, ServiceUnavailable
+from cleave.errors import Conflict, NotFound, Problem, ServiceUnavailable, Unprocessable
 from cleave.money import Money
 from cleave.protogen import generate
 from cleave.rpc import CircuitBreaker, RpcContract, RpcServer, ServedPort, remote_port
@@ -51,6 +51,7 @@ class FakeCounter:
         self.value = 0
         self.calls: Counter[str] = Counter()
         self.failing = 0
+        self.pauses_finished = 0
 
     def _enter(self, method: str) -> None:
         self.calls[method] += 1
@@ -70,6 +71,7 @@ class FakeCounter:
     async def pause(self, seconds: float) -> None:
         self._enter("pause")
         await asyncio.sleep(seconds)
+        self.pauses_finished += 1
 
 
 class FakeCatalog:
@@ -241,6 +243,29 @@ async def test_a_call_past_its_deadline_fails_fast_as_unavailable(
         await remote.pause(30)
     assert time.monotonic() - started < 10  # the servicer is still sleeping its 30 s
     assert counter.calls["pause"] == 1
+
+
+async def test_a_call_its_caller_gave_up_on_still_runs_to_its_end_on_the_far_side(
+    server: RpcServer, counter: FakeCounter, counter_pb2: ModuleType
+) -> None:
+    remote = remote_port(CounterPort, target(server), counter_pb2, service="counter", deadline=0.1)
+    with pytest.raises(ServiceUnavailable):
+        await remote.pause(0.5)
+    assert counter.pauses_finished == 0
+
+    async def finished() -> bool:
+        return counter.pauses_finished == 1
+
+    assert await eventually(finished)
+
+
+async def test_arguments_the_contract_refuses_are_a_problem_not_a_crash(server: RpcServer) -> None:
+    catalog = remote_port(CatalogPort, target(server), catalog_pb2, service="catalog")
+    with pytest.raises(
+        Unprocessable,
+        match=r"^catalog\.price_lines: lines\.0\.quantity: Input should be greater than 0$",
+    ):
+        await catalog.price_lines([OrderLine.model_construct(sku="MUG", quantity=0)])
 
 
 async def test_a_stopped_unit_trips_the_breaker_and_is_called_again_once_back(
