@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class CleaveError(Exception):
@@ -25,12 +26,40 @@ class Problem(CleaveError):
     """
 
     status = 400
+    # Every subclass by `problem_type()`, so a problem raised in another process comes back as
+    # its own class: only classes this process has imported can be restored, never any other.
+    _known: ClassVar[dict[str, type[Problem]]] = {}
 
     def __init__(self, detail: str, *, code: str = "bad-request", **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code
         self.extensions = extensions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Problem._known[cls.problem_type()] = cls
+
+    @classmethod
+    def problem_type(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def restore(
+        cls, problem_type: str, detail: str, code: str, status: int, extensions: Mapping[str, Any]
+    ) -> Problem:
+        """A problem raised elsewhere, as its own class when this process knows it (else the
+        chassis class of its status), each extension an attribute again, as contracts keep them.
+        """
+        kind = cls._known.get(problem_type) or _BY_STATUS.get(status, Problem)
+        problem = kind.__new__(kind)
+        Problem.__init__(problem, detail, code=code, **extensions)
+        for name, value in extensions.items():
+            if not name.startswith("_") and name not in _RESERVED:
+                setattr(problem, name, value)
+        if problem.status != status:
+            problem.status = status
+        return problem
 
 
 class NotFound(Problem):
@@ -75,3 +104,19 @@ class ServiceUnavailable(Problem):
 
     def __init__(self, detail: str, *, code: str = "unavailable", **extensions: Any) -> None:
         super().__init__(detail, code=code, **extensions)
+
+
+class RemoteFailure(Problem):
+    """A port's far side failed in a way it did not explain: a bug there, or a version mismatch."""
+
+    status = 502
+
+    def __init__(self, detail: str, *, code: str = "remote-failure", **extensions: Any) -> None:
+        super().__init__(detail, code=code, **extensions)
+
+
+_RESERVED = frozenset({"detail", "code", "status", "extensions", "args"})
+_BY_STATUS: dict[int, type[Problem]] = {
+    kind.status: kind
+    for kind in (NotFound, Conflict, Unprocessable, Unauthorized, Forbidden, ServiceUnavailable)
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
@@ -20,6 +21,9 @@ from cleave.messaging.relay import OutboxRelay
 from cleave.migrate import upgrade
 from cleave.oidc import OidcKeySource
 from cleave.service import PortRegistry, Service, ServiceContext
+
+if TYPE_CHECKING:
+    from cleave.rpc import RemotePort, RpcServer
 
 log = structlog.get_logger("cleave.runtime")
 
@@ -101,13 +105,12 @@ class Unit:
                 self.ports.bind(
                     service.port.protocol, service.port.factory(self.contexts[service.name])
                 )
+        self.remote_ports: list[RemotePort] = []
         for service in self.services:
             for protocol in service.calls:
                 if not self.ports.provides(protocol):
-                    raise ConfigError(
-                        f"{service.name} calls {protocol.__name__}, which no service in unit "
-                        f"{self.name!r} provides and no remote address is configured for"
-                    )
+                    self.ports.bind(protocol, self._remote(service, protocol, every_service))
+        self.rpc_server: RpcServer | None = None
         self.consumers = {
             service.name: Consumer(
                 self.contexts[service.name], service.subscriptions, max_attempts=max_attempts
@@ -121,6 +124,44 @@ class Unit:
             name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
         }
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _remote(self, caller: Service, protocol: type, every_service: dict[str, Service]) -> object:
+        """The port of a service in another unit, called over gRPC (imported only when needed)."""
+        provider = next(
+            (s for s in every_service.values() if s.port and s.port.protocol is protocol), None
+        )
+        if provider is None or provider.port is None:
+            raise ConfigError(f"{caller.name} calls {protocol.__name__}, which no service provides")
+        if provider.port.rpc is None:
+            raise ConfigError(
+                f"{caller.name} calls {protocol.__name__} of {provider.name}, which runs in "
+                "another unit but declares no rpc contract for its port"
+            )
+        from cleave.rpc import RemotePort, RpcContract
+
+        address = self.config.topology.address_of(self.config.topology.unit_of(provider.name))
+        port = RemotePort(
+            RpcContract.of(protocol, provider.port.rpc), address.grpc, service=provider.name
+        )
+        self.remote_ports.append(port)
+        return port
+
+    async def _serve_rpc(self) -> None:
+        """Serve this unit's ports over gRPC when other units may call them."""
+        offered = [s for s in self.services if s.port is not None and s.port.rpc is not None]
+        if len(self.config.topology.units) < 2 or not offered:
+            return
+        from cleave.rpc import RpcContract, RpcServer, ServedPort
+
+        served = [
+            ServedPort(
+                s.name, RpcContract.of(s.port.protocol, s.port.rpc), self.ports.get(s.port.protocol)
+            )
+            for s in offered
+            if s.port is not None and s.port.rpc is not None
+        ]
+        self.rpc_server = RpcServer(self.config.topology.address_of(self.name).grpc, served)
+        await self.rpc_server.start()
 
     def context(self, service: str) -> ServiceContext:
         try:
@@ -148,6 +189,7 @@ class Unit:
 
     async def start(self) -> None:
         await self.broker.start()
+        await self._serve_rpc()
         for name, relay in self.relays.items():
             self._spawn(f"{name}.relay", relay.run)
         for service in self.services:
@@ -156,11 +198,16 @@ class Unit:
                 self._spawn(f"{service.name}.{worker.__name__}", _bind(worker, context))
 
     async def stop(self) -> None:
+        if self.rpc_server is not None:
+            await self.rpc_server.stop()
+            self.rpc_server = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.broker.close()
+        for port in self.remote_ports:
+            await port.close()
         for context in self.contexts.values():
             await context.database.dispose()
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import structlog
@@ -38,10 +38,14 @@ _NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 @dataclass(frozen=True)
 class PortBinding(Generic[P]):
-    """The public port a service offers (a Protocol in its `contract`) and how to build it."""
+    """The public port a service offers (a Protocol in its `contract`) and how to build it.
+
+    `rpc` is the generated `_pb2` module of the port's `.proto`, so other units can call it.
+    """
 
     protocol: type[P]
     factory: Callable[[ServiceContext], P]
+    rpc: ModuleType | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cleave.service import PortBinding, Service
 from shop.catalog import api, handlers, seed, store
-from shop.catalog.contract import CatalogPort, StockReleased, StockReserved
+from shop.catalog.contract import CatalogPort, StockReleased, StockReserved, catalog_pb2
 
 service = Service(
     name="catalog",
@@ -15,6 +15,6 @@ service = Service(
     migrations=Path(__file__).parent / "migrations",
     router=api.router,
     publishes=(StockReserved, StockReleased),
-    port=PortBinding(CatalogPort, handlers.LocalCatalog),
+    port=PortBinding(CatalogPort, handlers.LocalCatalog, rpc=catalog_pb2),
     seed=seed.seed,
 )

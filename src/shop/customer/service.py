@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cleave.service import PortBinding, Service, Subscription
 from shop.customer import api, handlers, seed, store
-from shop.customer.contract import CustomerCreated, CustomerPort
+from shop.customer.contract import CustomerCreated, CustomerPort, customer_pb2
 from shop.identity.contract import UserRegistered
 from shop.ordering.contract import OrderConfirmed
 
@@ -21,6 +21,6 @@ service = Service(
         Subscription(OrderConfirmed, handlers.on_order_confirmed),
         Subscription(UserRegistered, handlers.on_user_registered),
     ),
-    port=PortBinding(CustomerPort, handlers.LocalCustomers),
+    port=PortBinding(CustomerPort, handlers.LocalCustomers, rpc=customer_pb2),
     seed=seed.seed,
 )

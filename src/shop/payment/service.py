@@ -12,6 +12,7 @@ from shop.payment.contract import (
     PaymentPort,
     PaymentRefunded,
     PaymentVoided,
+    payment_pb2,
 )
 
 service = Service(
@@ -21,5 +22,5 @@ service = Service(
     migrations=Path(__file__).parent / "migrations",
     router=api.router,
     publishes=(PaymentAuthorized, PaymentCaptured, PaymentVoided, PaymentRefunded),
-    port=PortBinding(PaymentPort, handlers.LocalPayments),
+    port=PortBinding(PaymentPort, handlers.LocalPayments, rpc=payment_pb2),
 )
