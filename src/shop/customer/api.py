@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
-from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
+from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
 from cleave.auth import AdminPrincipal, CurrentPrincipal, Principal, scoped
-from cleave.errors import NotFound
+from cleave.errors import Conflict, NotFound
 from cleave.service import ServiceContext
 from shop.customer import handlers, store
 from shop.customer.domain import Address, Profile
@@ -75,8 +76,14 @@ async def create_customer(
     context: Context, _admin: AdminPrincipal, body: CustomerIn
 ) -> CustomerOut:
     profile = Profile(id=body.id or uuid.uuid4().hex, email=body.email, name=body.name)
-    async with context.unit_of_work() as uow:
-        customer_id = await handlers.create_customer(uow, profile)
+    try:
+        async with context.unit_of_work() as uow:
+            customer_id = await handlers.create_customer(uow, profile)
+    except IntegrityError:
+        # A concurrent create with the same id or email committed between our check and insert.
+        raise Conflict(
+            "a customer with that id or email exists already", code="customer-exists"
+        ) from None
     return await _load(context, customer_id)
 
 
@@ -84,13 +91,9 @@ async def create_customer(
 async def list_customers(
     context: Context, _admin: AdminPrincipal, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[CustomerOut]:
-    position = decode_cursor(cursor)
-    after = str(position["after"]) if position and "after" in position else None
     async with context.read() as connection:
-        rows = await store.list_customers(connection, after=after, limit=limit + 1)
-    page = rows[:limit]
-    next_cursor = encode_cursor({"after": page[-1].id}) if len(rows) > limit else None
-    return Page[CustomerOut](items=[_out(row) for row in page], next_cursor=next_cursor)
+        rows = await store.list_customers(connection, after=after_key(cursor), limit=limit + 1)
+    return page_of(rows, limit, _out, lambda row: {"after": row.id})
 
 
 @router.get("/customers/me", summary="Your profile")

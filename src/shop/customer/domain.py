@@ -10,6 +10,8 @@ from cleave.errors import Unprocessable
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+# `/customers/me` is the caller's own profile, so no customer may be called "me".
+RESERVED_IDS = frozenset({"me"})
 
 
 @dataclass(frozen=True)
@@ -30,17 +32,22 @@ class Address:
 
 
 def validate_profile(profile: Profile) -> Profile:
-    if not ID_PATTERN.match(profile.id):
+    """The profile as stored: email lower-cased, surrounding blanks trimmed."""
+    # fullmatch, since `$` would let a trailing newline through.
+    if not ID_PATTERN.fullmatch(profile.id):
         raise Unprocessable("a customer id is 1-64 letters, digits, '_' or '-'", code="invalid-id")
-    if not EMAIL_PATTERN.match(profile.email):
+    if profile.id in RESERVED_IDS:
+        raise Unprocessable(f"{profile.id!r} names a route, not a customer", code="invalid-id")
+    email = profile.email.strip().lower()
+    if not EMAIL_PATTERN.fullmatch(email):
         raise Unprocessable(f"{profile.email!r} is not an email address", code="invalid-email")
     if not profile.name.strip():
         raise Unprocessable("a customer needs a name", code="invalid-name")
-    return Profile(profile.id, profile.email.strip().lower(), profile.name.strip())
+    return Profile(profile.id, email, profile.name.strip())
 
 
 def validate_address(address: Address) -> Address:
-    if not COUNTRY_PATTERN.match(address.country):
+    if not COUNTRY_PATTERN.fullmatch(address.country):
         raise Unprocessable("country is an ISO 3166 alpha-2 code, like NL", code="invalid-country")
     for name in ("label", "line1", "city", "postal_code"):
         if not getattr(address, name).strip():

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, MetaData, Row, String, Table, select, update
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.db import UtcDateTime, utcnow
@@ -26,7 +37,7 @@ addresses = Table(
     "addresses",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("customer_id", String(64), nullable=False),
+    Column("customer_id", String(64), ForeignKey("customers.id"), nullable=False),
     Column("label", String(50), nullable=False),
     Column("line1", String(200), nullable=False),
     Column("line2", String(200), nullable=True),

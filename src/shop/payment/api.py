@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, encode_cursor
+from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
 from cleave.auth import AdminPrincipal, Principal, scoped
 from cleave.errors import NotFound
 from cleave.money import Money
 from cleave.service import ServiceContext
 from shop.payment import store
-from shop.payment.contract import PaymentPort
+from shop.payment.contract import PaymentPort, PaymentStatus
 from shop.payment.handlers import LocalPayments
 
 router = APIRouter()
@@ -27,10 +27,10 @@ class PaymentOut(BaseModel):
     id: str
     order_id: str
     customer_id: str
-    status: str
-    reason: str | None
+    status: PaymentStatus
+    reason: str | None = Field(description="Why it was declined, like insufficient_funds.")
     amount: Money
-    card: str
+    card: str = Field(description="The last characters of the card token, never the token.")
     created_at: datetime
     updated_at: datetime
 
@@ -62,16 +62,12 @@ async def _visible(context: ServiceContext, principal: Principal, payment_id: st
 async def list_payments(
     context: Context, principal: Reader, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[PaymentOut]:
-    position = decode_cursor(cursor)
-    after = str(position["after"]) if position and "after" in position else None
     owner = None if principal.is_admin else principal.subject
     async with context.read() as connection:
         rows = await store.list_payments(
-            connection, customer_id=owner, after=after, limit=limit + 1
+            connection, customer_id=owner, after=after_key(cursor), limit=limit + 1
         )
-    page = rows[:limit]
-    next_cursor = encode_cursor({"after": page[-1].id}) if len(rows) > limit else None
-    return Page[PaymentOut](items=[_out(row) for row in page], next_cursor=next_cursor)
+    return page_of(rows, limit, _out, lambda row: {"after": row.id})
 
 
 @router.get("/payments/{payment_id}", summary="One of your payments")
@@ -83,5 +79,6 @@ async def get_payment(context: Context, principal: Reader, payment_id: PaymentId
 async def refund(context: Context, admin: AdminPrincipal, payment_id: PaymentId) -> PaymentOut:
     payments = context.port(PaymentPort)
     assert isinstance(payments, LocalPayments)  # a service's own port is always served locally
-    await payments.refund(payment_id)
-    return _out(await _visible(context, admin, payment_id))
+    refunded = await payments.refund(payment_id)
+    context.log.info("payment refunded", payment=payment_id, by=admin.subject)
+    return _out(await _visible(context, admin, refunded.payment_id))

@@ -1,4 +1,4 @@
-"""Payment rules: which status may follow which. No I/O."""
+"""Payment rules: which status may follow which, and what a settled payment answers. No I/O."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from cleave.errors import Conflict
 
 AUTHORIZING, AUTHORIZED, DECLINED = "authorizing", "authorized", "declined"
 CAPTURED, VOIDED, REFUNDED = "captured", "voided", "refunded"
+PROCESSOR_TIMEOUT = "processor_timeout"
 
 # Each command, and the statuses it may start from.
 _ALLOWED = {
@@ -13,17 +14,43 @@ _ALLOWED = {
     "void": {AUTHORIZING, AUTHORIZED},
     "refund": {CAPTURED},
 }
+# Where a command leaves a payment: asking again there is a retry, answered as it stands.
+_DONE = {
+    "capture": {CAPTURED},
+    "void": {VOIDED, DECLINED},
+    "refund": {REFUNDED},
+}
+_HINTS = {("void", CAPTURED): "refund it instead"}
 
 
 def may(command: str, status: str) -> bool:
     return status in _ALLOWED[command]
 
 
+def is_done(command: str, status: str) -> bool:
+    return status in _DONE[command]
+
+
 def require(command: str, status: str) -> None:
-    if not may(command, status):
-        raise Conflict(f"cannot {command} a payment that is {status}", code=f"cannot-{command}")
+    """Raise Conflict unless `command` may start from `status` or has already been done."""
+    if may(command, status) or is_done(command, status):
+        return
+    hint = _HINTS.get((command, status))
+    detail = f"cannot {command} a payment that is {status}" + (f": {hint}" if hint else "")
+    raise Conflict(detail, code=f"cannot-{command}", payment_status=status)
+
+
+def failure_reason(status: str, reason: str | None) -> str | None:
+    """Why a settled authorisation failed, or None when the card holds the money.
+
+    A repeated authorise answers with this, so it never asks the processor a second time."""
+    if status in (AUTHORIZED, CAPTURED, REFUNDED):
+        return None
+    if status == DECLINED:
+        return reason or "declined"
+    return status  # voided: the order was cancelled meanwhile
 
 
 def card_hint(card_token: str) -> str:
     """What a payment keeps of the card token: its last four characters, never the token."""
-    return card_token[-4:] if len(card_token) >= 4 else "****"
+    return card_token[-4:] if len(card_token) > 4 else "****"

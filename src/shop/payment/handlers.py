@@ -1,8 +1,10 @@
 """Payment use cases, and the local implementation of its port.
 
-The processor is called outside any transaction: a payment is first recorded as `authorizing`,
-then the processor is asked, then the answer is recorded with a conditional update, so a void that
-arrived meanwhile wins and the late authorisation is voided at the processor.
+The processor is never called inside a transaction. An authorisation is first recorded as
+`authorizing`, then the processor is asked (the payment id is its idempotency key), then the answer
+is recorded with a conditional update: a void that landed meanwhile wins, and the late hold is
+released. Capture, void and refund change the payment first, under the same conditional rule, and
+then tell the processor, whose operations are idempotent: a retry re-drives them safely.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 import uuid
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.errors import NotFound
 from cleave.money import Money
@@ -28,43 +32,128 @@ from shop.payment.contract import (
 from shop.payment.processor import CardProcessor, Declined, SimulatedProcessor
 
 
-def outcome(row: Any) -> PaymentOutcome:
+def amount_of(row: Row[Any]) -> Money:
+    return Money(amount=row.amount, currency=row.currency)
+
+
+def outcome(row: Row[Any]) -> PaymentOutcome:
     return PaymentOutcome(
         payment_id=row.id,
         order_id=row.order_id,
         status=row.status,
-        amount=Money(amount=row.amount, currency=row.currency),
+        amount=amount_of(row),
         reason=row.reason,
     )
 
 
+def settled(row: Row[Any]) -> PaymentOutcome:
+    """Answer as the payment stands: its outcome if the card holds the money, else PaymentFailed."""
+    reason = domain.failure_reason(row.status, row.reason)
+    if reason is not None:
+        raise PaymentFailed(reason)
+    return outcome(row)
+
+
+async def _by_order(connection: AsyncConnection, order_id: str) -> Row[Any]:
+    row = await store.by_order(connection, order_id)
+    if row is None:
+        raise NotFound(f"no payment for order {order_id}")
+    return row
+
+
+async def _reload(connection: AsyncConnection, payment_id: str) -> Row[Any]:
+    row = await store.by_id(connection, payment_id)
+    assert row is not None  # payments are never deleted
+    return row
+
+
 class LocalPayments:
-    """The payment port, served in this process."""
+    """The payment port, served in this process. It owns the processor it talks to."""
 
     def __init__(self, context: ServiceContext, processor: CardProcessor | None = None) -> None:
         self.context = context
-        self.processor = processor or SimulatedProcessor()
+        self.processor: CardProcessor = processor or SimulatedProcessor()
         self.processor_timeout = context.setting("processor_timeout_seconds", 2.0)
 
     async def authorise(
         self, order_id: str, customer_id: str, amount: Money, card_token: str
     ) -> PaymentOutcome:
-        payment = await self._existing_or_new(order_id, customer_id, amount, card_token)
+        payment = await self._open(order_id, customer_id, amount, card_token)
         if payment.status != domain.AUTHORIZING:
-            return self._settled(payment)
+            return settled(payment)  # asked before: the same answer, and no second charge
+        # Also re-drives a payment left authorizing by a crash: the key makes it the same charge.
         try:
             async with asyncio.timeout(self.processor_timeout):
+                # The amount recorded first: a re-drive never holds a different one.
                 reference = await self.processor.authorize(
-                    payment.id, card_token, payment.amount, payment.currency
+                    payment.id, card_token, amount_of(payment)
                 )
         except Declined as declined:
-            await self._decline(payment.id, declined.reason)
-            raise PaymentFailed(declined.reason) from None
+            return await self._decline(payment, declined.reason)
         except TimeoutError:
-            await self._decline(payment.id, "processor_timeout")
-            raise PaymentFailed(
-                "processor_timeout", "the card processor did not answer in time"
-            ) from None
+            return await self._decline(payment, domain.PROCESSOR_TIMEOUT)
+        return await self._record_authorized(payment, reference)
+
+    async def _open(
+        self, order_id: str, customer_id: str, amount: Money, card_token: str
+    ) -> Row[Any]:
+        """The order's one payment: found, or recorded as authorizing in a short transaction."""
+        try:
+            async with self.context.unit_of_work() as uow:
+                existing = await store.by_order(uow.connection, order_id)
+                if existing is not None:
+                    return existing
+                payment_id = uuid.uuid4().hex
+                await store.insert(
+                    uow.connection,
+                    {
+                        "id": payment_id,
+                        "order_id": order_id,
+                        "customer_id": customer_id,
+                        "amount": amount.amount,
+                        "currency": amount.currency,
+                        "card_hint": domain.card_hint(card_token),
+                        "status": domain.AUTHORIZING,
+                    },
+                )
+                return await _reload(uow.connection, payment_id)
+        except IntegrityError:
+            pass  # a concurrent call for the same order inserted first: use its payment
+        async with self.context.read() as connection:
+            return await _by_order(connection, order_id)
+
+    async def _decline(self, payment: Row[Any], reason: str) -> PaymentOutcome:
+        async with self.context.unit_of_work() as uow:
+            await store.transition(
+                uow.connection,
+                payment.id,
+                from_=[domain.AUTHORIZING],
+                status=domain.DECLINED,
+                reason=reason,
+            )
+            current = await _reload(uow.connection, payment.id)
+        if reason == domain.PROCESSOR_TIMEOUT and current.status in (
+            domain.DECLINED,
+            domain.VOIDED,
+        ):
+            await self._cancel_at_processor(payment.id)
+        if current.status == domain.DECLINED:
+            self.context.log.info("payment declined", order=payment.order_id, reason=reason)
+        return settled(current)  # declined, or whatever a concurrent call or a void made of it
+
+    async def _cancel_at_processor(self, payment_id: str) -> None:
+        """Best effort: an answer that never came may still land at the processor later."""
+        try:
+            async with asyncio.timeout(self.processor_timeout):
+                await self.processor.cancel(payment_id)
+        except (Declined, TimeoutError) as error:
+            self.context.log.warning(
+                "could not cancel at the processor",
+                payment=payment_id,
+                error=str(error) or type(error).__name__,
+            )
+
+    async def _record_authorized(self, payment: Row[Any], reference: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
             won = await store.transition(
                 uow.connection,
@@ -75,126 +164,83 @@ class LocalPayments:
             )
             if won:
                 uow.publish(
-                    PaymentAuthorized(payment_id=payment.id, order_id=order_id, amount=amount),
-                    subject=order_id,
+                    PaymentAuthorized(
+                        payment_id=payment.id,
+                        order_id=payment.order_id,
+                        amount=amount_of(payment),
+                    ),
+                    subject=payment.order_id,
                 )
-        if not won:  # voided while the processor was deciding: give the hold back
-            await self.processor.void(reference)
+            current = await _reload(uow.connection, payment.id)
+        if current.status == domain.VOIDED:
+            await self.processor.void(reference)  # voided while the processor decided: release it
             raise PaymentFailed("voided", "the order was cancelled while the card was authorised")
-        return await self._outcome(order_id)
-
-    async def _existing_or_new(
-        self, order_id: str, customer_id: str, amount: Money, card_token: str
-    ) -> Any:
-        async with self.context.read() as connection:
-            existing = await store.by_order(connection, order_id)
-        if existing is not None:
-            return existing
-        try:
-            async with self.context.unit_of_work() as uow:
-                await store.insert(
-                    uow.connection,
-                    {
-                        "id": uuid.uuid4().hex,
-                        "order_id": order_id,
-                        "customer_id": customer_id,
-                        "amount": amount.amount,
-                        "currency": amount.currency,
-                        "card_hint": domain.card_hint(card_token),
-                        "status": domain.AUTHORIZING,
-                    },
-                )
-        except IntegrityError:
-            pass  # a concurrent call for the same order inserted first: use its payment
-        async with self.context.read() as connection:
-            return await store.by_order(connection, order_id)
-
-    def _settled(self, payment: Any) -> PaymentOutcome:
-        """A repeated authorise: answer as the first one did, charging nothing."""
-        if payment.status in (domain.AUTHORIZED, domain.CAPTURED):
-            return outcome(payment)
-        if payment.status == domain.DECLINED:
-            raise PaymentFailed(payment.reason or "declined")
-        raise PaymentFailed(payment.status)
-
-    async def _decline(self, payment_id: str, reason: str) -> None:
-        async with self.context.unit_of_work() as uow:
-            await store.transition(
-                uow.connection,
-                payment_id,
-                from_=[domain.AUTHORIZING],
-                status=domain.DECLINED,
-                reason=reason,
-            )
-
-    async def _outcome(self, order_id: str) -> PaymentOutcome:
-        async with self.context.read() as connection:
-            row = await store.by_order(connection, order_id)
-        if row is None:
-            raise NotFound(f"no payment for order {order_id}")
-        return outcome(row)
+        # Not won otherwise means a concurrent call for this order recorded the same answer first.
+        return settled(current)
 
     async def capture(self, order_id: str) -> PaymentOutcome:
-        current = await self._outcome(order_id)
-        if current.status == domain.CAPTURED:
-            return current
-        domain.require("capture", current.status)
-        async with self.context.read() as connection:
-            row = await store.by_order(connection, order_id)
-        assert row is not None
-        assert row.processor_ref is not None  # authorised payments always have one
-        await self.processor.capture(row.processor_ref)
         async with self.context.unit_of_work() as uow:
+            payment = await _by_order(uow.connection, order_id)
             if await store.transition(
-                uow.connection, row.id, from_=[domain.AUTHORIZED], status=domain.CAPTURED
+                uow.connection, payment.id, from_=[domain.AUTHORIZED], status=domain.CAPTURED
             ):
                 uow.publish(
-                    PaymentCaptured(payment_id=row.id, order_id=order_id, amount=current.amount),
+                    PaymentCaptured(
+                        payment_id=payment.id,
+                        order_id=order_id,
+                        amount=amount_of(payment),
+                    ),
                     subject=order_id,
                 )
-        return await self._check(order_id, domain.CAPTURED, "capture")
+            current = await _reload(uow.connection, payment.id)
+            domain.require("capture", current.status)
+        assert current.processor_ref is not None  # only an authorised payment gets captured
+        await self.processor.capture(current.processor_ref)
+        return outcome(current)
 
     async def void(self, order_id: str) -> PaymentOutcome | None:
-        async with self.context.read() as connection:
-            row = await store.by_order(connection, order_id)
-        if row is None or row.status in (domain.VOIDED, domain.DECLINED):
-            return None if row is None else outcome(row)
-        domain.require("void", row.status)
         async with self.context.unit_of_work() as uow:
+            payment = await store.by_order(uow.connection, order_id)
+            if payment is None:
+                return None
             if await store.transition(
                 uow.connection,
-                row.id,
+                payment.id,
                 from_=[domain.AUTHORIZING, domain.AUTHORIZED],
                 status=domain.VOIDED,
             ):
-                uow.publish(PaymentVoided(payment_id=row.id, order_id=order_id), subject=order_id)
-        if row.processor_ref is not None:
-            await self.processor.void(row.processor_ref)
-        return await self._check(order_id, domain.VOIDED, "void")
+                uow.publish(
+                    PaymentVoided(payment_id=payment.id, order_id=order_id), subject=order_id
+                )
+            # Read after the change: a hold that landed meanwhile is released below, not leaked.
+            current = await _reload(uow.connection, payment.id)
+            domain.require("void", current.status)
+        if current.status == domain.VOIDED:
+            if current.processor_ref is not None:
+                await self.processor.void(current.processor_ref)
+            else:  # no answer yet: make sure none that lands later holds the money
+                await self._cancel_at_processor(payment.id)
+        return outcome(current)
 
     async def refund(self, payment_id: str) -> PaymentOutcome:
-        async with self.context.read() as connection:
-            row = await store.by_id(connection, payment_id)
-        if row is None:
-            raise NotFound(f"no payment {payment_id}")
-        if row.status == domain.REFUNDED:
-            return outcome(row)
-        domain.require("refund", row.status)
-        await self.processor.refund(row.processor_ref)
+        """Give a captured payment back (an admin's decision, not a saga step). Idempotent."""
         async with self.context.unit_of_work() as uow:
+            payment = await store.by_id(uow.connection, payment_id)
+            if payment is None:
+                raise NotFound(f"no payment {payment_id}")
             if await store.transition(
-                uow.connection, row.id, from_=[domain.CAPTURED], status=domain.REFUNDED
+                uow.connection, payment.id, from_=[domain.CAPTURED], status=domain.REFUNDED
             ):
-                amount = Money(amount=row.amount, currency=row.currency)
                 uow.publish(
-                    PaymentRefunded(payment_id=row.id, order_id=row.order_id, amount=amount),
-                    subject=row.order_id,
+                    PaymentRefunded(
+                        payment_id=payment.id,
+                        order_id=payment.order_id,
+                        amount=amount_of(payment),
+                    ),
+                    subject=payment.order_id,
                 )
-        return await self._check(row.order_id, domain.REFUNDED, "refund")
-
-    async def _check(self, order_id: str, expected: str, command: str) -> PaymentOutcome:
-        """After a conditional change, the payment is as asked, or another command won the race."""
-        current = await self._outcome(order_id)
-        if current.status != expected:
-            domain.require(command, current.status)
-        return current
+            current = await _reload(uow.connection, payment.id)
+            domain.require("refund", current.status)
+        assert current.processor_ref is not None  # only a captured payment gets refunded
+        await self.processor.refund(current.processor_ref)
+        return outcome(current)

@@ -1,0 +1,319 @@
+"""The payment service on a real database: one payment per order, never charged twice, a void
+that wins over a late answer, and who may see or refund which payment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from cleave.auth import DevIssuer
+from cleave.errors import Conflict, NotFound
+from cleave.money import Money
+from cleave.runtime import Unit
+from cleave.tables import outbox
+from shop.payment import store
+from shop.payment.contract import (
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentPort,
+    PaymentRefunded,
+    PaymentVoided,
+)
+from shop.payment.handlers import LocalPayments
+from shop.payment.processor import SimulatedProcessor
+
+Headers = Callable[[str], dict[str, str]]
+PAYMENTS = "/api/payment/v1/payments"
+PROBLEM = "application/problem+json"
+TWELVE_EUROS = Money(amount=1200, currency="EUR")
+
+
+def port_of(unit: Unit) -> LocalPayments:
+    port = unit.ports.get(PaymentPort)
+    assert isinstance(port, LocalPayments)
+    return port
+
+
+def processor_of(unit: Unit) -> SimulatedProcessor:
+    processor = port_of(unit).processor
+    assert isinstance(processor, SimulatedProcessor)
+    return processor
+
+
+async def published(unit: Unit, event_type: str, order_id: str) -> int:
+    async with unit.context("payment").read() as connection:
+        rows = await connection.execute(
+            select(outbox.c.envelope).where(outbox.c.type == event_type)
+        )
+        return sum(f'"order_id":"{order_id}"' in row.envelope for row in rows)
+
+
+async def processor_ref(unit: Unit, order_id: str) -> str | None:
+    async with unit.context("payment").read() as connection:
+        row = await store.by_order(connection, order_id)
+    assert row is not None
+    return str(row.processor_ref) if row.processor_ref else None
+
+
+async def test_an_approved_card_is_authorised_and_shown_to_its_owner(
+    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    authorised = await port_of(unit).authorise("o-1", "alice", TWELVE_EUROS, "tok_visa")
+    assert (authorised.order_id, authorised.status, authorised.amount) == (
+        "o-1",
+        "authorized",
+        TWELVE_EUROS,
+    )
+    listed = (await client.get(PAYMENTS, headers=customer_headers("alice"))).json()
+    [payment] = listed["items"]
+    assert payment["id"] == authorised.payment_id
+    assert payment["amount"] == {"amount": 1200, "currency": "EUR"}
+    assert (payment["status"], payment["reason"], payment["card"]) == ("authorized", None, "…visa")
+    assert "tok_visa" not in str(listed)
+    assert processor_of(unit).authorizations == 1
+
+
+@pytest.mark.parametrize(
+    ("card", "reason"),
+    [
+        ("tok_decline", "declined"),
+        ("tok_insufficient_funds", "insufficient_funds"),
+        ("tok_expired", "invalid_card"),
+        ("tok_timeout", "processor_timeout"),
+    ],
+)
+async def test_a_refused_card_fails_with_its_reason_and_charges_nothing(
+    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str], card: str, reason: str
+) -> None:
+    port = port_of(unit)
+    with pytest.raises(PaymentFailed) as failed:
+        await port.authorise("o-2", "bob", TWELVE_EUROS, card)
+    assert (failed.value.reason, failed.value.status, failed.value.code) == (
+        reason,
+        422,
+        "payment-failed",
+    )
+    [payment] = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
+    assert (payment["status"], payment["reason"]) == ("declined", reason)
+    assert processor_of(unit).authorizations == 0
+
+
+async def test_a_timeout_is_cut_at_the_configured_deadline_and_answered_at_once_after(
+    unit: Unit,
+) -> None:
+    port = port_of(unit)
+    assert port.processor_timeout == pytest.approx(0.3)  # from the test configuration
+    started = time.monotonic()
+    with pytest.raises(PaymentFailed, match="processor_timeout"):
+        await port.authorise("o-3", "carol", TWELVE_EUROS, "tok_timeout")
+    assert 0.3 <= time.monotonic() - started < 2.0
+    started = time.monotonic()
+    with pytest.raises(PaymentFailed) as again:  # a redelivered command: the recorded answer
+        await port.authorise("o-3", "carol", TWELVE_EUROS, "tok_timeout")
+    assert again.value.reason == "processor_timeout"
+    assert time.monotonic() - started < 0.25
+
+
+async def test_asking_again_returns_the_same_payment_and_charges_once(unit: Unit) -> None:
+    port = port_of(unit)
+    first = await port.authorise("o-4", "alice", TWELVE_EUROS, "tok_approve")
+    again = await port.authorise("o-4", "alice", TWELVE_EUROS, "tok_approve")
+    assert again == first
+    assert processor_of(unit).authorizations == 1
+
+
+async def test_concurrent_authorises_for_one_order_make_one_payment_and_one_charge(
+    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    port = port_of(unit)
+    outcomes = await asyncio.gather(
+        port.authorise("o-5", "alice", TWELVE_EUROS, "tok_approve"),
+        port.authorise("o-5", "alice", TWELVE_EUROS, "tok_approve"),
+    )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0].status == "authorized"
+    assert processor_of(unit).authorizations == 1
+    reference = await processor_ref(unit, "o-5")
+    assert reference is not None
+    assert processor_of(unit).state(reference) == "authorized"  # the loser released nothing
+    listed = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
+    assert [p["order_id"] for p in listed] == ["o-5"]
+    assert await published(unit, "shop.payment.payment_authorized.v1", "o-5") == 1
+
+
+async def test_concurrent_authorises_that_time_out_both_fail_and_record_one_payment(
+    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    port = port_of(unit)
+    results = await asyncio.gather(
+        *(port.authorise("o-6", "bob", TWELVE_EUROS, "tok_timeout") for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert {getattr(r, "reason", r) for r in results} == {"processor_timeout"}
+    listed = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
+    assert [(p["order_id"], p["status"]) for p in listed] == [("o-6", "declined")]
+
+
+async def test_a_void_after_a_timeout_leaves_the_payment_declined(unit: Unit) -> None:
+    port = port_of(unit)
+    with pytest.raises(PaymentFailed):
+        await port.authorise("o-7", "carol", TWELVE_EUROS, "tok_timeout")
+    voided = await port.void("o-7")
+    assert voided is not None
+    assert (voided.status, voided.reason) == ("declined", "processor_timeout")
+    assert await published(unit, PaymentVoided.event_type, "o-7") == 0
+    with pytest.raises(Conflict):
+        await port.capture("o-7")
+    assert processor_of(unit).authorizations == 0
+
+
+class GatedProcessor(SimulatedProcessor):
+    """The simulated processor, holding each answer until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+        self.references: list[str] = []
+
+    async def authorize(self, idempotency_key: str, card_token: str, amount: Money) -> str:
+        reference = await super().authorize(idempotency_key, card_token, amount)
+        self.references.append(reference)
+        self.asked.set()
+        await self.answer.wait()
+        return reference
+
+
+async def test_a_void_wins_over_an_approval_still_in_flight_and_releases_the_hold(
+    unit: Unit,
+) -> None:
+    port = port_of(unit)
+    port.processor = processor = GatedProcessor()
+    authorising = asyncio.create_task(port.authorise("o-8", "alice", TWELVE_EUROS, "tok_approve"))
+    await processor.asked.wait()  # the processor approved; payment has not heard yet
+    voided = await port.void("o-8")
+    assert voided is not None
+    assert voided.status == "voided"
+    processor.answer.set()
+    with pytest.raises(PaymentFailed) as failed:
+        await authorising
+    assert failed.value.reason == "voided"
+    [reference] = processor.references
+    assert processor.state(reference) == "voided"  # the late hold was given back
+    assert await processor_ref(unit, "o-8") is None
+    assert (await port.void("o-8")) == voided
+    with pytest.raises(PaymentFailed, match="voided"):
+        await port.authorise("o-8", "alice", TWELVE_EUROS, "tok_approve")
+    assert processor.authorizations == 1
+
+
+async def test_a_void_releases_an_authorised_hold_once(unit: Unit) -> None:
+    port = port_of(unit)
+    await port.authorise("o-9", "bob", TWELVE_EUROS, "tok_approve")
+    first, second = await port.void("o-9"), await port.void("o-9")
+    assert first is not None
+    assert first == second
+    assert first.status == "voided"
+    reference = await processor_ref(unit, "o-9")
+    assert reference is not None
+    assert processor_of(unit).state(reference) == "voided"
+    assert processor_of(unit).voids == 1
+    assert await published(unit, PaymentVoided.event_type, "o-9") == 1
+    assert await port.void("no-such-order") is None
+    with pytest.raises(Conflict):
+        await port.capture("o-9")
+
+
+async def test_capture_takes_the_money_once_however_often_it_is_asked(unit: Unit) -> None:
+    port = port_of(unit)
+    await port.authorise("o-10", "carol", TWELVE_EUROS, "tok_approve")
+    captures = await asyncio.gather(port.capture("o-10"), port.capture("o-10"))
+    assert await port.capture("o-10") == captures[0] == captures[1]
+    assert captures[0].status == "captured"
+    assert processor_of(unit).captures == 1
+    assert await published(unit, PaymentCaptured.event_type, "o-10") == 1
+    with pytest.raises(Conflict, match="refund"):
+        await port.void("o-10")
+    with pytest.raises(NotFound):
+        await port.capture("no-such-order")
+
+
+async def test_only_an_admin_refunds_and_only_a_captured_payment(
+    unit: Unit,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer_headers: Headers,
+) -> None:
+    port = port_of(unit)
+    held = await port.authorise("o-11", "alice", TWELVE_EUROS, "tok_approve")
+    not_yet = await client.post(f"{PAYMENTS}/{held.payment_id}/refund", headers=admin_headers)
+    assert (not_yet.status_code, not_yet.json()["code"]) == (409, "cannot-refund")
+    assert not_yet.headers["content-type"] == PROBLEM
+
+    await port.capture("o-11")
+    refund = f"{PAYMENTS}/{held.payment_id}/refund"
+    refused = await client.post(refund, headers=customer_headers("alice"))
+    assert refused.status_code == 403
+    refunded = await client.post(refund, headers=admin_headers)
+    assert refunded.status_code == 200
+    assert refunded.json()["status"] == "refunded"
+    assert (await client.post(refund, headers=admin_headers)).json()["status"] == "refunded"
+    assert processor_of(unit).refunds == 1
+    assert await published(unit, PaymentRefunded.event_type, "o-11") == 1
+    unknown = await client.post(f"{PAYMENTS}/nope/refund", headers=admin_headers)
+    assert unknown.status_code == 404
+
+
+async def test_a_customer_sees_only_their_own_payments(
+    unit: Unit,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer_headers: Headers,
+    issuer: DevIssuer,
+) -> None:
+    port = port_of(unit)
+    alices = await port.authorise("o-12", "alice", TWELVE_EUROS, "tok_approve")
+    bobs = await port.authorise("o-13", "bob", TWELVE_EUROS, "tok_approve")
+    alice, bob = customer_headers("alice"), customer_headers("bob")
+    own = await client.get(f"{PAYMENTS}/{alices.payment_id}", headers=alice)
+    assert (own.status_code, own.json()["order_id"]) == (200, "o-12")
+    hidden = await client.get(f"{PAYMENTS}/{alices.payment_id}", headers=bob)
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"] == PROBLEM
+    assert "o-12" not in hidden.text
+    assert [p["id"] for p in (await client.get(PAYMENTS, headers=bob)).json()["items"]] == [
+        bobs.payment_id
+    ]
+    every = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
+    assert {p["id"] for p in every} == {alices.payment_id, bobs.payment_id}
+    as_admin = await client.get(f"{PAYMENTS}/{bobs.payment_id}", headers=admin_headers)
+    assert as_admin.json()["customer_id"] == "bob"
+    narrow = {"Authorization": f"Bearer {issuer.issue('alice', ['profile'])}"}
+    assert (await client.get(PAYMENTS, headers=narrow)).status_code == 403
+
+
+async def test_payments_come_in_pages(
+    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    port = port_of(unit)
+    made = {
+        (await port.authorise(f"o-p{n}", "carol", TWELVE_EUROS, "tok_approve")).payment_id
+        for n in range(5)
+    }
+    carol = customer_headers("carol")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get(PAYMENTS, params=params, headers=carol)).json()
+        assert len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert len(seen) == len(made)
+    assert set(seen) == made
