@@ -58,7 +58,8 @@ class OidcKeySource:
         self.fetches = 0  # how many times the JWKS was fetched: what tests and metrics read
 
     async def key_set(self, kid: str | None) -> KeySet:
-        if self._needs_refresh(kid):
+        # With nothing cached yet, wait for a fetch already under way rather than fail at once.
+        if self._keys is None or self._needs_refresh(kid):
             async with self._lock:
                 if self._needs_refresh(kid):
                     await self._refresh()

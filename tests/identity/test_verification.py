@@ -4,6 +4,7 @@ every JWT attack is refused with 401 and a problem+json body through a real rout
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -77,6 +78,17 @@ async def test_the_foreign_issuers_tokens_are_refused_when_the_shop_trusts_its_o
             provider.api("/customer/v1/customers/me"), headers=bearer(token["access_token"])
         )
         assert own.status_code == 200
+
+
+async def test_the_first_requests_at_once_all_wait_for_the_one_key_fetch(
+    shop_trusting: httpx.AsyncClient, foreign_issuer: ForeignIssuer
+) -> None:
+    token = foreign_issuer.token()
+    answers = await asyncio.gather(
+        *(shop_trusting.get(PROFILE, headers=bearer(token)) for _ in range(8))
+    )
+    assert [answer.status_code for answer in answers] == [200] * 8
+    assert foreign_issuer.jwks_fetches == 1
 
 
 async def test_keys_are_cached_refreshed_at_most_once_per_interval_and_survive_an_outage(
