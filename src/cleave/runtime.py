@@ -18,7 +18,6 @@ from cleave.errors import ConfigError
 from cleave.messaging.broker import Broker, create_broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
-from cleave.migrate import upgrade
 from cleave.oidc import OidcKeySource
 from cleave.service import PortRegistry, Service, ServiceContext
 
@@ -170,6 +169,8 @@ class Unit:
             raise ConfigError(f"service {service!r} does not run in unit {self.name!r}") from None
 
     async def migrate(self, only: str | None = None) -> dict[str, list[str]]:
+        from cleave.migrate import upgrade  # Alembic costs a quarter second to import
+
         applied: dict[str, list[str]] = {}
         for service in self.services:
             if only is None or service.name == only:
