@@ -28,14 +28,17 @@ PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 configure_logging(json_logs=True)
 
 
-def require_server(name: str, address: tuple[str, int]) -> None:
-    """Skip when a server is missing on a developer's machine; in CI, fail."""
-    if reachable(address):
+def require(available: bool, message: str) -> None:
+    """Skip when something the test needs is missing on a developer's machine; in CI, fail."""
+    if available:
         return
-    message = f"{name} is not reachable on {address[0]}:{address[1]}"
     if IN_CI:
         pytest.fail(f"{message}, and CI must not skip it", pytrace=False)
-    pytest.skip(f"{message} (outside CI only; make test starts it)")
+    pytest.skip(f"{message} (outside CI only; make test sets it up)")  # CI fails above
+
+
+def require_server(name: str, address: tuple[str, int]) -> None:
+    require(reachable(address), f"{name} is not reachable on {address[0]}:{address[1]}")
 
 
 class PostgresDatabases:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from tests.conftest import IN_CI, eventually
+from tests.conftest import eventually, require
 from tests.identity.conftest import Provider, oauth_client
 
 CHROMIUM = os.environ.get("CLEAVE_CHROMIUM", "/usr/bin/chromium")
@@ -21,11 +21,9 @@ CHROMIUM = os.environ.get("CLEAVE_CHROMIUM", "/usr/bin/chromium")
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not shutil.which(CHROMIUM):
-        message = f"no browser at {CHROMIUM} (tests/browser.sh installs it)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require(
+        bool(shutil.which(CHROMIUM)), f"no browser at {CHROMIUM} (tests/browser.sh installs it)"
+    )
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]

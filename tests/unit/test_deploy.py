@@ -22,7 +22,7 @@ import yaml
 
 from cleave.config import load_config
 from cleave.deploy import System, render
-from tests.conftest import IN_CI
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,11 +45,10 @@ def cleave(*args: str, cwd: Path = ROOT, **extra: str) -> subprocess.CompletedPr
 
 
 def kustomize(overlay: str) -> list[dict[str, Any]]:
-    if shutil.which("kubectl") is None:
-        message = "kubectl (whose built-in kustomize builds the overlays) is not installed"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require(
+        shutil.which("kubectl") is not None,
+        "kubectl (whose built-in kustomize builds the overlays) is not installed",
+    )
     built = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
         capture_output=True,
