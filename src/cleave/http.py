@@ -24,7 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cleave.config import SELF_ISSUER
 from cleave.errors import DatabaseUnavailable, Problem, ServiceUnavailable
 from cleave.runtime import Unit, build_verifier
-from cleave.telemetry import HTTP_DURATION, HTTP_REQUESTS, configure_tracing
+from cleave.telemetry import (
+    DEAD_LETTERS,
+    HTTP_DURATION,
+    HTTP_REQUESTS,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+    configure_tracing,
+)
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("cleave.http")
@@ -217,12 +224,30 @@ def create_app(unit: Unit, *, start_unit: bool = True) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
+        await _read_messaging_gauges(unit)
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(f"cleave-{unit.name}")
     _instrument(app)
     return app
+
+
+async def _read_messaging_gauges(unit: Unit) -> None:
+    """Outbox backlog and dead letters are facts in each service's database: read at scrape."""
+    from cleave.messaging.consumer import count_dead_letters
+    from cleave.messaging.relay import outbox_state
+
+    for name, context in unit.contexts.items():
+        try:
+            state = await outbox_state(context)
+            parked = await count_dead_letters(context)
+        except Exception as error:  # a database that is down shows in /readyz, not as a crash here
+            log.warning("cannot read messaging state", service=name, error=str(error))
+            continue
+        OUTBOX_PENDING.labels(name).set(state.pending)
+        OUTBOX_OLDEST_AGE.labels(name).set(state.oldest_pending_age_seconds or 0.0)
+        DEAD_LETTERS.labels(name).set(parked)
 
 
 def _instrument(app: FastAPI) -> None:

@@ -26,8 +26,16 @@ from sqlalchemy import Row, and_, func, literal, select, update
 from cleave.db import UtcDateTime, utcnow
 from cleave.service import ServiceContext, UnitOfWork
 from cleave.tables import sagas
+from cleave.telemetry import (
+    SAGA_DURATION,
+    SAGAS_FINISHED,
+    context_of,
+    current_carrier,
+    tracer,
+)
 
 RUNNING, COMPENSATING, COMPLETED, FAILED = "running", "compensating", "completed", "failed"
+TRACE_KEY = "_trace"
 
 
 class StepFailed(Exception):
@@ -91,7 +99,8 @@ async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str
             name=name,
             status=RUNNING,
             step=0,
-            data=json.dumps(dict(data)),
+            # The saga's steps continue the trace of the request that started it.
+            data=json.dumps({**data, TRACE_KEY: current_carrier()}),
             attempts=0,
             step_started_at=None,  # the first step's clock starts when a runner takes it up
             next_attempt_at=now,
@@ -216,16 +225,22 @@ class SagaRunner:
             reason=row.reason,
         )
         steps = self.definition.steps
-        if row.status == RUNNING:
-            if row.step >= len(steps):
-                await self._finish(state, COMPLETED, self.definition.on_completed)
-                return False
-            return await self._run_action(row, state, steps[row.step])
-        if row.status == COMPENSATING:
-            if row.step < 0:
-                await self._finish(state, FAILED, self.definition.on_failed)
-                return False
-            return await self._run_compensation(row, state, steps[row.step])
+        name = self.definition.name
+        with tracer.start_as_current_span(
+            _span_name(name, row.status, row.step, steps),
+            context=context_of(state.data.get(TRACE_KEY) or {}),
+            attributes={"cleave.saga.name": name, "cleave.saga.id": row.id},
+        ):
+            if row.status == RUNNING:
+                if row.step >= len(steps):
+                    await self._finish(row, state, COMPLETED, self.definition.on_completed)
+                    return False
+                return await self._run_action(row, state, steps[row.step])
+            if row.status == COMPENSATING:
+                if row.step < 0:
+                    await self._finish(row, state, FAILED, self.definition.on_failed)
+                    return False
+                return await self._run_compensation(row, state, steps[row.step])
         return False
 
     async def _run_action(self, row: Row[Any], state: SagaState, step: Step) -> bool:
@@ -318,7 +333,7 @@ class SagaRunner:
                 )
             )
 
-    async def _finish(self, state: SagaState, status: str, hook: Hook) -> None:
+    async def _finish(self, row: Row[Any], state: SagaState, status: str, hook: Hook) -> None:
         state.status = status
         async with self.context.unit_of_work() as uow:
             await uow.connection.execute(
@@ -327,6 +342,9 @@ class SagaRunner:
                 .values(status=status, updated_at=utcnow())
             )
             await hook(uow, state)
+        labels = (self.context.name, self.definition.name, status)
+        SAGAS_FINISHED.labels(*labels).inc()
+        SAGA_DURATION.labels(*labels).observe((utcnow() - row.created_at).total_seconds())
 
     async def _save(self, uow: UnitOfWork, row: Row[Any], **values: Any) -> None:
         if "data" in values:
@@ -337,6 +355,12 @@ class SagaRunner:
             .where(sagas.c.id == row.id)
             .values(**values, updated_at=now, next_attempt_at=now + self._lease())
         )
+
+
+def _span_name(saga: str, status: str, step: int, steps: Sequence[Step]) -> str:
+    if status == RUNNING:
+        return f"saga {saga} {steps[step].name}" if step < len(steps) else f"saga {saga} completed"
+    return f"saga {saga} compensate {steps[step].name}" if step >= 0 else f"saga {saga} failed"
 
 
 async def saga_status(context: ServiceContext, saga_id: str) -> SagaState | None:

@@ -16,7 +16,6 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import structlog
-from opentelemetry import propagate
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +23,7 @@ from cleave.db import Database, utcnow
 from cleave.errors import ConfigError
 from cleave.messaging.envelope import Envelope, Event
 from cleave.tables import outbox
+from cleave.telemetry import current_carrier
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -182,10 +182,8 @@ class UnitOfWork:
         return self._connection
 
     def publish(self, event: Event, *, subject: str | None = None) -> Envelope:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
         envelope = Envelope.of(
-            event, source=f"/cleave/{self.context.name}", subject=subject, trace=carrier
+            event, source=f"/cleave/{self.context.name}", subject=subject, trace=current_carrier()
         )
         self._events.append(envelope)
         return envelope

@@ -15,8 +15,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
-from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from prometheus_client import Counter, Gauge, Histogram
 
 _configured = False
 
@@ -36,8 +37,28 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_CONSUMED = Counter(
     "cleave_events_consumed_total",
-    "Messages applied by a consumer, by outcome (applied, duplicate, retried, dead_lettered).",
+    "Messages a consumer handled, by outcome (applied, duplicate, retried, dead_lettered).",
     ["service", "handler", "outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "cleave_outbox_pending", "Outbox rows not yet delivered, read at each scrape.", ["service"]
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "cleave_outbox_oldest_pending_age_seconds",
+    "Age of the oldest undelivered outbox row (0 when none), read at each scrape.",
+    ["service"],
+)
+DEAD_LETTERS = Gauge(
+    "cleave_dead_letters", "Dead letters not yet replayed, read at each scrape.", ["service"]
+)
+SAGAS_FINISHED = Counter(
+    "cleave_sagas_finished_total", "Sagas that ended, by outcome.", ["service", "saga", "outcome"]
+)
+SAGA_DURATION = Histogram(
+    "cleave_saga_duration_seconds",
+    "From a saga's start to its end, by outcome.",
+    ["service", "saga", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
 
@@ -104,3 +125,14 @@ def configure_tracing(service_name: str) -> None:
 
 
 tracer = trace.get_tracer("cleave")
+
+
+def context_of(carrier: dict[str, str]) -> Context:
+    """The trace context a message or a saga carries, to continue its trace where it left off."""
+    return propagate.extract(carrier)
+
+
+def current_carrier() -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

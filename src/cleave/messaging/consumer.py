@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from opentelemetry.trace import SpanKind
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +22,7 @@ from cleave.errors import CleaveError, NotFound
 from cleave.messaging.envelope import Envelope
 from cleave.service import ServiceContext, Subscription
 from cleave.tables import dead_letters, inbox
+from cleave.telemetry import EVENTS_CONSUMED, context_of, tracer
 
 
 @dataclass(frozen=True)
@@ -68,23 +70,45 @@ class Consumer:
         log = self.context.log.bind(handler=subscription.name, message_id=envelope.id)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self.apply(subscription, envelope)
+                applied = await self.apply(subscription, envelope)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("handler failed", attempt=attempt, error=_describe(error))
                 if attempt == self.max_attempts:
                     await self._park(subscription, envelope, error, attempt)
+                    self._count(subscription, "dead_lettered")
                     log.error("message dead-lettered", attempts=attempt, type=envelope.type)
                     return
+                self._count(subscription, "retried")
                 await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             else:
+                self._count(subscription, "applied" if applied else "duplicate")
                 return
+
+    def _count(self, subscription: Subscription[Any], outcome: str) -> None:
+        EVENTS_CONSUMED.labels(self.context.name, subscription.name, outcome).inc()
 
     async def apply(
         self, subscription: Subscription[Any], envelope: Envelope, *, replaying: int | None = None
     ) -> bool:
         """Apply one message in one transaction; False if the inbox shows it was applied before."""
+        with tracer.start_as_current_span(
+            f"process {envelope.type}",
+            context=context_of(envelope.trace_carrier),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.operation.type": "process",
+                "messaging.destination.name": envelope.type,
+                "messaging.message.id": envelope.id,
+                "messaging.consumer.group.name": self.context.name,
+            },
+        ):
+            return await self._apply(subscription, envelope, replaying)
+
+    async def _apply(
+        self, subscription: Subscription[Any], envelope: Envelope, replaying: int | None
+    ) -> bool:
         async with self.context.unit_of_work() as uow:
             if replaying is not None:
                 await uow.connection.execute(
@@ -155,6 +179,13 @@ async def list_dead_letters(
         )
         for row in rows
     ]
+
+
+async def count_dead_letters(context: ServiceContext) -> int:
+    """Dead letters not yet replayed."""
+    query = select(func.count()).where(dead_letters.c.replayed_at.is_(None))
+    async with context.read() as connection:
+        return int((await connection.execute(query)).scalar_one())
 
 
 async def _claim(connection: AsyncConnection, envelope: Envelope, handler: str) -> bool:

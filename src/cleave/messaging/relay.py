@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import func, select, update
 
 from cleave.db import utcnow
@@ -20,6 +21,7 @@ from cleave.messaging.broker import Broker
 from cleave.messaging.envelope import Envelope
 from cleave.service import OUTBOX_CHANNEL, OUTBOX_SIGNAL, ServiceContext
 from cleave.tables import outbox
+from cleave.telemetry import EVENTS_PUBLISHED, context_of, tracer
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,20 @@ class OutboxRelay:
 
     async def _publish(self, row_id: int, raw: str) -> None:
         try:
-            await self.broker.publish(Envelope.from_json(raw))
+            envelope = Envelope.from_json(raw)
+            with tracer.start_as_current_span(
+                f"publish {envelope.type}",
+                context=context_of(envelope.trace_carrier),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": self.broker.name,
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": envelope.type,
+                    "messaging.message.id": envelope.id,
+                },
+            ):
+                await self.broker.publish(envelope)
+            EVENTS_PUBLISHED.labels(self.context.name, envelope.type).inc()
         except asyncio.CancelledError:
             self._in_flight.discard(row_id)
             raise

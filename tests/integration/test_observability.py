@@ -1,0 +1,120 @@
+"""Observability of the monolith: one trace per order across HTTP, the saga's steps, the outbox
+relay and the consumer; metrics that move when orders succeed, fail and get dead-lettered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
+
+from cleave.messaging.envelope import Envelope
+from cleave.runtime import Unit
+from shop.ordering.contract import OrderConfirmed
+from tests.conftest import eventually
+from tests.integration.test_order_saga import order, place, settled
+
+Headers = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture
+def spans(client: httpx.AsyncClient) -> Iterator[InMemorySpanExporter]:
+    """Every span the process ends from now on, kept in memory by the real SDK."""
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)  # set up by the chassis when the app was made
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    yield exporter
+    processor.shutdown()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
+    client: httpx.AsyncClient, customer_headers: Headers, spans: InMemorySpanExporter
+) -> None:
+    alice = customer_headers("alice")
+    order_id = await place(client, alice, order(("MUG-CLASSIC", 1)))
+    assert (await settled(client, alice, order_id))["status"] == "confirmed"
+
+    def trace_of_order() -> list[ReadableSpan]:
+        posted = [
+            s
+            for s in spans.get_finished_spans()
+            if s.kind is SpanKind.SERVER
+            and s.attributes
+            and s.attributes.get("http.request.method", s.attributes.get("http.method")) == "POST"
+        ]
+        assert posted, "no server span for the POST"
+        trace_id = posted[-1].context.trace_id
+        return [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+
+    async def whole() -> list[ReadableSpan] | None:
+        names = {s.name for s in trace_of_order()}
+        wanted = {
+            "saga place_order price_lines",
+            "saga place_order reserve_stock",
+            "saga place_order authorise_payment",
+            "saga place_order capture_payment",
+            "saga place_order commit_stock",
+            "saga place_order completed",
+            "publish shop.ordering.order_confirmed.v1",
+            "process shop.ordering.order_confirmed.v1",
+        }
+        return trace_of_order() if wanted <= names else None
+
+    found = await eventually(whole)
+    by_id = {s.context.span_id: s for s in found}
+    roots = [s for s in found if s.parent is None or s.parent.span_id not in by_id]
+    assert len(roots) == 1, [s.name for s in roots]  # every other span hangs under the request
+    assert roots[0].kind is SpanKind.SERVER
+    consumer = next(s for s in found if s.name == "process shop.ordering.order_confirmed.v1")
+    assert consumer.kind is SpanKind.CONSUMER
+    assert consumer.parent is not None
+    assert by_id[consumer.parent.span_id].name == "saga place_order completed"  # it published
+    producer = next(s for s in found if s.name == "publish shop.ordering.order_confirmed.v1")
+    assert producer.kind is SpanKind.PRODUCER
+    assert producer.attributes is not None
+    assert producer.attributes["messaging.system"] == "memory"
+
+
+async def test_saga_and_consumer_metrics_move_with_outcomes(
+    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+) -> None:
+    labels = {"service": "ordering", "saga": "place_order"}
+    completed = metric("cleave_sagas_finished_total", **labels, outcome="completed")
+    failed = metric("cleave_sagas_finished_total", **labels, outcome="failed")
+    bob = customer_headers("bob")
+    await settled(client, bob, await place(client, bob, order(("PEN-BRASS", 1))))
+    await settled(
+        client, bob, await place(client, bob, order(("PEN-BRASS", 1), card="tok_decline"))
+    )
+    assert metric("cleave_sagas_finished_total", **labels, outcome="completed") == completed + 1
+    assert metric("cleave_sagas_finished_total", **labels, outcome="failed") == failed + 1
+    assert metric("cleave_saga_duration_seconds_count", **labels, outcome="completed") >= 1
+
+    # An event naming a customer the handler cannot apply: retried, then dead-lettered.
+    handler = {"service": "customer", "handler": "on_order_confirmed"}
+    parked_before = metric("cleave_events_consumed_total", **handler, outcome="dead_lettered")
+    consumer = unit.consumers["customer"]
+    consumer.backoff_seconds = 0.001
+    poison = Envelope(type=OrderConfirmed.event_type, source="/test", data={"order_id": "x"})
+    await consumer.deliver(poison)
+    assert (
+        metric("cleave_events_consumed_total", **handler, outcome="dead_lettered")
+        == parked_before + 1
+    )
+    assert metric("cleave_events_consumed_total", **handler, outcome="retried") >= 4
+
+    scraped = (await client.get("/metrics")).text
+    assert 'cleave_dead_letters{service="customer"} 1.0' in scraped
+    assert 'cleave_outbox_pending{service="ordering"}' in scraped
