@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
 from cleave.config import SystemConfig, load_config
@@ -164,3 +166,20 @@ async def eventually(
 @pytest.fixture(autouse=True)
 def _no_exporter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+
+
+CHROMIUM = os.environ.get("CLEAVE_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright; never a downloaded browser."""
+    require(bool(shutil.which(CHROMIUM)), f"no browser at {CHROMIUM} (tests/browser.sh adds it)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

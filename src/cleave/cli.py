@@ -111,7 +111,7 @@ def up(
             from cleave.serving import serve_unit
 
             unit = next(iter(config.topology.units))
-            _run(lambda: serve_unit(config, unit, host=host, port=port, seed=seed))
+            _run(lambda: serve_unit(config, unit, host=host, port=port, seed=seed, console=True))
             return
         from cleave.supervisor import Supervisor
 

@@ -177,8 +177,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def create_app(unit: Unit, *, start_unit: bool = True) -> FastAPI:
-    """The unit's app. With `start_unit`, its lifespan starts and stops relays and workers."""
+def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) -> FastAPI:
+    """The unit's app. With `start_unit`, its lifespan starts and stops relays and workers;
+    with `console`, it serves the console at /console (what `cleave up` does)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -229,8 +230,24 @@ def create_app(unit: Unit, *, start_unit: bool = True) -> FastAPI:
 
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(f"cleave-{unit.name}")
+    if console:
+        _mount_console(app, unit)
     _instrument(app)
     return app
+
+
+def _mount_console(app: FastAPI, unit: Unit) -> None:
+    from cleave.console import TraceStore, collect_here, console_routes
+    from cleave.runtime import load_services
+
+    store = TraceStore()
+    collect_here(store)
+
+    async def health() -> dict[str, str]:
+        return {name: error or "ok" for name, error in (await unit.readiness()).items()}
+
+    services = load_services(unit.config)
+    app.router.routes.extend(console_routes(store, unit.config, services, health, unit))
 
 
 async def _read_messaging_gauges(unit: Unit) -> None:
@@ -255,5 +272,7 @@ def _instrument(app: FastAPI) -> None:
 
     # The per-message receive/send spans cost ~45 µs a request and say nothing a person needs.
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="livez,readyz,metrics", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="livez,readyz,metrics,console,v1/traces",
+        exclude_spans=["receive", "send"],
     )

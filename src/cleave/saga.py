@@ -229,7 +229,11 @@ class SagaRunner:
         with tracer.start_as_current_span(
             _span_name(name, row.status, row.step, steps),
             context=context_of(state.data.get(TRACE_KEY) or {}),
-            attributes={"cleave.saga.name": name, "cleave.saga.id": row.id},
+            attributes={
+                "cleave.service": self.context.name,
+                "cleave.saga.name": name,
+                "cleave.saga.id": row.id,
+            },
         ):
             if row.status == RUNNING:
                 if row.step >= len(steps):

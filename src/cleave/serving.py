@@ -40,6 +40,7 @@ async def serve_unit(
     migrate: bool = True,
     seed: bool = True,
     announce: bool = True,
+    console: bool = False,
 ) -> None:
     configure_logging(unit=unit_name)
     unit = Unit(config, unit_name)
@@ -50,7 +51,11 @@ async def serve_unit(
             await unit.seed()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(unit), host=host, port=port, log_config=None, access_log=False
+                create_app(unit, console=console),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
             )
         )
         structlog.get_logger("cleave.serving").info(
@@ -64,7 +69,8 @@ async def serve_unit(
 
             Console(stderr=True, highlight=False, soft_wrap=True).print(
                 f"[bold]Cleave[/] is up: http://{host}:{port}  "
-                f"(topology {config.topology.name}, docs at /docs, Ctrl-C stops)"
+                f"(topology {config.topology.name}, docs at /docs, console at /console, "
+                "Ctrl-C stops)"
             )
         await server.serve()
     finally:

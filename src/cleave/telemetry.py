@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -72,6 +72,18 @@ def _add_trace_ids(
     return event
 
 
+# Extra destinations for log events (the console keeps those logged inside a trace).
+LOG_SINKS: list[Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]] = []
+
+
+def _forward_to_sinks(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for sink in LOG_SINKS:
+        sink(logger, method, event)
+    return event
+
+
 def configure_logging(*, unit: str | None = None, json_logs: bool | None = None) -> None:
     """Idempotent: the first call wins, so tests and the CLI can both call it."""
     global _configured
@@ -91,6 +103,7 @@ def configure_logging(*, unit: str | None = None, json_logs: bool | None = None)
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_ids,
+            _forward_to_sinks,
             structlog.processors.format_exc_info if json_logs else structlog.dev.set_exc_info,
             renderer,
         ],

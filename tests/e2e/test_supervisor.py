@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import ROOT, free_port
+from tests.e2e.conftest import ROOT, free_port
 
 
 def wait_for(check: object, what: str, seconds: float = 45.0) -> None:

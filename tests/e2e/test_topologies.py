@@ -21,7 +21,7 @@ import pytest
 
 from cleave.config import load_config
 from tests.conftest import PostgresDatabases, require_server
-from tests.e2e.test_cli import ROOT, free_port
+from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
 from tests.services import NATS, POSTGRES, RABBITMQ
 

@@ -3,35 +3,14 @@ signs in, the app gets its code, and the customer service has their profile from
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, Page, Route
 
-from tests.conftest import eventually, require
+from tests.conftest import eventually
 from tests.identity.conftest import Provider, oauth_client
-
-CHROMIUM = os.environ.get("CLEAVE_CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    require(
-        bool(shutil.which(CHROMIUM)), f"no browser at {CHROMIUM} (tests/browser.sh installs it)"
-    )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def catch_callback(page: Page) -> list[str]:

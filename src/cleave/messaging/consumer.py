@@ -98,6 +98,7 @@ class Consumer:
             context=context_of(envelope.trace_carrier),
             kind=SpanKind.CONSUMER,
             attributes={
+                "cleave.service": self.context.name,
                 "messaging.operation.type": "process",
                 "messaging.destination.name": envelope.type,
                 "messaging.message.id": envelope.id,

@@ -101,6 +101,7 @@ class OutboxRelay:
                 context=context_of(envelope.trace_carrier),
                 kind=SpanKind.PRODUCER,
                 attributes={
+                    "cleave.service": self.context.name,
                     "messaging.system": self.broker.name,
                     "messaging.operation.type": "publish",
                     "messaging.destination.name": envelope.type,

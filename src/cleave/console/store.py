@@ -1,0 +1,109 @@
+"""An embedded, bounded store of recent spans and logs, so the console needs no infrastructure.
+
+Bounded twice: at most `max_spans` spans and `max_logs` log events, and nothing older than
+`retention_seconds`; the oldest go first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    service: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    error: bool = False
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    trace_id: str
+    time: str
+    level: str
+    service: str
+    event: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    root: str
+    services: list[str]
+    spans: int
+    start_ns: int
+    duration_ms: float
+    error: bool
+
+
+class TraceStore:
+    def __init__(
+        self, *, max_spans: int = 20_000, max_logs: int = 20_000, retention_seconds: float = 3600
+    ) -> None:
+        self.max_spans = max_spans
+        self.retention_ns = int(retention_seconds * 1e9)
+        self._traces: OrderedDict[str, list[SpanRecord]] = OrderedDict()
+        self._span_count = 0
+        self._logs: deque[LogRecord] = deque(maxlen=max_logs)
+
+    def add_span(self, span: SpanRecord) -> None:
+        self._traces.setdefault(span.trace_id, []).append(span)
+        self._traces.move_to_end(span.trace_id)
+        self._span_count += 1
+        self._evict()
+
+    def add_log(self, record: LogRecord) -> None:
+        self._logs.append(record)
+
+    def _evict(self) -> None:
+        horizon = time.time_ns() - self.retention_ns
+        while self._traces:
+            oldest_id, oldest = next(iter(self._traces.items()))
+            if self._span_count <= self.max_spans and max(s.end_ns for s in oldest) >= horizon:
+                break
+            del self._traces[oldest_id]
+            self._span_count -= len(oldest)
+
+    @property
+    def span_count(self) -> int:
+        return self._span_count
+
+    def recent(self, limit: int = 50) -> list[TraceSummary]:
+        summaries = [self._summary(trace_id, spans) for trace_id, spans in self._traces.items()]
+        summaries.sort(key=lambda summary: summary.start_ns, reverse=True)
+        return summaries[:limit]
+
+    def trace(self, trace_id: str) -> tuple[list[SpanRecord], list[LogRecord]]:
+        spans = sorted(self._traces.get(trace_id, []), key=lambda span: span.start_ns)
+        return spans, [log for log in self._logs if log.trace_id == trace_id]
+
+    @staticmethod
+    def _summary(trace_id: str, spans: list[SpanRecord]) -> TraceSummary:
+        ids = {span.span_id for span in spans}
+        roots = [span for span in spans if span.parent_id not in ids] or spans
+        root = min(roots, key=lambda span: span.start_ns)
+        start = min(span.start_ns for span in spans)
+        return TraceSummary(
+            trace_id=trace_id,
+            root=root.name,
+            services=sorted({span.service for span in spans}),
+            spans=len(spans),
+            start_ns=start,
+            duration_ms=(max(span.end_ns for span in spans) - start) / 1e6,
+            error=any(span.error for span in spans),
+        )

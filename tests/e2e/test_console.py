@@ -1,0 +1,69 @@
+"""The console in a real headless Chromium: a person places an order, opens /console, follows the
+order's trace and sees its whole path across the services as one waterfall."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from playwright.async_api import Browser
+
+from tests.e2e.conftest import cleave
+
+ADDRESS = {
+    "name": "A",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
+}
+
+
+async def test_an_orders_path_is_one_waterfall_in_the_console(
+    server: str, env: dict[str, str], browser: Browser, tmp_path: Path
+) -> None:
+    token = cleave("token", "--customer", "alice", env=env).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {
+        "lines": [{"sku": "MUG-CLASSIC", "quantity": 1}],
+        "card_token": "tok_decline",
+        "shipping_address": ADDRESS,
+    }
+    async with httpx.AsyncClient(base_url=server, headers=headers) as http:
+        placed = (await http.post("/api/ordering/v1/orders", json=body)).json()
+        deadline = time.monotonic() + 15
+        while (await http.get(f"/api/ordering/v1/orders/{placed['id']}")).json()[
+            "status"
+        ] == "pending":
+            assert time.monotonic() < deadline
+
+    page = await browser.new_page(viewport={"width": 1300, "height": 1000})
+    await page.goto(f"{server}/console")
+    assert await page.locator("svg.topology [data-service=payment]").count() == 1
+    assert "ok" in await page.locator("#health").inner_text()
+    await (
+        page.get_by_role("row")
+        .filter(has_text="POST /api/ordering/v1/orders")
+        .first.get_by_role("link")
+        .click()
+    )
+    waterfall = page.locator("#waterfall")
+    await waterfall.wait_for()
+    rows = waterfall.locator(".row")
+    services = {await row.get_attribute("data-service") for row in await rows.all()}
+    assert {"ordering", "catalog"} <= services  # catalog published the reservation and its release
+    text = await waterfall.inner_text()
+    for step in (
+        "price_lines",
+        "reserve_stock",
+        "authorise_payment",
+        "compensate reserve_stock",
+        "failed",
+    ):
+        assert step in text, step
+    assert "publish shop.ordering.order_cancelled.v1" in text
+    logs = await page.locator("#logs").inner_text()
+    assert "saga compensating" in logs  # the trace's own logs, next to its spans
+    await page.screenshot(path=str(tmp_path / "waterfall.png"), full_page=True)
+    assert (tmp_path / "waterfall.png").stat().st_size > 10_000
