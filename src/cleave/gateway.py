@@ -15,9 +15,10 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
+from cleave.console.store import TraceStore
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
 HOP_BY_HOP = frozenset(
@@ -48,7 +49,10 @@ def _problem(status: int, detail: str, code: str) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-def create_gateway(config: SystemConfig, *, timeout_seconds: float = 30.0) -> Starlette:
+def create_gateway(
+    config: SystemConfig, *, store: TraceStore | None = None, timeout_seconds: float = 30.0
+) -> Starlette:
+    """The gateway; with a `store`, also the console, fed by the units over OTLP."""
     topology = config.topology
     unit_urls = {unit: topology.address_of(unit).http for unit in topology.units}
     client = httpx.AsyncClient(timeout=timeout_seconds)
@@ -112,13 +116,20 @@ def create_gateway(config: SystemConfig, *, timeout_seconds: float = 30.0) -> St
             f"<table><tr><th>unit</th><th>services</th><th>docs</th></tr>{rows}</table>"
         )
 
+    async def health() -> dict[str, str]:
+        states = await asyncio.gather(*(unit_ready(unit) for unit in topology.units))
+        return {f"unit {unit}": state for unit, state in zip(topology.units, states, strict=True)}
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    return Starlette(
-        routes=[
-            Route("/", index),
-            Route("/livez", livez),
-            Route("/readyz", readyz),
-            Route("/api/{service}/{rest:path}", proxy, methods=methods),
-        ],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/", index),
+        Route("/livez", livez),
+        Route("/readyz", readyz),
+        Route("/api/{service}/{rest:path}", proxy, methods=methods),
+    ]
+    if store is not None:
+        from cleave.console import console_routes
+        from cleave.runtime import load_services
+
+        routes += console_routes(store, config, load_services(config), health)
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from cleave.config import SystemConfig
+from cleave.console.collect import log_record_of
+from cleave.console.store import TraceStore
 from cleave.errors import CleaveError
 from cleave.gateway import create_gateway
 
@@ -60,6 +63,7 @@ class Supervisor:
             for index, unit in enumerate(config.topology.units)
         ]
         self._stopping = asyncio.Event()
+        self.store = TraceStore()  # the console's: spans over OTLP, logs from the units' output
         self._width = max(len(unit) for unit in config.topology.units)
 
     def _command(self, unit: str) -> list[str]:
@@ -80,6 +84,9 @@ class Supervisor:
         environment["CLEAVE_VAR"] = str(self.config.var_dir)
         # Every unit names the same issuer: the gateway's address, where clients reach the system.
         environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
+        # Units send their spans to the gateway's console unless told to send them elsewhere.
+        environment.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{self.host}:{self.port}")
+        environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
         )
@@ -102,7 +109,12 @@ class Supervisor:
     async def _pump(self, child: Child, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
-            self.say(child, raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            self.say(child, line)
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    if (record := log_record_of(json.loads(line))) is not None:
+                        self.store.add_log(record)
 
     async def _watch(self, child: Child) -> None:
         """Restart the unit whenever it exits while the supervisor is not stopping."""
@@ -176,7 +188,7 @@ class Supervisor:
                 return
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_gateway(self.config),
+                    create_gateway(self.config, store=self.store),
                     host=self.host,
                     port=self.port,
                     log_config=None,

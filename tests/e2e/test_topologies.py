@@ -156,3 +156,25 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         while not await counted():
             assert time.monotonic() < deadline, "order_confirmed never reached customer"
             await asyncio.sleep(0.1)
+
+        # One trace for the confirmed order, across every service on its path and the broker hop.
+        wanted = {"ordering", "catalog", "payment", "customer"}
+        deadline = time.monotonic() + 20
+        while True:
+            traces = (await client.get(f"{shop.base}/console/api/traces")).json()
+            whole = [
+                t
+                for t in traces
+                if t["root"] == "POST /api/ordering/v1/orders" and wanted <= set(t["services"])
+            ]
+            if whole:
+                break
+            assert time.monotonic() < deadline, f"no whole order trace in {traces}"
+            await asyncio.sleep(0.2)
+        spans = (await client.get(f"{shop.base}/console/api/traces/{whole[0]['trace_id']}")).json()
+        ids = {span["span_id"] for span in spans["spans"]}
+        roots = [span for span in spans["spans"] if span["parent_id"] not in ids]
+        assert [root["name"] for root in roots] == ["POST /api/ordering/v1/orders"]
+        kinds = {(span["service"], span["kind"]) for span in spans["spans"]}
+        assert ("customer", "consumer") in kinds
+        assert ("ordering", "producer") in kinds

@@ -108,29 +108,30 @@ def _value(value: AnyValue) -> Any:
     )
 
 
+def log_record_of(event: Mapping[str, Any], method: str = "info") -> LogRecord | None:
+    """A structured log event as the console keeps it: only those logged inside a trace."""
+    trace_id = event.get("trace_id")
+    if not trace_id:
+        return None
+    skipped = ("event", "trace_id", "span_id", "timestamp", "level", "service")
+    return LogRecord(
+        trace_id=str(trace_id),
+        time=str(event.get("timestamp", "")),
+        level=str(event.get("level", method)),
+        service=str(event.get("service", event.get("unit", ""))),
+        event=str(event.get("event", "")),
+        fields={k: str(v) for k, v in event.items() if k not in skipped},
+    )
+
+
 def log_sink(store: TraceStore) -> Any:
     """A structlog processor that keeps each event logged inside a trace, for that trace's page."""
 
     def keep(
         _logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        trace_id = event.get("trace_id")
-        if trace_id:
-            fields = {
-                k: v
-                for k, v in event.items()
-                if k not in ("event", "trace_id", "span_id", "timestamp", "level", "service")
-            }
-            store.add_log(
-                LogRecord(
-                    trace_id=str(trace_id),
-                    time=str(event.get("timestamp", "")),
-                    level=str(event.get("level", method)),
-                    service=str(event.get("service", event.get("unit", ""))),
-                    event=str(event.get("event", "")),
-                    fields={k: str(v) for k, v in fields.items()},
-                )
-            )
+        if (record := log_record_of(event, method)) is not None:
+            store.add_log(record)
         return event
 
     return keep

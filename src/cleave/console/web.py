@@ -11,7 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
@@ -141,8 +141,37 @@ def console_routes(
             store.add_span(span)
         return Response(b"", media_type="application/x-protobuf")
 
+    async def trace_json(request: Request) -> JSONResponse:
+        spans, logs = store.trace(request.path_params["trace_id"])
+        return JSONResponse(
+            {
+                "spans": [
+                    {
+                        "span_id": s.span_id,
+                        "parent_id": s.parent_id,
+                        "name": s.name,
+                        "service": s.service,
+                        "kind": s.kind,
+                        "duration_ms": s.duration_ms,
+                    }
+                    for s in spans
+                ],
+                "logs": [{"service": log.service, "event": log.event} for log in logs],
+            }
+        )
+
+    async def traces_json(_request: Request) -> JSONResponse:
+        return JSONResponse(
+            [
+                {"trace_id": t.trace_id, "root": t.root, "services": t.services, "spans": t.spans}
+                for t in store.recent(200)
+            ]
+        )
+
     return [
         Route("/console", overview),
+        Route("/console/api/traces", traces_json),
+        Route("/console/api/traces/{trace_id}", trace_json),
         Route("/console/traces/{trace_id}", one_trace),
         Route("/console/dead-letters/{service}/{letter:int}/replay", replay, methods=["POST"]),
         Route("/v1/traces", receive, methods=["POST"]),
