@@ -36,6 +36,13 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._writer = asyncio.Lock() if self.is_sqlite else None
+        namespace = Path(self.url.database or "").name if self.is_sqlite else self.url.database
+        # OpenTelemetry database attributes, for the spans of this database's transactions.
+        self.span_attributes = {
+            "db.system.name": "sqlite" if self.is_sqlite else "postgresql",
+            "db.namespace": str(namespace),
+            "cleave.service": service,
+        }
         self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
         self._reader_count = 0
         options: dict[str, Any] = {}
@@ -138,6 +145,12 @@ class Database:
             with contextlib.suppress(Exception):
                 await driver.remove_listener(channel, listener)
             await _close_quietly(connection)
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pool now (held SQLite readers wait in their queue)."""
+        checked_out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
+        return checked_out - self._readers.qsize()
 
     async def ping(self) -> None:
         async with self.read() as connection:

@@ -25,6 +25,7 @@ from cleave.config import SELF_ISSUER
 from cleave.errors import DatabaseUnavailable, Problem, ServiceUnavailable
 from cleave.runtime import Unit, build_verifier
 from cleave.telemetry import (
+    DB_CONNECTIONS_IN_USE,
     DEAD_LETTERS,
     HTTP_DURATION,
     HTTP_REQUESTS,
@@ -262,6 +263,7 @@ async def _read_messaging_gauges(unit: Unit) -> None:
         except Exception as error:  # a database that is down shows in /readyz, not as a crash here
             log.warning("cannot read messaging state", service=name, error=str(error))
             continue
+        DB_CONNECTIONS_IN_USE.labels(name).set(context.database.connections_in_use)
         OUTBOX_PENDING.labels(name).set(state.pending)
         OUTBOX_OLDEST_AGE.labels(name).set(state.oldest_pending_age_seconds or 0.0)
         DEAD_LETTERS.labels(name).set(parked)

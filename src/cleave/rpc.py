@@ -358,7 +358,12 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
             span_name,
             context=propagate.extract(carrier),
             kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.method": span_name},
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": served.contract.service_name,
+                "rpc.method": method.path.rsplit("/", 1)[1],
+                "cleave.service": served.service,
+            },
         ):
             try:
                 arguments = method.decode_call(payload, served.service)
@@ -496,7 +501,11 @@ class RemotePort:
             with tracer.start_as_current_span(
                 f"{self.contract.service_name}/{method.path.rsplit('/', 1)[1]}",
                 kind=trace.SpanKind.CLIENT,
-                attributes={"rpc.system": "grpc", "server.address": self.target},
+                attributes={
+                    "rpc.system": "grpc",
+                    "rpc.method": method.path.rsplit("/", 1)[1],
+                    "server.address": self.target,
+                },
             ):
                 result = await self._attempts(method, payload, where)
             self.breaker.succeeded()

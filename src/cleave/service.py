@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +26,7 @@ from cleave.db import Database, utcnow
 from cleave.errors import ConfigError
 from cleave.messaging.envelope import Envelope, Event
 from cleave.tables import outbox
-from cleave.telemetry import current_carrier
+from cleave.telemetry import current_carrier, tracer
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -156,8 +159,13 @@ class ServiceContext:
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self)
 
-    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        return self.database.read()
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        with tracer.start_as_current_span(
+            f"read {self.name}", kind=SpanKind.CLIENT, attributes=self.database.span_attributes
+        ):
+            async with self.database.read() as connection:
+                yield connection
 
 
 class UnitOfWork:
@@ -193,9 +201,25 @@ class UnitOfWork:
         self._notify.add(signal)
 
     async def __aenter__(self) -> Self:
+        # One span per transaction, not per statement: a hop to the database, and the parent of
+        # the events it publishes.
+        self._span = tracer.start_span(
+            f"transaction {self.context.name}",
+            kind=SpanKind.CLIENT,
+            attributes=self.context.database.span_attributes,
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
         self._transaction = self.context.database.transaction()
-        self._connection = await self._transaction.__aenter__()
+        try:
+            self._connection = await self._transaction.__aenter__()
+        except BaseException:
+            self._end_span()
+            raise
         return self
+
+    def _end_span(self) -> None:
+        otel_context.detach(self._token)
+        self._span.end()
 
     async def __aexit__(
         self,
@@ -212,11 +236,17 @@ class UnitOfWork:
                     # Wakes relays in other processes too (the one in this process is woken below).
                     await self.connection.execute(_NOTIFY_OUTBOX)
             except BaseException as error:
-                await transaction.__aexit__(type(error), error, error.__traceback__)
+                try:
+                    await transaction.__aexit__(type(error), error, error.__traceback__)
+                finally:
+                    self._end_span()
                 raise
             self._notify.add(OUTBOX_SIGNAL)
-        suppressed = await transaction.__aexit__(exc_type, exc, tb)
-        self._connection = None
+        try:
+            suppressed = await transaction.__aexit__(exc_type, exc, tb)
+        finally:
+            self._connection = None
+            self._end_span()
         if exc is None:
             for name in self._notify:
                 self.context.signal(name).set()

@@ -51,6 +51,11 @@ OUTBOX_OLDEST_AGE = Gauge(
 DEAD_LETTERS = Gauge(
     "cleave_dead_letters", "Dead letters not yet replayed, read at each scrape.", ["service"]
 )
+DB_CONNECTIONS_IN_USE = Gauge(
+    "cleave_db_connections_in_use",
+    "Database connections checked out, read at each scrape.",
+    ["service"],
+)
 SAGAS_FINISHED = Counter(
     "cleave_sagas_finished_total", "Sagas that ended, by outcome.", ["service", "saga", "outcome"]
 )

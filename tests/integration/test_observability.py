@@ -80,7 +80,10 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
     consumer = next(s for s in found if s.name == "process shop.ordering.order_confirmed.v1")
     assert consumer.kind is SpanKind.CONSUMER
     assert consumer.parent is not None
-    assert by_id[consumer.parent.span_id].name == "saga place_order completed"  # it published
+    publishing = by_id[consumer.parent.span_id]  # the transaction that wrote the outbox row
+    assert publishing.name == "transaction ordering"
+    assert publishing.parent is not None
+    assert by_id[publishing.parent.span_id].name == "saga place_order completed"
     producer = next(s for s in found if s.name == "publish shop.ordering.order_confirmed.v1")
     assert producer.kind is SpanKind.PRODUCER
     assert producer.attributes is not None
@@ -118,3 +121,4 @@ async def test_saga_and_consumer_metrics_move_with_outcomes(
     scraped = (await client.get("/metrics")).text
     assert 'cleave_dead_letters{service="customer"} 1.0' in scraped
     assert 'cleave_outbox_pending{service="ordering"}' in scraped
+    assert 'cleave_db_connections_in_use{service="catalog"}' in scraped

@@ -29,7 +29,7 @@ def service_of(attributes: Mapping[str, Any], fallback: str) -> str:
     if rpc := attributes.get("rpc.service"):  # shop.catalog.v1.Catalog
         parts = str(rpc).split(".")
         return parts[1] if len(parts) > 2 else str(rpc)
-    return fallback
+    return fallback.removeprefix("cleave-")  # the unit's process, named cleave-<unit>
 
 
 class StoreSpanProcessor(SpanProcessor):
