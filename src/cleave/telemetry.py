@@ -140,6 +140,55 @@ def configure_tracing(service_name: str) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+    ):
+        _export_metrics_over_otlp(provider.resource)
+
+
+def _export_metrics_over_otlp(resource: Any) -> None:
+    """The same metrics `/metrics` shows, also pushed over OTLP: each Prometheus counter and gauge
+    becomes an observable instrument read at every export (histograms as their count and sum)."""
+    from opentelemetry import metrics
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from prometheus_client import REGISTRY
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    meter = metrics.get_meter("cleave")
+
+    def samples(name: str) -> Callable[[CallbackOptions], list[Observation]]:
+        def read(_options: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(sample.value, dict(sample.labels))
+                for family in REGISTRY.collect()
+                for sample in family.samples
+                if sample.name == name
+            ]
+
+        return read
+
+    for family in REGISTRY.collect():
+        if not family.name.startswith("cleave_"):
+            continue
+        if family.type == "counter":
+            meter.create_observable_counter(
+                f"{family.name}_total",
+                [samples(f"{family.name}_total")],
+                description=family.documentation,
+            )
+        elif family.type == "gauge":
+            meter.create_observable_gauge(
+                family.name, [samples(family.name)], description=family.documentation
+            )
+        elif family.type == "histogram":
+            for part in ("count", "sum"):
+                meter.create_observable_counter(
+                    f"{family.name}_{part}", [samples(f"{family.name}_{part}")]
+                )
 
 
 tracer = trace.get_tracer("cleave")
