@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
 from cleave.console.store import TraceStore
+from cleave.http import problem_response
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
 HOP_BY_HOP = frozenset(
@@ -35,18 +36,6 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-
-
-def _problem(status: int, detail: str, code: str) -> JSONResponse:
-    title = {404: "Not Found", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
-    body = {
-        "type": f"/problems/{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
 def create_gateway(
@@ -67,7 +56,9 @@ def create_gateway(
     async def proxy(request: Request) -> Response:
         service = request.path_params["service"]
         if service not in config.services:
-            return _problem(404, f"no service {service!r} in this system", "unknown-service")
+            return problem_response(
+                404, f"no service {service!r} in this system", code="unknown-service"
+            )
         unit = topology.unit_of(service)
         target = unit_urls[unit] + request.url.path
         if request.url.query:
@@ -78,8 +69,10 @@ def create_gateway(
                 request.method, target, headers=headers, content=await request.body()
             )
         except httpx.TransportError as error:
-            return _problem(
-                503, f"unit {unit!r} (serving {service}) is not answering: {error}", "unavailable"
+            return problem_response(
+                503,
+                f"unit {unit!r} (serving {service}) is not answering: {error}",
+                code="unavailable",
             )
         response_headers = {
             k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP

@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 
 from cleave.errors import (
@@ -46,6 +46,7 @@ from cleave.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
+from cleave.telemetry import context_of, current_carrier
 
 P = TypeVar("P")
 
@@ -356,7 +357,7 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
         }
         with tracer.start_as_current_span(
             span_name,
-            context=propagate.extract(carrier),
+            context=context_of(carrier),
             kind=trace.SpanKind.SERVER,
             attributes={
                 "rpc.system": "grpc",
@@ -527,8 +528,7 @@ class RemotePort:
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.deadline
         attempts = self.attempts if method.idempotent else 1
-        metadata: dict[str, str] = {}
-        propagate.inject(metadata)
+        metadata = current_carrier()
         unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
         unary = self._connect().unary_unary(method.path)
         for attempt in range(1, attempts + 1):
