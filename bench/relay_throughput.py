@@ -26,7 +26,8 @@ from tests.integration import toy
 from tests.integration.test_brokers import Brokers
 
 from cleave.config import SystemConfig, Topology, load_config
-from cleave.messaging.broker import MemoryBroker, create_broker
+from cleave.messaging.adapters import create_broker
+from cleave.messaging.broker import MemoryBroker
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
 

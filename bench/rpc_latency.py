@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import uvloop
 
-from cleave.rpc import RpcContract, RpcServer, ServedPort, remote_port
+from cleave.rpc.client import remote_port
+from cleave.rpc.contract import RpcContract
+from cleave.rpc.server import RpcServer, ServedPort
 from shop.catalog.contract import CatalogPort, OrderLine, PricedLine, catalog_pb2
 
 LINES = [OrderLine(sku=f"SKU-{n}", quantity=n + 1) for n in range(3)]

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from cleave.auth import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+from cleave.auth.tokens import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
 from cleave.config import SystemConfig, load_config
-from cleave.http import create_app
 from cleave.runtime import Unit
 from cleave.telemetry import configure_logging
+from cleave.web.app import create_app
 from tests.services import POSTGRES, reachable
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,18 +11,20 @@ import httpx
 import structlog
 from starlette.types import ASGIApp
 
-from cleave.auth import DevIssuer, TokenVerifier
+from cleave.auth.oidc import OidcKeySource
+from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.config import SELF_ISSUER, SystemConfig
-from cleave.db import Database
+from cleave.data.database import Database
 from cleave.errors import ConfigError
-from cleave.messaging.broker import Broker, create_broker
+from cleave.messaging.adapters import create_broker
+from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
-from cleave.oidc import OidcKeySource
 from cleave.service import PortRegistry, Service, ServiceContext
 
 if TYPE_CHECKING:
-    from cleave.rpc import RemotePort, RpcServer
+    from cleave.rpc.client import RemotePort
+    from cleave.rpc.server import RpcServer
 
 log = structlog.get_logger("cleave.runtime")
 
@@ -136,7 +138,8 @@ class Unit:
                 f"{caller.name} calls {protocol.__name__} of {provider.name}, which runs in "
                 "another unit but declares no rpc contract for its port"
             )
-        from cleave.rpc import RemotePort, RpcContract
+        from cleave.rpc.client import RemotePort
+        from cleave.rpc.contract import RpcContract
 
         address = self.config.topology.address_of(self.config.topology.unit_of(provider.name))
         port = RemotePort(
@@ -150,7 +153,8 @@ class Unit:
         offered = [s for s in self.services if s.port is not None and s.port.rpc is not None]
         if len(self.config.topology.units) < 2 or not offered:
             return
-        from cleave.rpc import RpcContract, RpcServer, ServedPort
+        from cleave.rpc.contract import RpcContract
+        from cleave.rpc.server import RpcServer, ServedPort
 
         served = [
             ServedPort(
@@ -169,7 +173,7 @@ class Unit:
             raise ConfigError(f"service {service!r} does not run in unit {self.name!r}") from None
 
     async def migrate(self, only: str | None = None) -> dict[str, list[str]]:
-        from cleave.migrate import upgrade  # Alembic costs a quarter second to import
+        from cleave.data.migrate import upgrade  # Alembic costs a quarter second to import
 
         applied: dict[str, list[str]] = {}
         for service in self.services:

@@ -23,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import Row, and_, func, literal, select, update
 
-from cleave.db import UtcDateTime, utcnow
+from cleave.clock import utcnow
+from cleave.data.database import UtcDateTime
+from cleave.data.tables import sagas
 from cleave.service import ServiceContext, UnitOfWork
-from cleave.tables import sagas
 from cleave.telemetry import (
     SAGA_DURATION,
     SAGAS_FINISHED,

@@ -8,8 +8,8 @@ import pytest
 
 from cleave.config import load_config
 from cleave.errors import ConfigError
-from cleave.protogen import SOURCE_ROOT, generate, proto_files
-from cleave.rpc import RpcContract
+from cleave.rpc.contract import RpcContract
+from cleave.rpc.protogen import SOURCE_ROOT, generate, proto_files
 from cleave.runtime import load_services
 from shop.catalog.contract import catalog_pb2
 from shop.customer.contract import CustomerPort
@@ -22,9 +22,9 @@ def test_generated_code_is_what_protoc_makes_of_each_proto_today(tmp_path: Path)
     for path in fresh:
         relative = path.relative_to(tmp_path)
         checked_in = SOURCE_ROOT / relative
-        assert checked_in.is_file(), f"{relative} is missing: run python -m cleave.protogen"
+        assert checked_in.is_file(), f"{relative} is missing: run python -m cleave.rpc.protogen"
         assert checked_in.read_bytes() == path.read_bytes(), (
-            f"{relative} drifted from its .proto: run python -m cleave.protogen"
+            f"{relative} drifted from its .proto: run python -m cleave.rpc.protogen"
         )
 
 

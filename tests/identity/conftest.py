@@ -26,10 +26,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from cleave.auth.client import AsyncOAuth2Client
 from cleave.config import SystemConfig
-from cleave.http import create_app
-from cleave.oauth_client import AsyncOAuth2Client
 from cleave.runtime import Unit
+from cleave.web.app import create_app
 from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI, read_credentials
 
 CUSTOMER_SCOPES = "openid profile email orders:read orders:write payments:read"

@@ -13,8 +13,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from cleave.db import utcnow
-from cleave.oauth_client import AsyncOAuth2Client, OAuthError
+from cleave.auth.client import AsyncOAuth2Client, OAuthError
+from cleave.clock import utcnow
 from shop.identity import handlers, tokens
 from tests.identity.conftest import (
     Provider,

@@ -18,8 +18,8 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from cleave.config import SystemConfig
-from cleave.http import create_app
 from cleave.runtime import Unit
+from cleave.web.app import create_app
 from tests.conftest import eventually
 from tests.identity.conftest import ForeignIssuer, Provider, user_tokens
 

@@ -19,17 +19,18 @@ from faststream.kafka import TestKafkaBroker
 from sqlalchemy import func, select
 
 from cleave.config import SystemConfig, Topology
+from cleave.data.tables import inbox
 from cleave.errors import ConfigError
-from cleave.messaging.broker import Broker, Delivery, MemoryBroker, create_broker
+from cleave.events import Envelope
+from cleave.messaging.adapters import create_broker
+from cleave.messaging.broker import Broker, Delivery, MemoryBroker
 from cleave.messaging.consumer import list_dead_letters
-from cleave.messaging.envelope import Envelope
 from cleave.messaging.jetstream import JetStreamBroker
 from cleave.messaging.kafka import KafkaBroker
 from cleave.messaging.rabbitmq import RabbitMQBroker
 from cleave.messaging.relay import outbox_state
 from cleave.messaging.remote import BrokerAddress, keep_raw_message
 from cleave.runtime import Unit
-from cleave.tables import inbox
 from tests.conftest import eventually, require_server
 from tests.integration import toy
 from tests.services import NATS, RABBITMQ

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cleave.auth import DevIssuer
+from cleave.auth.tokens import DevIssuer
+from cleave.data.tables import outbox
+from cleave.events import Envelope
 from cleave.messaging.consumer import list_dead_letters
-from cleave.messaging.envelope import Envelope
 from cleave.money import Money
 from cleave.runtime import Unit
-from cleave.tables import outbox
 from shop.customer.contract import CustomerCreated, CustomerInfo, CustomerPort
 from shop.customer.seed import seed
 from shop.ordering.contract import OrderConfirmed

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from cleave.config import SystemConfig, Topology
+from cleave.data.tables import inbox, outbox
+from cleave.events import Envelope
 from cleave.messaging.consumer import list_dead_letters
-from cleave.messaging.envelope import Envelope
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
-from cleave.tables import inbox, outbox
 from tests.conftest import PostgresDatabases, eventually
 from tests.integration import toy
 

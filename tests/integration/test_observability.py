@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
-from cleave.messaging.envelope import Envelope
+from cleave.events import Envelope
 from cleave.runtime import Unit
 from shop.ordering.contract import OrderConfirmed
 from tests.conftest import eventually

@@ -157,7 +157,7 @@ def slow_processor_config(base_config: SystemConfig) -> SystemConfig:
 async def test_a_step_past_its_deadline_is_compensated(
     slow_processor_config: SystemConfig, customer_headers: Headers
 ) -> None:
-    from cleave.http import create_app
+    from cleave.web.app import create_app
 
     unit = Unit(slow_processor_config)
     await unit.migrate()
@@ -292,7 +292,7 @@ async def test_a_caller_without_a_customer_profile_cannot_order(
 async def test_a_saga_interrupted_by_a_crash_resumes_on_restart(
     config: SystemConfig, customer_headers: Headers
 ) -> None:
-    from cleave.http import create_app
+    from cleave.web.app import create_app
 
     crashed = Unit(config)
     await crashed.migrate()

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cleave.auth import DevIssuer
+from cleave.auth.tokens import DevIssuer
+from cleave.data.tables import outbox
 from cleave.errors import Conflict, NotFound
 from cleave.money import Money
 from cleave.runtime import Unit
-from cleave.tables import outbox
 from shop.payment import store
 from shop.payment.contract import (
     PaymentCaptured,

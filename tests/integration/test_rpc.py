@@ -20,8 +20,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cleave.errors import Conflict, NotFound, Problem, ServiceUnavailable, Unprocessable
 from cleave.money import Money
-from cleave.protogen import generate
-from cleave.rpc import CircuitBreaker, RpcContract, RpcServer, ServedPort, remote_port
+from cleave.rpc.client import CircuitBreaker, remote_port
+from cleave.rpc.contract import RpcContract
+from cleave.rpc.protogen import generate
+from cleave.rpc.server import RpcServer, ServedPort
 from shop.catalog.contract import (
     CatalogPort,
     OrderLine,

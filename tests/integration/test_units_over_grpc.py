@@ -12,10 +12,10 @@ import pytest
 
 from cleave.config import SystemConfig, UnitAddress
 from cleave.errors import ServiceUnavailable
-from cleave.http import create_app
 from cleave.money import Money
-from cleave.rpc import RemotePort
+from cleave.rpc.client import RemotePort
 from cleave.runtime import Unit
+from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.payment.contract import PaymentFailed, PaymentPort
 from tests.conftest import eventually

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from cleave.config import load_config
-from cleave.deploy import System, render
+from cleave.deploy.render import render
+from cleave.deploy.system import System
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]

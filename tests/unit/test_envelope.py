@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cleave.messaging.envelope import Envelope, EnvelopeError, Event
+from cleave.events import Envelope, EnvelopeError, Event
 
 
 class ParcelShipped(Event):

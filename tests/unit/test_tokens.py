@@ -14,7 +14,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from cleave.auth import DevIssuer, TokenVerifier
+from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.errors import Unauthorized
 
 ISSUER, AUDIENCE = "urn:cleave:test", "cleave"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from cleave.messaging.envelope import Envelope
+from cleave.events import Envelope
 
 Delivery = Callable[[Envelope], Awaitable[None]]
 
@@ -57,29 +57,3 @@ class MemoryBroker:
             event_type: [queue for queue, _ in targets]
             for event_type, targets in self._routes.items()
         }
-
-
-def create_broker(url: str) -> Broker:
-    """The adapter for a topology's `broker` URL, chosen by its scheme."""
-    from cleave.errors import ConfigError
-
-    if url == "memory":
-        return MemoryBroker()
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    # Imported here: the monolith never loads a broker client it does not use.
-    if scheme in ("amqp", "amqps"):
-        from cleave.messaging.rabbitmq import RabbitMQBroker
-
-        return RabbitMQBroker(url)
-    if scheme in ("nats", "tls"):
-        from cleave.messaging.jetstream import JetStreamBroker
-
-        return JetStreamBroker(url)
-    if scheme == "kafka":
-        from cleave.messaging.kafka import KafkaBroker
-
-        return KafkaBroker(url)
-    raise ConfigError(
-        f"broker {url!r}: unknown scheme {scheme or url!r} "
-        "(use memory, amqp://, amqps://, nats:// or kafka://)"
-    )

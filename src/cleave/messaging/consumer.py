@@ -17,11 +17,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.db import utcnow
+from cleave.clock import utcnow
+from cleave.data.tables import dead_letters, inbox
 from cleave.errors import CleaveError, NotFound
-from cleave.messaging.envelope import Envelope
+from cleave.events import Envelope
 from cleave.service import ServiceContext, Subscription
-from cleave.tables import dead_letters, inbox
 from cleave.telemetry import EVENTS_CONSUMED, context_of, tracer
 
 

@@ -38,8 +38,8 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
-from cleave.messaging.envelope import Envelope
 from cleave.messaging.remote import (
     RETRY_DELAY_SECONDS,
     BrokerAddress,

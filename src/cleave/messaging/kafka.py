@@ -25,8 +25,8 @@ from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 
 from cleave.errors import ConfigError
+from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
-from cleave.messaging.envelope import Envelope
 from cleave.messaging.remote import (
     BrokerAddress,
     check_event_type,

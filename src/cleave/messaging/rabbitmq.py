@@ -33,8 +33,8 @@ from faststream.rabbit import (
 from faststream.rabbit.message import RabbitMessage
 from pamqp.commands import Basic
 
+from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
-from cleave.messaging.envelope import Envelope
 from cleave.messaging.remote import (
     BrokerAddress,
     check_event_type,

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from opentelemetry.trace import SpanKind
 from sqlalchemy import func, select, update
 
-from cleave.db import utcnow
+from cleave.clock import utcnow
+from cleave.data.tables import outbox
+from cleave.data.unit_of_work import OUTBOX_CHANNEL, OUTBOX_SIGNAL
+from cleave.events import Envelope
 from cleave.messaging.broker import Broker
-from cleave.messaging.envelope import Envelope
-from cleave.service import OUTBOX_CHANNEL, OUTBOX_SIGNAL, ServiceContext
-from cleave.tables import outbox
+from cleave.service import ServiceContext
 from cleave.telemetry import EVENTS_PUBLISHED, context_of, tracer
 
 

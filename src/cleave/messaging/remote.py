@@ -22,8 +22,8 @@ import structlog
 from faststream.message import StreamMessage
 
 from cleave.errors import ConfigError
+from cleave.events import Envelope, EnvelopeError
 from cleave.messaging.broker import Delivery
-from cleave.messaging.envelope import Envelope, EnvelopeError
 
 log = structlog.get_logger("cleave.messaging")
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
-from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
-from cleave.auth import AdminPrincipal
+from cleave.auth.tokens import AdminPrincipal
 from cleave.errors import NotFound
 from cleave.money import Currency
 from cleave.service import ServiceContext
+from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.catalog import handlers, store
 from shop.catalog.domain import ProductDraft
 

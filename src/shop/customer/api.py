@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
-from cleave.auth import AdminPrincipal, CurrentPrincipal, Principal, scoped
+from cleave.auth.tokens import AdminPrincipal, CurrentPrincipal, Principal, scoped
 from cleave.errors import Conflict, NotFound
 from cleave.service import ServiceContext
+from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.customer import handlers, store
 from shop.customer.domain import Address, Profile
 

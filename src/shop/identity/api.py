@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from cleave.api import context_of
-from cleave.db import utcnow
+from cleave.clock import utcnow
 from cleave.errors import Unauthorized, Unprocessable
 from cleave.service import ServiceContext
+from cleave.service.api import context_of
 from shop.identity import handlers, pages, store, tokens
 from shop.identity.domain import Account, OAuthError, granted_scopes
 

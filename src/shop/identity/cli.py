@@ -167,7 +167,7 @@ def rotate_keys(
     until the last token it signed has expired."""
     from datetime import timedelta
 
-    from cleave.db import utcnow
+    from cleave.clock import utcnow
     from shop.identity import handlers, tokens
 
     async def work(context: ServiceContext) -> tuple[str, Any]:
@@ -187,7 +187,7 @@ def rotate_keys(
 @keys.command("list")
 def list_keys() -> None:
     """Published keys: kid, when each signs from, retires and is unpublished."""
-    from cleave.db import utcnow
+    from cleave.clock import utcnow
     from shop.identity import store
 
     async def work(context: ServiceContext) -> list[Any]:

@@ -15,8 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.auth import TokenVerifier
-from cleave.db import utcnow
+from cleave.auth.tokens import TokenVerifier
+from cleave.clock import utcnow
 from cleave.errors import Conflict, NotFound, Unauthorized
 from cleave.service import ServiceContext, UnitOfWork
 from shop.identity import store, tokens

@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from cleave.db import utcnow
+from cleave.clock import utcnow
 from cleave.service import ServiceContext
 from shop.identity import handlers, store, tokens
 from shop.identity.domain import USER_SCOPES, Account

@@ -22,7 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.db import UtcDateTime, utcnow
+from cleave.clock import utcnow
+from cleave.data.database import UtcDateTime
 
 metadata = MetaData()
 

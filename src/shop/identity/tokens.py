@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.auth import ACCESS_TOKEN_TYPE
+from cleave.auth.tokens import ACCESS_TOKEN_TYPE
 from shop.identity import store
 
 ALGORITHM = (

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from cleave.api import Cursor, Limit, Page, context_of, decode_cursor, page_of
-from cleave.auth import Principal, scoped
+from cleave.auth.tokens import Principal, scoped
 from cleave.errors import NotFound, Problem
 from cleave.money import Money
 from cleave.service import ServiceContext
+from cleave.service.api import Cursor, Limit, Page, context_of, decode_cursor, page_of
 from shop.ordering import handlers, store
 from shop.ordering.domain import Line
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
-from cleave.api import Cursor, Limit, Page, after_key, context_of, page_of
-from cleave.auth import AdminPrincipal, Principal, scoped
+from cleave.auth.tokens import AdminPrincipal, Principal, scoped
 from cleave.errors import NotFound
 from cleave.money import Money
 from cleave.service import ServiceContext
+from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.payment import store
 from shop.payment.contract import PaymentPort, PaymentStatus
 from shop.payment.handlers import LocalPayments

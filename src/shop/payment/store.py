@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Column, Index, Integer, MetaData, Row, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.db import UtcDateTime, utcnow
+from cleave.clock import utcnow
+from cleave.data.database import UtcDateTime
 
 metadata = MetaData()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 
-from cleave.messaging.envelope import Event
+from cleave.events import Event
 from cleave.service import Service, Subscription, UnitOfWork
 
 HERE = Path(__file__).parent

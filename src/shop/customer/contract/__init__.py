@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from cleave.messaging.envelope import Event
+from cleave.events import Event
 
 
 class CustomerInfo(BaseModel):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from cleave.db import UtcDateTime
+from cleave.data.database import UtcDateTime
 
 revision: str = "customer_0001"
 down_revision: str | Sequence[str] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cleave.messaging.envelope import Event
+from cleave.events import Event
 from cleave.money import Money
 
 

@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from cleave.errors import Unprocessable
-from cleave.messaging.envelope import Event
+from cleave.events import Event
 from cleave.money import Money
 
 PaymentStatus = Literal["authorizing", "authorized", "declined", "captured", "voided", "refunded"]

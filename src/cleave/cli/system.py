@@ -1,0 +1,202 @@
+"""`cleave up`, `run`, `plan`, `migrate`, `seed` and `services`: run and inspect the system."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cleave.cli.app import (
+    SERVER_FILE,
+    AdminUrlOption,
+    TopologyOption,
+    announce_server,
+    app,
+    config_for,
+    err,
+    out,
+    provision_databases,
+    run_sync,
+    with_admin_unit,
+)
+from cleave.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cleave.runtime import Unit
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8000).")
+    ] = None,
+    topology: TopologyOption = None,
+    seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
+    admin_url: AdminUrlOption = None,
+) -> None:
+    """Run the whole system: one process, or one per unit under a supervisor, on one address."""
+    from cleave.serving.server import check_port_free
+
+    config = config_for(topology)
+    host = host or config.topology.host
+    port = port or config.topology.http_port
+    config = config.serving_at(host, port)
+    check_port_free(host, port)
+    provision_databases(config, admin_url or config.topology.admin_url)
+    announce_server(config)
+    try:
+        if len(config.topology.units) == 1:
+            from cleave.serving.server import serve_unit
+
+            unit = next(iter(config.topology.units))
+            run_sync(
+                lambda: serve_unit(config, unit, host=host, port=port, seed=seed, console=True)
+            )
+            return
+        from cleave.serving.supervisor import Supervisor
+
+        for unit in config.topology.units:
+            address = config.topology.address_of(unit)
+            check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
+        run_sync(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
+    finally:
+        (config.var_dir / SERVER_FILE).unlink(missing_ok=True)
+
+
+@app.command()
+def run(
+    unit: Annotated[
+        str, typer.Argument(help="A unit of the topology, as `cleave plan` lists them.")
+    ],
+    topology: TopologyOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = None,
+    migrate: Annotated[bool, typer.Option(help="Migrate the unit's databases first.")] = True,
+    seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
+) -> None:
+    """Run one unit alone, as its container does: its services' HTTP and gRPC ports."""
+    from cleave.serving.server import check_port_free, serve_unit
+
+    config = config_for(topology)
+    if unit not in config.topology.units:
+        known = ", ".join(config.topology.units)
+        raise ConfigError(
+            f"unknown unit {unit!r} in topology {config.topology.name!r} (known: {known})"
+        )
+    address = config.topology.address_of(unit)
+    bind = host or address.host
+    check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
+    run_sync(
+        lambda: serve_unit(
+            config,
+            unit,
+            host=bind,
+            port=address.http_port,
+            migrate=migrate,
+            seed=seed,
+            announce=False,
+        )
+    )
+
+
+@app.command()
+def plan(topology: TopologyOption = None) -> None:
+    """Each unit, its services, how every call between services is wired, and who carries events."""
+    from cleave.runtime import load_services
+
+    config = config_for(topology)
+    services = load_services(config)
+    layout = config.topology
+    out.print(f"[bold]{config.name}[/] · topology [bold]{layout.name}[/] · broker {layout.broker}")
+    providers = {service.port.protocol: name for name, service in services.items() if service.port}
+    for unit, members in layout.units.items():
+        address = layout.address_of(unit)
+        out.print(f"\n[bold]unit {unit}[/]  http {address.http}  grpc {address.grpc}")
+        for name in members:
+            out.print(f"  {name:<10} {config.database_url(name)}")
+            for protocol in services[name].calls:
+                provider = providers.get(protocol)
+                if provider is None:
+                    wiring = "[red]no service provides it[/]"
+                elif layout.unit_of(provider) == unit:
+                    wiring = f"local call to {provider}"
+                else:
+                    target = layout.address_of(layout.unit_of(provider))
+                    wiring = f"gRPC to {provider} at {target.grpc}"
+                out.print(f"    calls {protocol.__name__:<14} → {wiring}")
+    out.print("\n[bold]events[/]")
+    for name, service in services.items():
+        for event in service.publishes:
+            consumers = [
+                other
+                for other, candidate in services.items()
+                if any(sub.event is event for sub in candidate.subscriptions)
+            ]
+            crossing = {layout.unit_of(c) for c in consumers} - {layout.unit_of(name)}
+            carrier = layout.broker if crossing or layout.broker != "memory" else "in-process"
+            readers = ", ".join(consumers) if consumers else "no consumer yet"
+            out.print(f"  {event.event_type:<38} {name} → {readers}  ({carrier})")
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    topology: TopologyOption = None,
+    admin_url: AdminUrlOption = None,
+) -> None:
+    """Bring each service's database to its newest schema. Safe to run again."""
+    from sqlalchemy.engine import make_url
+
+    config = config_for(topology)
+    if service:
+        config.require_service(service)
+    provision_databases(config, admin_url, service)
+    applied = run_sync(lambda: with_admin_unit(config, lambda unit: unit.migrate(service)))
+    for name, revisions in applied.items():
+        done = ", ".join(revisions) if revisions else "up to date"
+        shown = make_url(config.database_url(name)).render_as_string(hide_password=True)
+        out.print(f"{name:<10} {shown}  {done}")
+
+
+@app.command()
+def seed(topology: TopologyOption = None) -> None:
+    """Add the demo data that is missing (products with stock, a few customers)."""
+    config = config_for(topology)
+
+    async def work(unit: Unit) -> dict[str, int]:
+        await unit.migrate()
+        return await unit.seed()
+
+    for name, added in run_sync(lambda: with_admin_unit(config, work)).items():
+        out.print(f"{name:<10} {added} added")
+
+
+@app.command()
+def services(topology: TopologyOption = None) -> None:
+    """Each service: its unit, database, routes, port, and the events it publishes and consumes."""
+    from cleave.runtime import load_services
+
+    config = config_for(topology)
+    out.print(f"[bold]{config.name}[/] · topology [bold]{config.topology.name}[/]")
+    for name, service in load_services(config).items():
+        routes = []
+        if service.router is not None:
+            for route in service.router.routes:
+                methods = ",".join(sorted(getattr(route, "methods", None) or []))
+                routes.append(f"{methods:<6} /api/{name}/v1{getattr(route, 'path', '')}")
+        rows = {
+            "unit": config.topology.unit_of(name),
+            "database": config.database_url(name),
+            "port": service.port.protocol.__name__ if service.port else "",
+            "calls": ", ".join(protocol.__name__ for protocol in service.calls),
+            "routes": routes,
+            "publishes": [event.event_type for event in service.publishes],
+            "consumes": [f"{sub.event.event_type} → {sub.name}" for sub in service.subscriptions],
+        }
+        out.print(f"\n[bold]{name}[/]  {service.description}")
+        for label, value in rows.items():
+            values = value if isinstance(value, list) else [value]
+            for index, item in enumerate(values or ["—"]):
+                out.print(f"  {label if index == 0 else '':<10} {item or '—'}", soft_wrap=True)

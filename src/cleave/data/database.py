@@ -1,0 +1,240 @@
+"""Each service's own database: an engine, transactions, and the unit of work.
+
+SQLite is the embedded default: one file per service, WAL, and one writer at a time per file,
+serialised in-process by an asyncio lock (so writers queue without sleeping in SQLite's busy
+handler) and across processes by `BEGIN IMMEDIATE` plus a busy timeout. PostgreSQL is the
+deployed choice; plain reads there run in AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import DateTime, Dialect, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+from cleave.errors import DatabaseUnavailable
+
+_READ_ONLY = "cleave_read_only"
+MAX_SQLITE_READERS = 4
+
+
+class Database:
+    """One service's database. Hand out connections only through `transaction` and `read`."""
+
+    def __init__(self, service: str, url: str, *, pool_size: int = 5) -> None:
+        self.service = service
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._writer = asyncio.Lock() if self.is_sqlite else None
+        namespace = Path(self.url.database or "").name if self.is_sqlite else self.url.database
+        # OpenTelemetry database attributes, for the spans of this database's transactions.
+        self.span_attributes = {
+            "db.system.name": "sqlite" if self.is_sqlite else "postgresql",
+            "db.namespace": str(namespace),
+            "cleave.service": service,
+        }
+        self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
+        self._reader_count = 0
+        options: dict[str, Any] = {}
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction: committed when the block ends, rolled back if it raises."""
+        if self._writer is None:
+            async with _translate_unavailable(self), self.engine.begin() as connection:
+                yield connection
+            return
+        async with self._writer, _translate_unavailable(self), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads only. Each statement sees the latest commit on its own.
+
+        PostgreSQL: AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip. SQLite: a few reader
+        connections held open without a transaction, since every BEGIN, ROLLBACK and checkout
+        is a hop to aiosqlite's thread: this read costs a third of a pooled one.
+        """
+        if not self.is_sqlite:
+            async with _translate_unavailable(self), self.engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                yield connection
+            return
+        connection = await self._checkout_reader()
+        try:
+            yield connection
+        except BaseException:
+            # It may be mid-statement (a cancelled task): never hand it to the next reader.
+            self._reader_count -= 1
+            await _close_quietly(connection)
+            raise
+        self._readers.put_nowait(connection)
+
+    async def _checkout_reader(self) -> AsyncConnection:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            return self._readers.get_nowait()
+        if self._reader_count >= MAX_SQLITE_READERS:
+            return await self._readers.get()
+        self._reader_count += 1
+        try:
+            async with _translate_unavailable(self):
+                connection = await self.engine.connect()
+                return await connection.execution_options(**{_READ_ONLY: True})
+        except BaseException:
+            self._reader_count -= 1
+            raise
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
+        """Call `on_notify` whenever a transaction on this database NOTIFYs `channel`.
+
+        PostgreSQL only (SQLite has no such thing, and its writers share this process). If the
+        listening connection cannot be had, the caller's polling carries on alone.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        connection = None
+        try:
+            connection = await self.engine.connect()
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+
+            def listener(*_: object) -> None:
+                on_notify()
+
+            await driver.add_listener(channel, listener)
+        except Exception as error:
+            structlog.get_logger("cleave.data.database").warning(
+                "cannot listen for notifications; polling only",
+                service=self.service,
+                error=str(error),
+            )
+            if connection is not None:
+                await _close_quietly(connection)
+            yield
+            return
+        except BaseException:  # cancelled while setting up: leave no connection behind
+            if connection is not None:
+                await _close_quietly(connection)
+            raise
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(channel, listener)
+            await _close_quietly(connection)
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pool now (held SQLite readers wait in their queue)."""
+        checked_out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
+        return checked_out - self._readers.qsize()
+
+    async def ping(self) -> None:
+        async with self.read() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        while not self._readers.empty():
+            with contextlib.suppress(Exception):
+                await self._readers.get_nowait().close()
+        self._reader_count = 0
+        await self.engine.dispose()
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.shield(connection.close())
+
+
+@contextlib.asynccontextmanager
+async def _translate_unavailable(database: Database) -> AsyncIterator[None]:
+    try:
+        yield
+    except (OperationalError, DBAPIError) as error:
+        if _is_connection_error(error):
+            raise DatabaseUnavailable(
+                f"cannot reach the database of {database.service} at {database.display_url}: "
+                f"{_first_line(error.orig)}"
+            ) from error
+        raise
+    except OSError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach the database of {database.service} at {database.display_url}: {error}"
+        ) from error
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    message = str(error.orig).lower()
+    return any(
+        marker in message
+        for marker in ("connect", "unable to open database", "does not exist", "password")
+    )
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's implicit BEGIN would be DEFERRED; we emit our own in `_on_begin`.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Readers run each statement on its own; writers take the write lock up front, so two
+        # writers never deadlock upgrading a read lock.
+        if not connection.get_execution_options().get(_READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back as aware UTC, on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)

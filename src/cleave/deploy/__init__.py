@@ -1,0 +1,2 @@
+"""Deployment files generated from `cleave.toml` (Dockerfile, compose, kustomize), and their
+commands."""

@@ -1,0 +1,73 @@
+"""`cleave deploy render` and `cleave deploy check`: the deployment files, from cleave.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cleave.errors import CleaveError
+
+deploy_app = typer.Typer(
+    help="Deployment files (Dockerfile, compose.yaml, kustomize) generated from cleave.toml.",
+    no_args_is_help=True,
+)
+out = Console(highlight=False, soft_wrap=True)
+
+OutOption = Annotated[
+    str, typer.Option("--out", help="Folder for compose.yaml and k8s/, next to cleave.toml.")
+]
+
+
+def _rendered(folder: str) -> tuple[Path, dict[str, str]]:
+    from importlib.metadata import version
+
+    from cleave.config import find_config, load_config
+    from cleave.deploy.render import render
+    from cleave.deploy.system import System, without_environment_overrides
+    from cleave.runtime import load_services
+
+    if Path(folder).is_absolute() or ".." in Path(folder).parts:
+        raise CleaveError(f"--out {folder!r} must be a folder inside the project")
+    with without_environment_overrides():
+        path = find_config()
+        config = load_config(path)
+        services = load_services(config)
+        system = System(
+            config=config,
+            toml_text=path.read_text(),
+            services_with_workers=frozenset(name for name, s in services.items() if s.workers),
+            version=version("cleave"),
+        )
+        return config.root, render(system, folder)
+
+
+@deploy_app.command("render")
+def render_files(folder: OutOption = "deploy") -> None:
+    """Write the Dockerfile, compose.yaml and the kustomize base and overlays."""
+    from cleave.deploy.render import differences, write
+
+    root, files = _rendered(folder)
+    for stale in differences(root, files, folder):
+        if stale.endswith("(not generated)"):
+            (root / stale.rpartition(" (")[0]).unlink()
+            out.print(f"removed {stale.rpartition(' (')[0]}")
+    for written in write(root, files):
+        out.print(f"wrote   {written}")
+    out.print(f"{len(files)} files match cleave.toml")
+
+
+@deploy_app.command("check")
+def check_files(folder: OutOption = "deploy") -> None:
+    """Exit 1 if the files on disk differ from what cleave.toml generates."""
+    from cleave.deploy.render import differences
+
+    root, files = _rendered(folder)
+    if found := differences(root, files, folder):
+        raise CleaveError(
+            f"{len(found)} deployment file(s) drifted from cleave.toml: {', '.join(found)}; "
+            "run `cleave deploy render`"
+        )
+    out.print(f"{len(files)} deployment files match cleave.toml")

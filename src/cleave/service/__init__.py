@@ -1,0 +1,16 @@
+"""Declaring a service, and what it is handed at run time: the names every service imports."""
+
+from cleave.data.unit_of_work import UnitOfWork
+from cleave.service.context import PortRegistry, ServiceContext
+from cleave.service.declaration import PortBinding, Seeder, Service, Subscription, Worker
+
+__all__ = [
+    "PortBinding",
+    "PortRegistry",
+    "Seeder",
+    "Service",
+    "ServiceContext",
+    "Subscription",
+    "UnitOfWork",
+    "Worker",
+]

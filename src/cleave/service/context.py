@@ -1,0 +1,107 @@
+"""What the chassis hands a running service: its database, settings, signals and others' ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from opentelemetry.trace import SpanKind
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cleave.data.database import Database
+from cleave.data.unit_of_work import UnitOfWork
+from cleave.errors import ConfigError
+from cleave.service.declaration import Service
+from cleave.telemetry import tracer
+
+P = TypeVar("P")
+
+
+class Signal:
+    """A wake-up call from a committed transaction to a background worker of the same service."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait until set or `seconds` pass; True if it was set. Clears the signal."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        was_set = self._event.is_set()
+        self._event.clear()
+        return was_set
+
+
+class PortRegistry:
+    """The ports of a unit: each service's public port, local or remote, by its Protocol."""
+
+    def __init__(self) -> None:
+        self._ports: dict[type, object] = {}
+
+    def bind(self, protocol: type[P], implementation: P) -> None:
+        self._ports[protocol] = implementation
+
+    def provides(self, protocol: type) -> bool:
+        return protocol in self._ports
+
+    def get(self, protocol: type[P]) -> P:
+        try:
+            implementation = self._ports[protocol]
+        except KeyError:
+            raise ConfigError(f"no service provides {protocol.__name__} in this unit") from None
+        return implementation  # type: ignore[return-value]
+
+
+class ServiceContext:
+    """Everything a running service may use: its own database, its settings and others' ports."""
+
+    def __init__(
+        self,
+        service: Service,
+        database: Database,
+        ports: PortRegistry,
+        settings: Mapping[str, Any],
+        *,
+        issuer: str = "",
+        audience: str = "",
+        var_dir: Path | None = None,
+    ) -> None:
+        self.service = service
+        # The system's own token issuer URL and API audience, for the service that issues tokens.
+        self.issuer = issuer
+        self.audience = audience
+        self.var_dir = var_dir
+        self.name = service.name
+        self.database = database
+        self.settings = settings
+        self._ports = ports
+        self._signals: dict[str, Signal] = {}
+        self.log = structlog.get_logger(service=service.name)
+
+    def port(self, protocol: type[P]) -> P:
+        return self._ports.get(protocol)
+
+    def signal(self, name: str) -> Signal:
+        return self._signals.setdefault(name, Signal())
+
+    def setting(self, key: str, default: float) -> float:
+        return float(self.settings.get(key, default))
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        with tracer.start_as_current_span(
+            f"read {self.name}", kind=SpanKind.CLIENT, attributes=self.database.span_attributes
+        ):
+            async with self.database.read() as connection:
+                yield connection

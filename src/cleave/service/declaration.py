@@ -1,0 +1,67 @@
+"""How a service declares itself: name, tables and migrations, routes, the events it publishes
+and handles, the port it offers to other services and the ports it calls, its workers and demo
+data. It never reads the topology: at run time it gets a `ServiceContext` whose ports are wired."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy import MetaData
+
+from cleave.events import Event
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from cleave.data.unit_of_work import UnitOfWork
+    from cleave.service.context import ServiceContext
+
+P = TypeVar("P")
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class PortBinding(Generic[P]):
+    """The public port a service offers (a Protocol in its `contract`) and how to build it.
+
+    `rpc` is the generated `_pb2` module of the port's `.proto`, so other units can call it.
+    """
+
+    protocol: type[P]
+    factory: Callable[[ServiceContext], P]
+    rpc: ModuleType | None = None
+
+
+@dataclass(frozen=True)
+class Subscription(Generic[E]):
+    """An event type a service consumes, and the handler that applies it in a unit of work."""
+
+    event: type[E]
+    handler: Callable[[E, UnitOfWork], Awaitable[None]]
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
+
+
+Worker = Callable[["ServiceContext"], Awaitable[None]]
+Seeder = Callable[["ServiceContext"], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    metadata: MetaData
+    migrations: Path
+    router: APIRouter | None = None
+    publishes: Sequence[type[Event]] = ()
+    subscriptions: Sequence[Subscription[Any]] = ()
+    port: PortBinding[Any] | None = None
+    calls: Sequence[type] = ()
+    workers: Sequence[Worker] = ()
+    seed: Seeder | None = None
+    description: str = ""

@@ -1,0 +1,233 @@
+"""`cleave up` for a topology of several units: one child process per unit, under one supervisor.
+
+Each unit runs as `cleave run UNIT`, exactly as a container would. The supervisor prefixes every
+log line with its unit, shows progress while the units become ready, restarts a unit that crashes
+(with backoff) and reports it, serves the gateway on the topology's public address, and on Ctrl-C
+or SIGTERM stops every unit cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from cleave.config import SystemConfig
+from cleave.errors import CleaveError
+from cleave.web.console.collect import log_record_of
+from cleave.web.console.store import TraceStore
+from cleave.web.gateway import create_gateway
+
+COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+@dataclass
+class Child:
+    unit: str
+    colour: str
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: SystemConfig,
+        *,
+        host: str,
+        port: int,
+        seed: bool = True,
+        ready_timeout_seconds: float = 90.0,
+        console: Console | None = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.ready_timeout_seconds = ready_timeout_seconds
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.children = [
+            Child(unit, COLOURS[index % len(COLOURS)])
+            for index, unit in enumerate(config.topology.units)
+        ]
+        self._stopping = asyncio.Event()
+        self.store = TraceStore()  # the console's: spans over OTLP, logs from the units' output
+        self._width = max(len(unit) for unit in config.topology.units)
+
+    def _command(self, unit: str) -> list[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "cleave",
+            "run",
+            unit,
+            "--topology",
+            self.config.topology.name,
+        ]
+        return command if self.seed else [*command, "--no-seed"]
+
+    def _environment(self) -> dict[str, str]:
+        environment = dict(os.environ)
+        environment["CLEAVE_CONFIG"] = str(self.config.root / "cleave.toml")
+        environment["CLEAVE_VAR"] = str(self.config.var_dir)
+        # Every unit names the same issuer: the gateway's address, where clients reach the system.
+        environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
+        # Units send their spans to the gateway's console unless told to send them elsewhere.
+        environment.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{self.host}:{self.port}")
+        environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
+        environment.setdefault(
+            "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
+        )
+        return environment
+
+    def say(self, child: Child, text: str) -> None:
+        self.console.print(f"[{child.colour}]{child.unit:>{self._width}} │[/] {escape(text)}")
+
+    async def _spawn(self, child: Child) -> None:
+        child.process = await asyncio.create_subprocess_exec(
+            *self._command(child.unit),
+            cwd=self.config.root,
+            env=self._environment(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the units
+        )
+        child.tasks = [asyncio.create_task(self._pump(child, child.process))]
+
+    async def _pump(self, child: Child, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.say(child, line)
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    if (record := log_record_of(json.loads(line))) is not None:
+                        self.store.add_log(record)
+
+    async def _watch(self, child: Child) -> None:
+        """Restart the unit whenever it exits while the supervisor is not stopping."""
+        delay = 1.0
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            await asyncio.gather(*child.tasks, return_exceptions=True)
+            if self._stopping.is_set():
+                return
+            started = time.monotonic()
+            self.console.print(
+                f"[bold red]unit {child.unit} exited with code {code}; "
+                f"restarting in {delay:.0f} s[/]"
+            )
+            await asyncio.sleep(delay)
+            if self._stopping.is_set():
+                return
+            child.restarts += 1
+            await self._spawn(child)
+            # A unit that stays up for a minute has recovered: the next crash restarts promptly.
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+
+    async def _ready(self, client: httpx.AsyncClient, unit: str) -> bool:
+        url = f"{self.config.topology.address_of(unit).http}/readyz"
+        try:
+            return (await client.get(url, timeout=1.0)).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def wait_until_ready(self) -> None:
+        pending = {child.unit for child in self.children}
+        deadline = time.monotonic() + self.ready_timeout_seconds
+        async with httpx.AsyncClient() as client:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=len(pending))
+                while pending and not self._stopping.is_set():
+                    waiting = ", ".join(sorted(pending))
+                    progress.update(task, description=f"starting units… waiting for {waiting}")
+                    states = await asyncio.gather(*(self._ready(client, unit) for unit in pending))
+                    for unit, ready in zip(list(pending), states, strict=True):
+                        if ready:
+                            pending.discard(unit)
+                            progress.advance(task)
+                            self.console.print(f"[green]✔[/] unit {unit} is ready")
+                    if pending and time.monotonic() > deadline:
+                        raise CleaveError(
+                            f"units not ready after {self.ready_timeout_seconds:.0f} s: {waiting}"
+                        )
+                    if pending:
+                        await asyncio.sleep(0.2)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        previous = {
+            sig: signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self._stopping.set))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            for child in self.children:
+                await self._spawn(child)
+            watchers = [asyncio.create_task(self._watch(child)) for child in self.children]
+            await self.wait_until_ready()
+            if self._stopping.is_set():
+                return
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_gateway(self.config, store=self.store),
+                    host=self.host,
+                    port=self.port,
+                    log_config=None,
+                    access_log=False,
+                )
+            )
+            self.console.print(
+                f"[bold]Cleave[/] is up: http://{self.host}:{self.port}  (topology "
+                f"{self.config.topology.name}: {len(self.children)} units; Ctrl-C stops them all)"
+            )
+            serving = asyncio.create_task(server.serve())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            await serving
+        finally:
+            self._stopping.set()
+            await self.stop()
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        running = [c for c in self.children if c.process and c.process.returncode is None]
+        for child in running:
+            assert child.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                child.process.terminate()
+        for child in running:
+            assert child.process is not None
+            try:
+                await asyncio.wait_for(child.process.wait(), grace_seconds)
+            except TimeoutError:
+                self.console.print(f"[red]unit {child.unit} did not stop in time; killing it[/]")
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+            await asyncio.gather(*child.tasks, return_exceptions=True)
+        if running:
+            self.console.print("all units stopped")

@@ -1,0 +1,1 @@
+"""The HTTP face: each unit's app, the gateway in front of several units, and the console."""

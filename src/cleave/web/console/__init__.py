@@ -1,0 +1,23 @@
+"""The console at /console: the topology as a picture, unit health, recent traces with their
+waterfall and logs, and each service's outbox, inbox and dead letters (with replay)."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from cleave.telemetry import LOG_SINKS
+from cleave.web.console.collect import StoreSpanProcessor, log_sink
+from cleave.web.console.store import TraceStore
+from cleave.web.console.web import Health, console_routes
+
+
+def collect_here(store: TraceStore) -> None:
+    """Keep this process's own spans and trace logs in `store`, with no exporter round trip."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.add_span_processor(StoreSpanProcessor(store))
+    LOG_SINKS.append(log_sink(store))
+
+
+__all__ = ["Health", "TraceStore", "collect_here", "console_routes"]
