@@ -186,14 +186,35 @@ async def _translate_unavailable(database: Database) -> AsyncIterator[None]:
         ) from error
 
 
+# SQLSTATE classes that mean "not now", not "wrong": connection exceptions (08), the server
+# shutting down, crashed or still starting up (57P01-57P03), too many connections (53300), and a
+# database or role that is not there yet (3D000, 28xxx: provisioning has not run).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05", "53300", "3D000", "28")
+# SQLite has no SQLSTATE: only a file that cannot be opened means the database is unreachable.
+_SQLITE_UNAVAILABLE = ("unable to open database",)
+
+
 def _is_connection_error(error: DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
+    sqlstate = _sqlstate_of(error.orig)
+    if sqlstate is not None:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
     message = str(error.orig).lower()
-    return any(
-        marker in message
-        for marker in ("connect", "unable to open database", "does not exist", "password")
-    )
+    if any(marker in message for marker in _SQLITE_UNAVAILABLE):
+        return True
+    # asyncpg's own connection errors before any SQLSTATE: a closed or lost connection.
+    return isinstance(error.orig, OSError) or "connection is closed" in message
+
+
+def _sqlstate_of(error: BaseException | None) -> str | None:
+    """The SQLSTATE the driver reported, on the DB-API error or the asyncpg error it wraps."""
+    while error is not None:
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            return sqlstate
+        error = error.__cause__
+    return None
 
 
 def _first_line(value: object) -> str:

@@ -19,7 +19,9 @@ from opentelemetry import trace
 
 from cleave.errors import (
     ConfigError,
+    DatabaseUnavailable,
     Problem,
+    ServiceUnavailable,
 )
 from cleave.rpc.contract import RpcContract, RpcMethod
 from cleave.rpc.problems import STATUS_CODES, problem_metadata
@@ -138,6 +140,12 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
             except Problem as problem:
                 code = STATUS_CODES.get(problem.status, grpc.StatusCode.UNKNOWN)
                 await context.abort(code, problem.detail, problem_metadata(problem))
+            except DatabaseUnavailable as error:
+                # A passing outage over there, as the caller should see it: worth a retry.
+                problem = ServiceUnavailable(str(error), service=served.service)
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, problem.detail, problem_metadata(problem)
+                )
             except Exception:
                 log.exception("rpc failed", service=served.service, method=method.name)
                 await context.abort(

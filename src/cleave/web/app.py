@@ -35,6 +35,8 @@ from cleave.telemetry import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+# A 503 is a passing state (a database restarting, a unit away): tell clients when to try again.
+RETRY_LATER = {"Retry-After": "1"}
 log = structlog.get_logger("cleave.web.app")
 
 _TITLES = {
@@ -77,7 +79,11 @@ def _install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, Problem)
         headers = (
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else None
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            if error.status == 401
+            else RETRY_LATER
+            if error.status == 503
+            else None
         )
         return problem_response(
             error.status,
@@ -117,7 +123,9 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
     async def on_unavailable(request: Request, error: Exception) -> JSONResponse:
         log.error("dependency unavailable", error=str(error), path=request.url.path)
-        return problem_response(503, str(error), code="unavailable", instance=request.url.path)
+        return problem_response(
+            503, str(error), code="unavailable", instance=request.url.path, headers=RETRY_LATER
+        )
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
