@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.config import SystemConfig, Topology
 from cleave.data.tables import inbox, outbox
+from cleave.errors import DatabaseUnavailable
 from cleave.events import Envelope
 from cleave.messaging.consumer import list_dead_letters
 from cleave.messaging.relay import outbox_state
@@ -108,9 +111,44 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
     restarted = await started(toy_config)
     try:
         assert await eventually(lambda: tally_of(restarted, "survivor")) == 1
-        assert (await outbox_state(restarted.context("notes"))).pending == 0
+
+        async def recorded() -> bool:  # the relay records the delivery just after the consumer
+            return (await outbox_state(restarted.context("notes"))).pending == 0
+
+        assert await eventually(recorded)
     finally:
         await restarted.stop()
+
+
+async def test_a_delivery_whose_bookkeeping_write_fails_is_recorded_by_the_next_one(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config)
+    database = unit.context("notes").database
+    real_transaction = database.transaction
+    failing = {"left": 0}
+
+    def transaction() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise DatabaseUnavailable("the notes database is restarting")
+        return real_transaction()
+
+    database.transaction = transaction  # type: ignore[method-assign]
+    try:
+        async with unit.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "kept")
+        failing["left"] = 1  # the relay's next write, recording the delivery, fails once
+
+        async def recorded() -> bool:
+            state = await outbox_state(unit.context("notes"))
+            return (state.pending, state.delivered) == (0, 1)
+
+        assert await eventually(recorded, within=5)
+        assert failing["left"] == 0
+        assert await tally_of(unit, "kept") == 1
+    finally:
+        await unit.stop()
 
 
 async def test_duplicate_deliveries_are_applied_once(toy_config: SystemConfig) -> None:

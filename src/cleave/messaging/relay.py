@@ -123,8 +123,9 @@ class OutboxRelay:
         self._signal.set()
 
     async def _record_outcomes(self) -> None:
-        delivered, self._delivered = self._delivered, []
-        failed, self._failed = self._failed, {}
+        """Write what finished to the outbox. The rows stay in flight, and in these lists, until
+        that write commits: if it fails they are written at the next drain, never forgotten."""
+        delivered, failed = list(self._delivered), dict(self._failed)
         if not delivered and not failed:
             return
         async with self.context.database.transaction() as connection:
@@ -140,6 +141,10 @@ class OutboxRelay:
                     .where(outbox.c.id == row_id)
                     .values(attempts=outbox.c.attempts + 1, last_error=error)
                 )
+        # Only what was written: publishes that finished meanwhile wait for the next drain.
+        del self._delivered[: len(delivered)]
+        for row_id in failed:
+            self._failed.pop(row_id, None)
         self._in_flight.difference_update(delivered)
         self._in_flight.difference_update(failed)
 
