@@ -21,15 +21,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
-from tests.conftest import eventually
-from tests.integration import toy
-from tests.integration.test_brokers import Brokers
 
 from cleave.config import SystemConfig, Topology, load_config
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import MemoryBroker
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
+from tests.conftest import eventually
+from tests.integration import toy
+from tests.integration.test_brokers import Brokers
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 250

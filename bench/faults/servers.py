@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 import uuid

@@ -6,36 +6,47 @@ the saga's hooks write (the order's status, the events it publishes). Steps are 
 saga resumed after a crash (its lease ran out) may safely repeat the step it was in.
 
 - A step that raises `StepFailed`, or runs past its deadline, starts compensation: the
-  compensations of the steps already done run in reverse, then `on_failed`.
-- Any other error is transient: the step is retried with backoff until its deadline.
-- Steps marked `retriable` come after the pivot: they are retried until they succeed, never
-  compensated, because the saga can no longer go back.
+  compensations of the steps already done run in reverse, then `on_failed`. A deadline counts
+  only the time the step ran while an orchestrator was up: a crash and its lease never do.
+- Any other error is transient: the step is retried with backoff until its deadline; a step
+  that ran out of time that way fails as `<step>_unavailable`, one that hung as `<step>_timeout`.
+- Steps marked `retriable` come after the pivot: they are retried, never compensated, because
+  the saga can no longer go back. They and compensations are retried with backoff up to a
+  ceiling (`max_attempts`); then the saga is parked as `needs_attention`, counted in
+  `cleave_sagas_parked_total`, and waits for a person (`cleave sagas list` / `retry`).
+- What went wrong is kept in the saga's history (`cleave_saga_history`): every failed attempt
+  with its error, the start of compensation, parking and resuming.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, literal, select, update
+from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
-from cleave.data.database import UtcDateTime
-from cleave.data.tables import sagas
+from cleave.data.tables import saga_history, sagas
+from cleave.errors import CleaveError, NotFound
 from cleave.service import ServiceContext, UnitOfWork
 from cleave.telemetry import (
     SAGA_DURATION,
     SAGAS_FINISHED,
+    SAGAS_PARKED,
     context_of,
     current_carrier,
     tracer,
 )
 
 RUNNING, COMPENSATING, COMPLETED, FAILED = "running", "compensating", "completed", "failed"
+NEEDS_ATTENTION = "needs_attention"
+STATUSES = (RUNNING, COMPENSATING, COMPLETED, FAILED, NEEDS_ATTENTION)
 TRACE_KEY = "_trace"
 
 
@@ -112,6 +123,22 @@ async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str
     uow.notify(saga_signal(name))
 
 
+async def _note(
+    connection: AsyncConnection, saga_id: str, step: str | None, event: str, detail: str | None
+) -> None:
+    await connection.execute(
+        saga_history.insert().values(
+            saga_id=saga_id, at=utcnow(), step=step, event=event, detail=detail
+        )
+    )
+
+
+def describe(error: BaseException) -> str:
+    """An error as one line that is never empty (a bare TimeoutError has no message)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 class SagaRunner:
     """Advances every due saga of one definition. Runs as a worker of the orchestrating service."""
 
@@ -122,6 +149,9 @@ class SagaRunner:
         *,
         deadline_seconds: float = 5.0,
         retry_seconds: float = 0.2,
+        max_retry_seconds: float = 10.0,
+        max_attempts: int = 10,
+        lease_seconds: float | None = None,
         poll_seconds: float = 1.0,
         max_in_flight: int = 64,
     ) -> None:
@@ -129,6 +159,9 @@ class SagaRunner:
         self.definition = definition
         self.deadline_seconds = deadline_seconds
         self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.max_in_flight = max_in_flight
         self._signal = context.signal(definition.signal)
@@ -139,6 +172,8 @@ class SagaRunner:
         return step.deadline_seconds or self.deadline_seconds
 
     def _lease(self) -> timedelta:
+        if self.lease_seconds is not None:
+            return timedelta(seconds=self.lease_seconds)
         # Long enough for the slowest step; a saga whose lease runs out is resumed elsewhere.
         longest = max((self._deadline(step) for step in self.definition.steps), default=1.0)
         return timedelta(seconds=longest * 2 + 5)
@@ -188,12 +223,9 @@ class SagaRunner:
             result = await connection.execute(
                 update(sagas)
                 .where(and_(sagas.c.id == saga_id, sagas.c.next_attempt_at == due_at))
-                .values(
-                    next_attempt_at=utcnow() + self._lease(),
-                    step_started_at=func.coalesce(
-                        sagas.c.step_started_at, literal(utcnow(), UtcDateTime)
-                    ),
-                )
+                # The step's clock restarts at every claim: time spent before is in
+                # step_spent_seconds, and time a crashed orchestrator held the lease is not.
+                .values(next_attempt_at=utcnow() + self._lease(), step_started_at=utcnow())
             )
         return result.rowcount == 1
 
@@ -249,11 +281,13 @@ class SagaRunner:
         return False
 
     async def _run_action(self, row: Row[Any], state: SagaState, step: Step) -> bool:
-        elapsed = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
-        remaining = self._deadline(step) - elapsed
+        running = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
+        remaining = self._deadline(step) - row.step_spent_seconds - running
         try:
             if remaining <= 0 and not step.retriable:
-                raise StepFailed(f"{step.name}_timeout")
+                # Out of time after failed attempts: the far side could not be reached.
+                outcome = "unavailable" if row.last_error else "timeout"
+                raise StepFailed(f"{step.name}_{outcome}")
             async with asyncio.timeout(
                 max(remaining, self._deadline(step)) if step.retriable else remaining
             ):
@@ -264,7 +298,7 @@ class SagaRunner:
             return True
         except TimeoutError:
             if step.retriable:
-                await self._retry_later(row, f"{step.name} timed out")
+                await self._retry_later(row, step, f"{step.name} timed out")
                 return False
             await self._begin_compensation(row, state, step, f"{step.name}_timeout")
             return True
@@ -272,16 +306,23 @@ class SagaRunner:
             raise
         except Exception as error:
             self.context.log.warning(
-                "saga step failed; retrying", saga=row.id, step=step.name, error=str(error)
+                "saga step failed; retrying", saga=row.id, step=step.name, error=describe(error)
             )
-            await self._retry_later(row, f"{type(error).__name__}: {error}")
+            await self._retry_later(row, step, describe(error))
             return False
         state.data.update(updates or {})
         now = utcnow()
         async with self.context.unit_of_work() as uow:
             await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
             await self._save(
-                uow, row, step=row.step + 1, data=state.data, attempts=0, step_started_at=now
+                uow,
+                row,
+                step=row.step + 1,
+                data=state.data,
+                attempts=0,
+                step_started_at=now,
+                step_spent_seconds=0.0,
+                last_error=None,
             )
         return True
 
@@ -293,17 +334,18 @@ class SagaRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # A compensation must eventually succeed: it is retried with backoff, never skipped.
+                # A compensation must eventually succeed: retried with backoff, never skipped,
+                # and parked for a person once the ceiling is reached.
                 self.context.log.warning(
                     "saga compensation failed; retrying",
                     saga=row.id,
                     step=step.name,
-                    error=str(error),
+                    error=describe(error),
                 )
-                await self._retry_later(row, f"{type(error).__name__}: {error}")
+                await self._retry_later(row, step, describe(error), compensating=True)
                 return False
         async with self.context.unit_of_work() as uow:
-            await self._save(uow, row, step=row.step - 1, attempts=0)
+            await self._save(uow, row, step=row.step - 1, attempts=0, last_error=None)
         return True
 
     async def _begin_compensation(
@@ -312,6 +354,7 @@ class SagaRunner:
         self.context.log.info("saga compensating", saga=row.id, step=step.name, reason=reason)
         state.status, state.failed_step, state.reason = COMPENSATING, step.name, reason
         async with self.context.unit_of_work() as uow:
+            await _note(uow.connection, row.id, step.name, "compensating", reason)
             # The failed step's own compensation runs too: a timed-out call may have taken effect.
             await self._save(
                 uow,
@@ -321,22 +364,65 @@ class SagaRunner:
                 failed_step=step.name,
                 reason=reason,
                 attempts=0,
+                last_error=None,
             )
 
-    async def _retry_later(self, row: Row[Any], error: str) -> None:
+    def _delay(self, attempts: int) -> float:
+        ceiling = min(self.retry_seconds * 2.0 ** min(attempts - 1, 16), self.max_retry_seconds)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads a burst apart
+
+    async def _retry_later(
+        self, row: Row[Any], step: Step, error: str, *, compensating: bool = False
+    ) -> None:
         attempts = row.attempts + 1
-        delay = min(self.retry_seconds * 2 ** min(attempts - 1, 6), 10.0)
-        asyncio.get_running_loop().call_later(delay, self._signal.set)
+        bounded = step.retriable or compensating  # before the pivot, the deadline bounds retries
+        if bounded and attempts >= self.max_attempts:
+            await self._park(row, step, attempts, error)
+            return
+        delay = self._delay(attempts)
+        running = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
         async with self.context.database.transaction() as connection:
+            await _note(connection, row.id, step.name, "retry", f"attempt {attempts}: {error}")
             await connection.execute(
                 update(sagas)
                 .where(sagas.c.id == row.id)
                 .values(
                     attempts=attempts,
+                    last_error=error,
+                    # The wait before the next attempt counts as time spent; downtime never does.
+                    step_spent_seconds=row.step_spent_seconds + running + delay,
                     next_attempt_at=utcnow() + timedelta(seconds=delay),
                     updated_at=utcnow(),
                 )
             )
+        # Woken once the new due time is committed, or the runner would look too early.
+        asyncio.get_running_loop().call_later(delay, self._signal.set)
+
+    async def _park(self, row: Row[Any], step: Step, attempts: int, error: str) -> None:
+        self.context.log.error(
+            "saga needs attention: retries exhausted",
+            saga=row.id,
+            step=step.name,
+            attempts=attempts,
+            error=error,
+        )
+        async with self.context.database.transaction() as connection:
+            await _note(connection, row.id, step.name, "retry", f"attempt {attempts}: {error}")
+            await _note(
+                connection,
+                row.id,
+                step.name,
+                NEEDS_ATTENTION,
+                f"gave up after {attempts} attempts; `cleave sagas retry {row.id}` resumes it",
+            )
+            await connection.execute(
+                update(sagas)
+                .where(sagas.c.id == row.id)
+                .values(
+                    status=NEEDS_ATTENTION, attempts=attempts, last_error=error, updated_at=utcnow()
+                )
+            )
+        SAGAS_PARKED.labels(self.context.name, self.definition.name, step.name).inc()
 
     async def _finish(self, row: Row[Any], state: SagaState, status: str, hook: Hook) -> None:
         state.status = status
@@ -366,6 +452,104 @@ def _span_name(saga: str, status: str, step: int, steps: Sequence[Step]) -> str:
     if status == RUNNING:
         return f"saga {saga} {steps[step].name}" if step < len(steps) else f"saga {saga} completed"
     return f"saga {saga} compensate {steps[step].name}" if step >= 0 else f"saga {saga} failed"
+
+
+@dataclass(frozen=True)
+class SagaSummary:
+    id: str
+    name: str
+    status: str
+    step: int
+    failed_step: str | None
+    reason: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SagaEvent:
+    at: datetime
+    step: str | None
+    event: str
+    detail: str | None
+
+
+def _summary(row: Row[Any]) -> SagaSummary:
+    return SagaSummary(
+        id=row.id,
+        name=row.name,
+        status=row.status,
+        step=row.step,
+        failed_step=row.failed_step,
+        reason=row.reason,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def list_sagas(
+    context: ServiceContext, *, status: str | None = NEEDS_ATTENTION, limit: int = 100
+) -> list[SagaSummary]:
+    """The service's sagas in `status` (every status for None), oldest change first."""
+    query = select(sagas).order_by(sagas.c.updated_at, sagas.c.id).limit(limit)
+    if status is not None:
+        query = query.where(sagas.c.status == status)
+    async with context.read() as connection:
+        return [_summary(row) for row in (await connection.execute(query)).all()]
+
+
+async def count_sagas(context: ServiceContext, status: str) -> int:
+    query = select(func.count()).select_from(sagas).where(sagas.c.status == status)
+    async with context.read() as connection:
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def saga_history_of(
+    context: ServiceContext, saga_id: str
+) -> tuple[SagaSummary, list[SagaEvent]] | None:
+    async with context.read() as connection:
+        row = (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
+        if row is None:
+            return None
+        events = await connection.execute(
+            select(saga_history)
+            .where(saga_history.c.saga_id == saga_id)
+            .order_by(saga_history.c.id)
+        )
+        history = [SagaEvent(e.at, e.step, e.event, e.detail) for e in events]
+    return _summary(row), history
+
+
+async def retry_saga(context: ServiceContext, saga_id: str, *, by: str = "an admin") -> str:
+    """Resume a saga parked as needs_attention where it stopped, with its retries counted anew.
+
+    Returns the status it resumes in (running, or compensating if it was going back)."""
+    async with context.database.transaction() as connection:
+        row = (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one_or_none()
+        if row is None:
+            raise NotFound(f"no saga {saga_id} in {context.name}")
+        if row.status != NEEDS_ATTENTION:
+            raise CleaveError(f"saga {saga_id} is {row.status}, not {NEEDS_ATTENTION}")
+        resumed = COMPENSATING if row.failed_step is not None else RUNNING
+        now = utcnow()
+        await connection.execute(
+            update(sagas)
+            .where(sagas.c.id == saga_id, sagas.c.status == NEEDS_ATTENTION)
+            .values(
+                status=resumed,
+                attempts=0,
+                step_started_at=None,
+                step_spent_seconds=0.0,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+        await _note(connection, saga_id, None, "resumed", f"resumed by {by}")
+    return resumed
 
 
 async def saga_status(context: ServiceContext, saga_id: str) -> SagaState | None:

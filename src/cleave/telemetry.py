@@ -59,6 +59,16 @@ DB_CONNECTIONS_IN_USE = Gauge(
 SAGAS_FINISHED = Counter(
     "cleave_sagas_finished_total", "Sagas that ended, by outcome.", ["service", "saga", "outcome"]
 )
+SAGAS_PARKED = Counter(
+    "cleave_sagas_parked_total",
+    "Sagas parked as needs_attention after their retries ran out, by the step that failed.",
+    ["service", "saga", "step"],
+)
+SAGAS_NEEDING_ATTENTION = Gauge(
+    "cleave_sagas_needing_attention",
+    "Sagas waiting for a person (`cleave sagas retry`), read at each scrape.",
+    ["service"],
+)
 SAGA_DURATION = Histogram(
     "cleave_saga_duration_seconds",
     "From a saga's start to its end, by outcome.",

@@ -134,7 +134,7 @@ async def test_a_delivery_whose_bookkeeping_write_fails_is_recorded_by_the_next_
             raise DatabaseUnavailable("the notes database is restarting")
         return real_transaction()
 
-    database.transaction = transaction  # type: ignore[method-assign]
+    database.transaction = transaction  # type: ignore[method-assign,assignment]
     try:
         async with unit.context("notes").unit_of_work() as uow:
             await toy.write_note(uow, "n1", "kept")
@@ -198,7 +198,7 @@ async def test_migrations_are_idempotent(toy_config: SystemConfig) -> None:
     unit = Unit(toy_config)
     try:
         first = await unit.migrate()
-        assert set(first["notes"]) == {"c0001", "c0002", "notes_0001"}
+        assert set(first["notes"]) == {"c0001", "c0002", "c0003", "notes_0001"}
         assert await unit.migrate() == {"notes": [], "tally": []}
     finally:
         await unit.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import sqlite
 
 from cleave.data.database import UtcDateTime
@@ -69,5 +69,21 @@ sagas = Table(
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # How long the current step has run in this orchestrator's life: its downtime never counts.
+    Column("step_spent_seconds", Float, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
 )
 Index("ix_cleave_sagas_due", sagas.c.status, sagas.c.next_attempt_at)
+
+# What went wrong in a saga, and what was done about it: retries, compensation, parking, resuming.
+saga_history = Table(
+    "cleave_saga_history",
+    metadata,
+    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("step", String(100), nullable=True),
+    Column("event", String(32), nullable=False),
+    Column("detail", Text, nullable=True),
+)
+Index("ix_cleave_saga_history_saga", saga_history.c.saga_id, saga_history.c.id)

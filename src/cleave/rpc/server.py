@@ -142,9 +142,9 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
                 await context.abort(code, problem.detail, problem_metadata(problem))
             except DatabaseUnavailable as error:
                 # A passing outage over there, as the caller should see it: worth a retry.
-                problem = ServiceUnavailable(str(error), service=served.service)
+                outage = ServiceUnavailable(str(error), service=served.service)
                 await context.abort(
-                    grpc.StatusCode.UNAVAILABLE, problem.detail, problem_metadata(problem)
+                    grpc.StatusCode.UNAVAILABLE, outage.detail, problem_metadata(outage)
                 )
             except Exception:
                 log.exception("rpc failed", service=served.service, method=method.name)

@@ -31,6 +31,7 @@ from cleave.telemetry import (
     HTTP_REQUESTS,
     OUTBOX_OLDEST_AGE,
     OUTBOX_PENDING,
+    SAGAS_NEEDING_ATTENTION,
     configure_tracing,
 )
 
@@ -263,11 +264,13 @@ async def _read_messaging_gauges(unit: Unit) -> None:
     """Outbox backlog and dead letters are facts in each service's database: read at scrape."""
     from cleave.messaging.consumer import count_dead_letters
     from cleave.messaging.relay import outbox_state
+    from cleave.saga import NEEDS_ATTENTION, count_sagas
 
     for name, context in unit.contexts.items():
         try:
             state = await outbox_state(context)
             parked = await count_dead_letters(context)
+            stuck = await count_sagas(context, NEEDS_ATTENTION)
         except Exception as error:  # a database that is down shows in /readyz, not as a crash here
             log.warning("cannot read messaging state", service=name, error=str(error))
             continue
@@ -275,6 +278,7 @@ async def _read_messaging_gauges(unit: Unit) -> None:
         OUTBOX_PENDING.labels(name).set(state.pending)
         OUTBOX_OLDEST_AGE.labels(name).set(state.oldest_pending_age_seconds or 0.0)
         DEAD_LETTERS.labels(name).set(parked)
+        SAGAS_NEEDING_ATTENTION.labels(name).set(stuck)
 
 
 def _instrument(app: FastAPI) -> None:

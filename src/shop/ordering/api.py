@@ -14,7 +14,7 @@ from cleave.money import Money
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, context_of, decode_cursor, page_of
 from shop.ordering import handlers, store
-from shop.ordering.domain import Line
+from shop.ordering.domain import Line, is_retryable
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("ordering"))]
@@ -61,6 +61,11 @@ class OrderOut(BaseModel):
     reason: str | None = Field(
         description="Why an order was rejected or cancelled, machine-readable."
     )
+    retryable: bool = Field(
+        description="True when the order ended for a passing reason (a service was unavailable, "
+        "the card processor did not answer): nothing was charged, and placing it again may "
+        "succeed."
+    )
     customer_id: str
     lines: list[LineOut]
     total: Money | None
@@ -81,6 +86,7 @@ def _out(row: Any, lines: list[Any]) -> OrderOut:
         id=row.id,
         status=row.status,
         reason=row.reason,
+        retryable=is_retryable(row.reason),
         customer_id=row.customer_id,
         lines=[
             LineOut(sku=x.sku, quantity=x.quantity, name=x.name, unit_price=x.unit_price)

@@ -10,14 +10,23 @@ PENDING, CONFIRMED, REJECTED, CANCELLED = "pending", "confirmed", "rejected", "c
 TERMINAL = frozenset({CONFIRMED, REJECTED, CANCELLED})
 MAX_LINES = 50
 
-# Steps whose failure means the order could never be served as asked: rejected, not cancelled.
-_REJECTING_STEPS = frozenset({"price_lines", "reserve_stock"})
+# What the shop decided: the order could never be served as asked, so it is rejected. Anything
+# else that stops an order (a card refused, a service that did not answer) cancels it.
+_VERDICTS = frozenset({"unknown_sku", "out_of_stock", "mixed_currencies"})
 
 # Saga reasons spelled for clients: stable, machine-readable, free of step names where clearer.
+# A step that timed out or could not reach its service is never a verdict on the order.
 _REASONS = {
+    "price_lines_timeout": "catalog_unavailable",
+    "price_lines_unavailable": "catalog_unavailable",
+    "reserve_stock_timeout": "catalog_unavailable",
+    "reserve_stock_unavailable": "catalog_unavailable",
     "authorise_payment_timeout": "payment_timeout",
+    "authorise_payment_unavailable": "payment_unavailable",
     "payment_processor_timeout": "payment_timeout",
 }
+# Reasons that say nothing about the order itself: placing it again may well succeed.
+RETRYABLE = frozenset({"catalog_unavailable", "payment_unavailable", "payment_timeout"})
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,14 @@ def validate_lines(lines: list[Line]) -> list[Line]:
 
 def outcome_of_failure(failed_step: str | None, reason: str | None) -> tuple[str, str]:
     """The terminal status and client-facing reason of an order whose saga failed."""
-    status = REJECTED if failed_step in _REJECTING_STEPS else CANCELLED
     spelled = reason or "unknown"
+    status = REJECTED if spelled in _VERDICTS else CANCELLED
     return status, _REASONS.get(spelled, spelled)
+
+
+def is_retryable(reason: str | None) -> bool:
+    """Whether an order ended for a passing reason, so the customer may simply place it again."""
+    return reason in RETRYABLE
 
 
 def card_hint(card_token: str) -> str:

@@ -129,10 +129,14 @@ def definition(context: ServiceContext) -> SagaDefinition:
 
 async def run(context: ServiceContext) -> None:
     """The saga worker: advances every pending order until the service stops."""
+    lease = context.settings.get("lease_seconds")
     runner = SagaRunner(
         context,
         definition(context),
         deadline_seconds=context.setting("step_deadline_seconds", 5.0),
         retry_seconds=context.setting("retry_seconds", 0.2),
+        max_retry_seconds=context.setting("max_retry_seconds", 10.0),
+        max_attempts=int(context.setting("max_step_attempts", 10)),
+        lease_seconds=float(lease) if lease is not None else None,
     )
     await runner.run()
