@@ -466,6 +466,7 @@ class SagaSummary:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    stopped_at: str | None = None  # the step a parked saga gave up on
 
 
 @dataclass(frozen=True)
@@ -476,7 +477,7 @@ class SagaEvent:
     detail: str | None
 
 
-def _summary(row: Row[Any]) -> SagaSummary:
+def _summary(row: Row[Any], stopped_at: str | None = None) -> SagaSummary:
     return SagaSummary(
         id=row.id,
         name=row.name,
@@ -488,7 +489,18 @@ def _summary(row: Row[Any]) -> SagaSummary:
         last_error=row.last_error,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        stopped_at=stopped_at,
     )
+
+
+async def _stopped_at(connection: AsyncConnection, saga_id: str) -> str | None:
+    query = (
+        select(saga_history.c.step)
+        .where(saga_history.c.saga_id == saga_id, saga_history.c.event == NEEDS_ATTENTION)
+        .order_by(saga_history.c.id.desc())
+        .limit(1)
+    )
+    return (await connection.execute(query)).scalar()
 
 
 async def list_sagas(
@@ -499,7 +511,14 @@ async def list_sagas(
     if status is not None:
         query = query.where(sagas.c.status == status)
     async with context.read() as connection:
-        return [_summary(row) for row in (await connection.execute(query)).all()]
+        rows = (await connection.execute(query)).all()
+        return [
+            _summary(
+                row,
+                await _stopped_at(connection, row.id) if row.status == NEEDS_ATTENTION else None,
+            )
+            for row in rows
+        ]
 
 
 async def count_sagas(context: ServiceContext, status: str) -> int:
@@ -521,7 +540,8 @@ async def saga_history_of(
             .order_by(saga_history.c.id)
         )
         history = [SagaEvent(e.at, e.step, e.event, e.detail) for e in events]
-    return _summary(row), history
+    parked = next((e.step for e in reversed(history) if e.event == NEEDS_ATTENTION), None)
+    return _summary(row, parked if row.status == NEEDS_ATTENTION else None), history
 
 
 async def retry_saga(context: ServiceContext, saga_id: str, *, by: str = "an admin") -> str:

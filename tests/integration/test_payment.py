@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cleave.auth.tokens import DevIssuer
+from cleave.config import SystemConfig
 from cleave.data.tables import outbox
 from cleave.errors import Conflict, NotFound
 from cleave.money import Money
@@ -25,7 +26,8 @@ from shop.payment.contract import (
     PaymentVoided,
 )
 from shop.payment.handlers import LocalPayments
-from shop.payment.processor import SimulatedProcessor
+from shop.payment.processor import Declined, SimulatedProcessor
+from tests.conftest import eventually
 
 Headers = Callable[[str], dict[str, str]]
 PAYMENTS = "/api/payment/v1/payments"
@@ -317,3 +319,104 @@ async def test_payments_come_in_pages(
             break
     assert len(seen) == len(made)
     assert set(seen) == made
+
+
+class AnswerLostProcessor(SimulatedProcessor):
+    """The simulated processor on its file, which takes the money and then never answers: the
+    payment unit is killed before it hears back."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.captured = asyncio.Event()
+
+    async def capture(self, reference: str, *, idempotency_key: str) -> None:
+        await super().capture(reference, idempotency_key=idempotency_key)
+        self.captured.set()
+        await asyncio.Event().wait()
+
+
+def processor_file(unit: Unit) -> str:
+    assert unit.config.var_dir is not None
+    return str(unit.config.var_dir / "card-processor.db")
+
+
+async def payment_status(unit: Unit, order_id: str) -> str:
+    async with unit.context("payment").read() as connection:
+        row = await store.by_order(connection, order_id)
+    assert row is not None
+    return str(row.status)
+
+
+async def test_a_capture_is_committed_only_on_the_processors_answer_and_a_lost_one_is_asked_again(
+    unit: Unit, config: SystemConfig
+) -> None:
+    port = port_of(unit)
+    port.processor = lost = AnswerLostProcessor(processor_file(unit))
+    await port.authorise("o-20", "alice", TWELVE_EUROS, "tok_approve")
+    capturing = asyncio.create_task(port.capture("o-20"))
+    await lost.captured.wait()  # the processor took the money; payment has not heard yet
+    assert await payment_status(unit, "o-20") == "capturing"
+    assert await published(unit, PaymentCaptured.event_type, "o-20") == 0
+    capturing.cancel()  # killed: the answer is lost
+
+    restarted = Unit(config)  # the payment unit again, on the same database and processor
+    await restarted.start()
+    try:
+
+        async def captured() -> bool:
+            return await payment_status(restarted, "o-20") == "captured"
+
+        assert await eventually(captured)  # settled by asking the processor, with no saga
+        assert await published(restarted, PaymentCaptured.event_type, "o-20") == 1
+        processor = processor_of(restarted)
+        reference = await processor_ref(restarted, "o-20")
+        assert reference is not None
+        assert (processor.state(reference), processor.captures) == ("captured", 1)
+        assert (await port_of(restarted).capture("o-20")).status == "captured"
+        assert processor.captures == 1
+    finally:
+        await restarted.stop()
+
+
+async def test_a_capture_the_processor_refuses_voids_the_payment_and_is_a_conflict(
+    unit: Unit,
+) -> None:
+    port = port_of(unit)
+    await port.authorise("o-22", "bob", TWELVE_EUROS, "tok_approve")
+    reference = await processor_ref(unit, "o-22")
+    assert reference is not None
+    await processor_of(unit).void(reference)  # the hold expired at the processor
+    with pytest.raises(Conflict, match="hold_voided") as refused:
+        await port.capture("o-22")
+    assert refused.value.code == "capture-refused"
+    assert await payment_status(unit, "o-22") == "voided"
+    assert await published(unit, PaymentCaptured.event_type, "o-22") == 0
+    assert processor_of(unit).captures == 0
+
+
+class FlakyCancelProcessor(SimulatedProcessor):
+    """Its first cancel does not get through, as when the processor is briefly unreachable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 1
+
+    async def cancel(self, idempotency_key: str) -> None:
+        if self.refused:
+            self.refused -= 1
+            raise Declined("unreachable")
+        await super().cancel(idempotency_key)
+
+
+async def test_an_authorisation_that_timed_out_is_cancelled_at_the_processor_by_the_void(
+    unit: Unit,
+) -> None:
+    port = port_of(unit)
+    port.processor = processor = FlakyCancelProcessor()
+    with pytest.raises(PaymentFailed, match="processor_timeout"):
+        await port.authorise("o-21", "carol", TWELVE_EUROS, "tok_timeout")
+    assert [state for _, state in processor.open_authorizations()] == ["pending"]
+    voided = await port.void("o-21")  # the saga's compensation
+    assert voided is not None
+    assert voided.status == "declined"
+    assert processor.open_authorizations() == []

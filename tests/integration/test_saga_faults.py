@@ -21,8 +21,10 @@ from cleave.saga import NEEDS_ATTENTION, list_sagas, retry_saga, saga_history_of
 from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.payment.contract import PaymentPort
+from shop.payment.handlers import LocalPayments
 from tests.conftest import eventually
 from tests.integration.test_order_saga import order, payments_of, place, settled, stock
+from tests.integration.test_payment import AnswerLostProcessor, processor_file
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -246,3 +248,25 @@ async def test_an_orchestrator_killed_inside_a_step_resumes_it_without_charging_
     async with running(config, fresh=False) as restarted:
         done = await settled(restarted.client, alice, order_id)
         assert (done["status"], done["reason"]) == ("confirmed", None)
+
+
+async def test_a_shop_killed_while_the_processor_captures_confirms_the_order_once_on_restart(
+    base_config: SystemConfig, customer_headers: Headers
+) -> None:
+    config = with_settings(base_config, lease_seconds=1.0)
+    alice = customer_headers("alice")
+    async with running(config) as crashed:
+        payments = crashed.unit.ports.get(PaymentPort)
+        assert isinstance(payments, LocalPayments)
+        payments.processor = lost = AnswerLostProcessor(processor_file(crashed.unit))
+        order_id = await place(crashed.client, alice, order(("TOTE-CANVAS", 1)))
+        await asyncio.wait_for(lost.captured.wait(), 10)
+    # Killed after the processor took the money and before payment heard: nothing says
+    # "captured" yet, and the processor, an outside system, still knows what it did.
+    async with running(config, fresh=False) as restarted:
+        done = await settled(restarted.client, alice, order_id)
+        assert (done["status"], done["reason"]) == ("confirmed", None)
+        [payment] = await payments_of(restarted.client, alice)
+        assert payment["status"] == "captured"
+        processor = restarted.unit.ports.get(PaymentPort).processor  # type: ignore[attr-defined]
+        assert processor.captures == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -144,13 +145,13 @@ async def test_capture_void_and_refund_count_once_and_follow_the_hold() -> None:
     kept = await processor.authorize("pay-1", "tok_approve", TEN_EUROS)
     released = await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
     for _ in range(2):
-        await processor.capture(kept)
+        await processor.capture(kept, idempotency_key="capture-1")
         await processor.void(released)
     assert (processor.captures, processor.voids) == (1, 1)
     with pytest.raises(Declined):
         await processor.void(kept)  # captured money comes back by refund only
-    with pytest.raises(Declined):
-        await processor.capture(released)
+    with pytest.raises(Declined, match="hold_voided"):
+        await processor.capture(released, idempotency_key="capture-2")
     await processor.refund(kept)
     await processor.refund(kept)
     assert processor.refunds == 1
@@ -166,3 +167,38 @@ async def test_cancel_releases_an_answer_that_landed_and_refuses_one_still_to_co
     with pytest.raises(Declined, match="cancelled"):
         await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
     assert processor.authorizations == 1
+
+
+async def test_a_processor_restarted_on_its_file_remembers_holds_and_answers_a_capture_again(
+    tmp_path: Path,
+) -> None:
+    before = SimulatedProcessor(tmp_path / "processor.db")
+    reference = await before.authorize("pay-1", "tok_approve", TEN_EUROS)
+    await before.capture(reference, idempotency_key="capture-pay-1")  # its answer got lost
+    refused = await before.authorize("pay-2", "tok_approve", TEN_EUROS)
+    await before.void(refused)
+    with pytest.raises(Declined, match="hold_voided"):
+        await before.capture(refused, idempotency_key="capture-pay-2")
+    before.close()
+
+    after = SimulatedProcessor(tmp_path / "processor.db")
+    await after.capture(reference, idempotency_key="capture-pay-1")  # asked again: the same capture
+    assert (after.state(reference), after.captures, after.authorizations) == ("captured", 1, 2)
+    assert await after.authorize("pay-1", "tok_approve", TEN_EUROS) == reference
+    with pytest.raises(Declined, match="hold_voided"):
+        await after.capture(refused, idempotency_key="capture-pay-2")  # the same refusal
+    assert after.open_authorizations() == []
+
+
+async def test_an_authorisation_that_never_answered_stays_open_until_cancelled() -> None:
+    processor = SimulatedProcessor()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await processor.authorize("pay-1", "tok_timeout", TEN_EUROS)
+    approved = await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
+    assert processor.open_authorizations() == [("pay-1", "pending"), ("pay-2", "authorized")]
+    await processor.cancel("pay-1")
+    await processor.void(approved)
+    assert processor.open_authorizations() == []
+    with pytest.raises(Declined, match="cancelled"):
+        await processor.authorize("pay-1", "tok_timeout", TEN_EUROS)

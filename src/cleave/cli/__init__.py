@@ -8,11 +8,11 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 # Each command module registers its commands on the one Typer app when imported.
-from cleave.cli import dlq, system, tokens
+from cleave.cli import dlq, sagas, system, tokens
 from cleave.cli.app import app, err
 from cleave.errors import CleaveError, ConfigError
 
-__all__ = ["dlq", "main", "system", "tokens"]
+__all__ = ["dlq", "main", "sagas", "system", "tokens"]
 
 
 def _add_service_commands() -> None:

@@ -34,6 +34,14 @@ def up(
     topology: TopologyOption = None,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
     admin_url: AdminUrlOption = None,
+    through_proxy: Annotated[
+        bool,
+        typer.Option(
+            "--through-proxy",
+            help="Put a fault proxy between the units and between units and their servers, "
+            "controlled by hand over a line protocol (its address is printed).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
     from cleave.serving.server import check_port_free
@@ -47,6 +55,8 @@ def up(
     announce_server(config)
     try:
         if len(config.topology.units) == 1:
+            if through_proxy:
+                raise ConfigError("--through-proxy needs a topology of several units")
             from cleave.serving.server import serve_unit
 
             unit = next(iter(config.topology.units))
@@ -59,6 +69,11 @@ def up(
         for unit in config.topology.units:
             address = config.topology.address_of(unit)
             check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
+        if through_proxy:
+            from cleave.faults.wiring import supervise_through_proxies
+
+            run_sync(lambda: supervise_through_proxies(config, host, port, seed=seed, console=err))
+            return
         run_sync(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
     finally:
         (config.var_dir / SERVER_FILE).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -39,6 +40,11 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Cleared while a unit is held down: it is not restarted until released.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.released.set()
 
 
 class Supervisor:
@@ -51,6 +57,7 @@ class Supervisor:
         seed: bool = True,
         ready_timeout_seconds: float = 90.0,
         console: Console | None = None,
+        unit_environment: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -58,6 +65,8 @@ class Supervisor:
         self.seed = seed
         self.ready_timeout_seconds = ready_timeout_seconds
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        # Extra variables for one unit's process only (how it sees the others, through a proxy).
+        self.unit_environment = unit_environment or {}
         self.children = [
             Child(unit, COLOURS[index % len(COLOURS)])
             for index, unit in enumerate(config.topology.units)
@@ -78,18 +87,24 @@ class Supervisor:
         ]
         return command if self.seed else [*command, "--no-seed"]
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, unit: str | None = None) -> dict[str, str]:
         environment = dict(os.environ)
         environment["CLEAVE_CONFIG"] = str(self.config.root / "cleave.toml")
         environment["CLEAVE_VAR"] = str(self.config.var_dir)
         # Every unit names the same issuer: the gateway's address, where clients reach the system.
         environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
-        # Units send their spans to the gateway's console unless told to send them elsewhere.
-        environment.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{self.host}:{self.port}")
+        # Units send their spans to the gateway's console unless told to send them elsewhere;
+        # only spans: the console receives no metrics (each unit serves its own /metrics).
+        if not environment.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            environment.setdefault(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://{self.host}:{self.port}/v1/traces"
+            )
         environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
         )
+        if unit is not None:
+            environment.update(self.unit_environment.get(unit, {}))
         return environment
 
     def say(self, child: Child, text: str) -> None:
@@ -99,7 +114,7 @@ class Supervisor:
         child.process = await asyncio.create_subprocess_exec(
             *self._command(child.unit),
             cwd=self.config.root,
-            env=self._environment(),
+            env=self._environment(child.unit),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the units
@@ -131,12 +146,34 @@ class Supervisor:
                 f"restarting in {delay:.0f} s[/]"
             )
             await asyncio.sleep(delay)
+            await child.released.wait()
             if self._stopping.is_set():
                 return
             child.restarts += 1
             await self._spawn(child)
             # A unit that stays up for a minute has recovered: the next crash restarts promptly.
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+
+    def child(self, unit: str) -> Child:
+        for child in self.children:
+            if child.unit == unit:
+                return child
+        raise CleaveError(f"no unit {unit!r} under this supervisor")
+
+    def send_signal(self, unit: str, signum: int) -> int:
+        """Send a signal to a unit's process (SIGKILL, SIGSTOP, SIGCONT); returns its pid."""
+        process = self.child(unit).process
+        if process is None or process.returncode is not None:
+            raise CleaveError(f"unit {unit!r} is not running")
+        process.send_signal(signum)
+        return process.pid
+
+    def hold(self, unit: str) -> None:
+        """Do not restart this unit when it exits, until `release`."""
+        self.child(unit).released.clear()
+
+    def release(self, unit: str) -> None:
+        self.child(unit).released.set()
 
     async def _ready(self, client: httpx.AsyncClient, unit: str) -> bool:
         url = f"{self.config.topology.address_of(unit).http}/readyz"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from cleave.errors import Conflict
 
 AUTHORIZING, AUTHORIZED, DECLINED = "authorizing", "authorized", "declined"
-CAPTURED, VOIDED, REFUNDED = "captured", "voided", "refunded"
+# Capturing: the processor was (or is about to be) asked to take the money, with no answer yet.
+CAPTURING, CAPTURED, VOIDED, REFUNDED = "capturing", "captured", "voided", "refunded"
 PROCESSOR_TIMEOUT = "processor_timeout"
 
 # Each command, and the statuses it may start from.
 _ALLOWED = {
-    "capture": {AUTHORIZED},
+    "capture": {AUTHORIZED, CAPTURING},
     "void": {AUTHORIZING, AUTHORIZED},
     "refund": {CAPTURED},
 }
@@ -20,7 +21,10 @@ _DONE = {
     "void": {VOIDED, DECLINED},
     "refund": {REFUNDED},
 }
-_HINTS = {("void", CAPTURED): "refund it instead"}
+_HINTS = {
+    ("void", CAPTURED): "refund it instead",
+    ("void", CAPTURING): "the money is being taken; refund it once captured",
+}
 
 
 def may(command: str, status: str) -> bool:
@@ -44,11 +48,16 @@ def failure_reason(status: str, reason: str | None) -> str | None:
     """Why a settled authorisation failed, or None when the card holds the money.
 
     A repeated authorise answers with this, so it never asks the processor a second time."""
-    if status in (AUTHORIZED, CAPTURED, REFUNDED):
+    if status in (AUTHORIZED, CAPTURING, CAPTURED, REFUNDED):
         return None
     if status == DECLINED:
         return reason or "declined"
     return status  # voided: the order was cancelled meanwhile
+
+
+def capture_key(payment_id: str) -> str:
+    """The processor's idempotency key for capturing a payment: asked again, the same capture."""
+    return f"capture-{payment_id}"
 
 
 def card_hint(card_token: str) -> str:

@@ -3,21 +3,27 @@
 The processor is never called inside a transaction. An authorisation is first recorded as
 `authorizing`, then the processor is asked (the payment id is its idempotency key), then the answer
 is recorded with a conditional update: a void that landed meanwhile wins, and the late hold is
-released. Capture, void and refund change the payment first, under the same conditional rule, and
-then tell the processor, whose operations are idempotent: a retry re-drives them safely.
+released. A capture is the same: recorded as `capturing`, then the processor is asked (with a key
+derived from the payment), and `captured` (with its event) is committed only on its answer; a
+payment found `capturing` later (a crash, a lost answer) is settled by asking again with that key.
+Void and refund change the payment first, under the same conditional rule, and then tell the
+processor, whose operations are idempotent: a retry re-drives them safely.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.errors import NotFound
+from cleave.clock import utcnow
+from cleave.errors import Conflict, NotFound, ServiceUnavailable
 from cleave.money import Money
 from cleave.service import ServiceContext
 from shop.payment import domain, store
@@ -26,6 +32,7 @@ from shop.payment.contract import (
     PaymentCaptured,
     PaymentFailed,
     PaymentOutcome,
+    PaymentPort,
     PaymentRefunded,
     PaymentVoided,
 )
@@ -72,7 +79,7 @@ class LocalPayments:
 
     def __init__(self, context: ServiceContext, processor: CardProcessor | None = None) -> None:
         self.context = context
-        self.processor: CardProcessor = processor or SimulatedProcessor()
+        self.processor: CardProcessor = processor or SimulatedProcessor(_processor_file(context))
         self.processor_timeout = context.setting("processor_timeout_seconds", 2.0)
 
     async def authorise(
@@ -141,8 +148,9 @@ class LocalPayments:
             self.context.log.info("payment declined", order=payment.order_id, reason=reason)
         return settled(current)  # declined, or whatever a concurrent call or a void made of it
 
-    async def _cancel_at_processor(self, payment_id: str) -> None:
-        """Best effort: an answer that never came may still land at the processor later."""
+    async def _cancel_at_processor(self, payment_id: str, *, strict: bool = False) -> None:
+        """An answer that never came may still land at the processor later: cancel it. Best
+        effort unless `strict` (a void, which its caller retries until it succeeds)."""
         try:
             async with asyncio.timeout(self.processor_timeout):
                 await self.processor.cancel(payment_id)
@@ -152,6 +160,11 @@ class LocalPayments:
                 payment=payment_id,
                 error=str(error) or type(error).__name__,
             )
+            if strict:
+                raise ServiceUnavailable(
+                    f"the card processor did not confirm cancelling payment {payment_id}",
+                    service="payment",
+                ) from None
 
     async def _record_authorized(self, payment: Row[Any], reference: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
@@ -181,22 +194,98 @@ class LocalPayments:
     async def capture(self, order_id: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
             payment = await _by_order(uow.connection, order_id)
+            await store.transition(
+                uow.connection, payment.id, from_=[domain.AUTHORIZED], status=domain.CAPTURING
+            )
+            current = await _reload(uow.connection, payment.id)
+            domain.require("capture", current.status)
+        if current.status != domain.CAPTURING:
+            return outcome(current)  # captured before: the same answer
+        return await self._settle_capture(current)
+
+    async def _settle_capture(self, payment: Row[Any]) -> PaymentOutcome:
+        """Ask the processor to take the money of a `capturing` payment, and record its answer.
+        The key makes asking again (after a crash, a timeout) the same capture, never a second."""
+        assert payment.processor_ref is not None  # only an authorised payment gets captured
+        try:
+            async with asyncio.timeout(self.processor_timeout):
+                await self.processor.capture(
+                    payment.processor_ref, idempotency_key=domain.capture_key(payment.id)
+                )
+        except Declined as refused:
+            return await self._capture_refused(payment, refused.reason)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"the card processor did not answer the capture of payment {payment.id} in time; "
+                "asking again is the same capture",
+                service="payment",
+            ) from None
+        async with self.context.unit_of_work() as uow:
             if await store.transition(
-                uow.connection, payment.id, from_=[domain.AUTHORIZED], status=domain.CAPTURED
+                uow.connection, payment.id, from_=[domain.CAPTURING], status=domain.CAPTURED
             ):
                 uow.publish(
                     PaymentCaptured(
                         payment_id=payment.id,
-                        order_id=order_id,
+                        order_id=payment.order_id,
                         amount=amount_of(payment),
                     ),
-                    subject=order_id,
+                    subject=payment.order_id,
                 )
             current = await _reload(uow.connection, payment.id)
-            domain.require("capture", current.status)
-        assert current.processor_ref is not None  # only an authorised payment gets captured
-        await self.processor.capture(current.processor_ref)
         return outcome(current)
+
+    async def _capture_refused(self, payment: Row[Any], reason: str) -> PaymentOutcome:
+        """The processor no longer holds the money (voided, expired): nothing was taken."""
+        async with self.context.unit_of_work() as uow:
+            if await store.transition(
+                uow.connection,
+                payment.id,
+                from_=[domain.CAPTURING],
+                status=domain.VOIDED,
+                reason=f"capture_{reason}",
+            ):
+                uow.publish(
+                    PaymentVoided(payment_id=payment.id, order_id=payment.order_id),
+                    subject=payment.order_id,
+                )
+            current = await _reload(uow.connection, payment.id)
+        if current.status == domain.CAPTURED:
+            return outcome(current)  # a concurrent re-drive heard the capture first
+        self.context.log.warning(
+            "the processor refused a capture", order=payment.order_id, reason=reason
+        )
+        raise Conflict(
+            f"the card processor refused to capture payment {payment.id}: {reason}",
+            code="capture-refused",
+            reason=reason,
+        )
+
+    async def settle_in_doubt(self, older_than_seconds: float) -> int:
+        """Settle every payment left `capturing` (by a crash or a lost answer) by asking the
+        processor again; returns how many were settled."""
+        since = utcnow() - timedelta(seconds=older_than_seconds)
+        async with self.context.read() as connection:
+            rows = (
+                await connection.execute(
+                    select(store.payments).where(
+                        store.payments.c.status == domain.CAPTURING,
+                        store.payments.c.updated_at < since,
+                    )
+                )
+            ).all()
+        settled_now = 0
+        for row in rows:
+            try:
+                await self._settle_capture(row)
+                settled_now += 1
+            except Conflict:
+                settled_now += 1  # refused: settled as voided, the saga learns it when it asks
+            except ServiceUnavailable as error:
+                self.context.log.warning(
+                    "capture still in doubt", order=row.order_id, error=str(error)
+                )
+        return settled_now
 
     async def void(self, order_id: str) -> PaymentOutcome | None:
         async with self.context.unit_of_work() as uow:
@@ -219,7 +308,11 @@ class LocalPayments:
             if current.processor_ref is not None:
                 await self.processor.void(current.processor_ref)
             else:  # no answer yet: make sure none that lands later holds the money
-                await self._cancel_at_processor(payment.id)
+                await self._cancel_at_processor(payment.id, strict=True)
+        elif current.status == domain.DECLINED and current.reason == domain.PROCESSOR_TIMEOUT:
+            # The answer that never came may still hold the money: a compensation is the last
+            # chance to say so, so a failure here fails the void and it is retried.
+            await self._cancel_at_processor(payment.id, strict=True)
         return outcome(current)
 
     async def refund(self, payment_id: str) -> PaymentOutcome:
@@ -244,3 +337,28 @@ class LocalPayments:
         assert current.processor_ref is not None  # only a captured payment gets refunded
         await self.processor.refund(current.processor_ref)
         return outcome(current)
+
+
+def _processor_file(context: ServiceContext) -> Path | None:
+    """Where the simulated processor keeps its state: a file of its own beside the system's
+    data, never the payment database (it stands for a system outside the shop)."""
+    configured = context.settings.get("processor_state")
+    if configured:
+        return Path(str(configured))
+    return context.var_dir / "card-processor.db" if context.var_dir is not None else None
+
+
+async def settle_captures_in_doubt(context: ServiceContext) -> None:
+    """Payment's worker: a capture left without an answer (the unit was killed while the
+    processor decided) is settled by asking the processor again, at start and then now and then,
+    whether or not the saga that asked for it is still there to ask again."""
+    payments = context.port(PaymentPort)
+    assert isinstance(payments, LocalPayments)  # a service's own port is always served locally
+    grace = 2 * payments.processor_timeout  # longer than any capture that is still running
+    while True:
+        await asyncio.sleep(grace)
+        try:
+            await payments.settle_in_doubt(older_than_seconds=grace)
+        except Exception as error:  # the database is away: try at the next round
+            context.log.warning("cannot settle captures in doubt", error=str(error))
+        await asyncio.sleep(context.setting("settle_seconds", 5.0))

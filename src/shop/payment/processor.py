@@ -7,12 +7,19 @@
 | `tok_insufficient_funds` | declined: `insufficient_funds` |
 | `tok_timeout` | never answers: the caller's timeout cuts it |
 | anything else | declined: `invalid_card` |
+
+The simulated processor stands for a system outside the shop: it keeps its own state in its own
+SQLite file (never the payment service's database), so a payment unit that restarts finds its
+holds where it left them, as it would at a real processor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import uuid
+from pathlib import Path
 from typing import Protocol
 
 from cleave.money import Money
@@ -32,8 +39,10 @@ class CardProcessor(Protocol):
 
         Idempotent per key: asked again, it gives the first answer and holds nothing more."""
 
-    async def capture(self, reference: str) -> None:
-        """Take the held amount. Idempotent."""
+    async def capture(self, reference: str, *, idempotency_key: str) -> None:
+        """Take the held amount, or raise Declined when the hold is gone. Idempotent per key:
+        asked again after an answer that never arrived, it answers the same and takes nothing
+        more."""
 
     async def void(self, reference: str) -> None:
         """Release the hold. Idempotent."""
@@ -52,6 +61,8 @@ HANGING = "tok_timeout"
 CANCELLED = "cancelled"
 NEVER = 24 * 3600.0
 
+# An authorisation request: asked (no answer yet), approved, declined, or cancelled by the shop.
+PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
 AUTHORIZED, CAPTURED, VOIDED, REFUNDED = "authorized", "captured", "voided", "refunded"
 # Each operation on a hold: the state it leaves, and the states it may start from.
 _MOVES = {
@@ -59,75 +70,179 @@ _MOVES = {
     "void": (VOIDED, {AUTHORIZED}),
     "refund": (REFUNDED, {CAPTURED}),
 }
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS authorizations (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, reference TEXT, reason TEXT,
+    amount INTEGER, currency TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    reference TEXT PRIMARY KEY, key TEXT NOT NULL, state TEXT NOT NULL,
+    amount INTEGER NOT NULL, currency TEXT NOT NULL,
+    authorized_at REAL NOT NULL, captured_at REAL, voided_at REAL, refunded_at REAL);
+CREATE TABLE IF NOT EXISTS captures (
+    key TEXT PRIMARY KEY, reference TEXT NOT NULL, outcome TEXT NOT NULL);
+"""
 
 
 class SimulatedProcessor:
     """Behaves like a real processor where it matters: idempotent per key and per reference, so
-    a retried call is never a second charge. The counters say what was really done."""
+    a retried call is never a second charge, and durable, so it outlives the shop's restarts.
+    Without a path it keeps its state in memory (unit tests). The counters say what was done."""
 
-    def __init__(self) -> None:
-        self._answers: dict[str, str | Declined] = {}
+    def __init__(self, path: Path | str | None = None) -> None:
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Each statement is a few microseconds on a local file: no thread hop is worth it.
+        self._db = sqlite3.connect(
+            str(path) if path is not None else ":memory:",
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=10,
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
         self._keys: dict[str, asyncio.Lock] = {}
-        self._cancelled: set[str] = set()
-        self._holds: dict[str, str] = {}
-        self._reference_of: dict[str, str] = {}
-        self.authorizations = 0
-        self.captures = 0
-        self.voids = 0
-        self.refunds = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _one(self, sql: str, *parameters: object) -> tuple[object, ...] | None:
+        row: tuple[object, ...] | None = self._db.execute(sql, parameters).fetchone()
+        return row
+
+    def _count(self, sql: str) -> int:
+        row = self._one(sql)
+        return int(str(row[0])) if row else 0
+
+    @property
+    def authorizations(self) -> int:
+        return self._count("SELECT count(*) FROM holds")
+
+    @property
+    def captures(self) -> int:
+        return self._count("SELECT count(*) FROM holds WHERE captured_at IS NOT NULL")
+
+    @property
+    def voids(self) -> int:
+        return self._count("SELECT count(*) FROM holds WHERE voided_at IS NOT NULL")
+
+    @property
+    def refunds(self) -> int:
+        return self._count("SELECT count(*) FROM holds WHERE refunded_at IS NOT NULL")
 
     async def authorize(self, idempotency_key: str, card_token: str, amount: Money) -> str:
         # One decision per key: a concurrent duplicate waits for it instead of charging again.
         async with self._keys.setdefault(idempotency_key, asyncio.Lock()):
-            if idempotency_key not in self._answers:
-                self._answers[idempotency_key] = await self._decide(idempotency_key, card_token)
-            answer = self._answers[idempotency_key]
-        if isinstance(answer, Declined):
-            raise Declined(answer.reason)
-        return answer
+            known = self._one(
+                "SELECT state, reference, reason FROM authorizations WHERE key = ?", idempotency_key
+            )
+            if known is None:
+                self._db.execute(
+                    "INSERT INTO authorizations (key, state, amount, currency, at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (idempotency_key, PENDING, amount.amount, amount.currency, time.time()),
+                )
+            elif known[0] != PENDING:  # answered before: the same answer
+                if known[0] == APPROVED:
+                    return str(known[1])
+                raise Declined(str(known[2] or CANCELLED))
+            return await self._decide(idempotency_key, card_token, amount)
 
-    async def _decide(self, idempotency_key: str, card_token: str) -> str | Declined:
+    async def _decide(self, idempotency_key: str, card_token: str, amount: Money) -> str:
         if card_token == HANGING:
-            await asyncio.sleep(NEVER)
+            await asyncio.sleep(NEVER)  # stays pending until the shop cancels it
         await asyncio.sleep(0)  # a real processor answers asynchronously; so does this one
-        if idempotency_key in self._cancelled:
-            return Declined(CANCELLED)
         if card_token not in APPROVING:
-            return Declined(DECLINING.get(card_token, "invalid_card"))
+            reason = DECLINING.get(card_token, "invalid_card")
+            self._answer(idempotency_key, DECLINED, reason=reason)
+            raise Declined(reason)
         reference = f"sim_{uuid.uuid4().hex[:16]}"
-        self._holds[reference] = AUTHORIZED
-        self._reference_of[idempotency_key] = reference
-        self.authorizations += 1
+        if not self._answer(idempotency_key, APPROVED, reference=reference):
+            raise Declined(CANCELLED)  # the shop cancelled while the processor was deciding
+        self._db.execute(
+            "INSERT INTO holds (reference, key, state, amount, currency, authorized_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (reference, idempotency_key, AUTHORIZED, amount.amount, amount.currency, time.time()),
+        )
         return reference
 
-    async def capture(self, reference: str) -> None:
-        if self._move(reference, "capture"):
-            self.captures += 1
+    def _answer(
+        self, key: str, state: str, *, reference: str | None = None, reason: str | None = None
+    ) -> bool:
+        """Settle a pending request; False when it was cancelled (or answered) meanwhile."""
+        changed = self._db.execute(
+            "UPDATE authorizations SET state = ?, reference = ?, reason = ?, at = ? "
+            "WHERE key = ? AND state = ?",
+            (state, reference, reason, time.time(), key, PENDING),
+        )
+        return changed.rowcount == 1
+
+    async def capture(self, reference: str, *, idempotency_key: str) -> None:
+        answered = self._one("SELECT outcome FROM captures WHERE key = ?", idempotency_key)
+        if answered is None:
+            try:
+                self._move(reference, "capture")
+                outcome = CAPTURED
+            except Declined as refused:
+                outcome = refused.reason
+            self._db.execute(
+                "INSERT OR IGNORE INTO captures (key, reference, outcome) VALUES (?, ?, ?)",
+                (idempotency_key, reference, outcome),
+            )
+            answered = self._one("SELECT outcome FROM captures WHERE key = ?", idempotency_key)
+        assert answered is not None
+        if answered[0] != CAPTURED:
+            raise Declined(str(answered[0]))
 
     async def void(self, reference: str) -> None:
-        if self._move(reference, "void"):
-            self.voids += 1
+        self._move(reference, "void")
 
     async def refund(self, reference: str) -> None:
-        if self._move(reference, "refund"):
-            self.refunds += 1
+        self._move(reference, "refund")
 
     async def cancel(self, idempotency_key: str) -> None:
-        self._cancelled.add(idempotency_key)
-        if (reference := self._reference_of.get(idempotency_key)) is not None:
-            await self.void(reference)
+        self._db.execute(
+            "INSERT OR IGNORE INTO authorizations (key, state, reason, at) VALUES (?, ?, ?, ?)",
+            (idempotency_key, CANCELLED, CANCELLED, time.time()),
+        )
+        self._db.execute(
+            "UPDATE authorizations SET state = ?, reason = ? WHERE key = ? AND state = ?",
+            (CANCELLED, CANCELLED, idempotency_key, PENDING),
+        )
+        approved = self._one(
+            "SELECT reference FROM authorizations WHERE key = ? AND state = ?",
+            idempotency_key,
+            APPROVED,
+        )
+        if approved is not None:
+            await self.void(str(approved[0]))
 
     def state(self, reference: str) -> str | None:
         """Where a hold stands at the processor, for tests to compare with the payment."""
-        return self._holds.get(reference)
+        row = self._one("SELECT state FROM holds WHERE reference = ?", reference)
+        return str(row[0]) if row else None
+
+    def open_authorizations(self) -> list[tuple[str, str]]:
+        """(key, state) of every request still unanswered and every hold neither captured nor
+        released: what the shop still owes the processor an answer about."""
+        rows = self._db.execute(
+            "SELECT key, state FROM authorizations WHERE state = ? "
+            "UNION ALL SELECT key, state FROM holds WHERE state = ? ORDER BY 1",
+            (PENDING, AUTHORIZED),
+        ).fetchall()
+        return [(str(key), str(state)) for key, state in rows]
 
     def _move(self, reference: str, operation: str) -> bool:
         """Apply `operation` to a hold; False when it was applied before (a retry)."""
         target, sources = _MOVES[operation]
-        current = self._holds.get(reference)
+        row = self._one("SELECT state FROM holds WHERE reference = ?", reference)
+        current = str(row[0]) if row else None
         if current == target:
             return False
         if current not in sources:
             raise Declined(f"hold_{current or 'unknown'}")  # like hold_voided: no such move
-        self._holds[reference] = target
-        return True
+        changed = self._db.execute(
+            f"UPDATE holds SET state = ?, {target}_at = ? WHERE reference = ? AND state = ?",
+            (target, time.time(), reference, current),
+        )
+        return changed.rowcount == 1

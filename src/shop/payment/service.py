@@ -23,4 +23,5 @@ service = Service(
     router=api.router,
     publishes=(PaymentAuthorized, PaymentCaptured, PaymentVoided, PaymentRefunded),
     port=PortBinding(PaymentPort, handlers.LocalPayments, rpc=payment_pb2),
+    workers=(handlers.settle_captures_in_doubt,),
 )

@@ -14,7 +14,9 @@ from cleave.errors import Unprocessable
 from cleave.events import Event
 from cleave.money import Money
 
-PaymentStatus = Literal["authorizing", "authorized", "declined", "captured", "voided", "refunded"]
+PaymentStatus = Literal[
+    "authorizing", "authorized", "declined", "capturing", "captured", "voided", "refunded"
+]
 
 
 class PaymentOutcome(BaseModel):
@@ -45,7 +47,9 @@ class PaymentPort(Protocol):
         """Hold `amount` on the card; PaymentFailed when the processor says no or times out."""
 
     async def capture(self, order_id: str) -> PaymentOutcome:
-        """Take the authorised amount. Idempotent."""
+        """Take the authorised amount. Idempotent. `captured` is answered only once the
+        processor has taken the money; Conflict when it refused (the hold is gone, nothing was
+        taken), ServiceUnavailable when it did not answer (ask again: the same capture)."""
 
     async def void(self, order_id: str) -> PaymentOutcome | None:
         """Cancel an authorisation (a compensation). Idempotent; None if the order has no payment.
