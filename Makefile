@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 UV_VERSION := 0.13.9
 
-.PHONY: up test lint typecheck contracts unit bench clean lock
+.PHONY: up test lint typecheck contracts unit bench faults clean lock
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Cleave needs Python 3.11 or newer")'
@@ -41,6 +41,9 @@ test: lint typecheck contracts  ## the whole suite: style, types, boundaries, th
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+faults: $(VENV)/.dev  ## every fault class under load, then the invariants (QUICK=1: a few hundred orders)
+	$(BIN)/python -m bench.faults $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 lock:  ## refresh the lock files after editing pyproject.toml
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock

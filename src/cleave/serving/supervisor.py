@@ -168,6 +168,10 @@ class Supervisor:
         process.send_signal(signum)
         return process.pid
 
+    def shutdown(self) -> None:
+        """Stop every unit and the gateway, as Ctrl-C does (`run` returns once they are down)."""
+        self._stopping.set()
+
     def hold(self, unit: str) -> None:
         """Do not restart this unit when it exits, until `release`."""
         self.child(unit).released.clear()
