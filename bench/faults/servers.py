@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import tempfile
@@ -26,6 +27,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _free_port_below(ceiling: int) -> int:
+    for candidate in random.sample(range(20000, ceiling), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError(f"no free port below {ceiling}")
 
 
 def reachable(port: int, timeout: float = 0.3) -> bool:
@@ -162,7 +174,7 @@ class PrivateRabbitMQ:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dist_port = free_port()
+        self.dist_port = _free_port_below(30000)  # the CLI uses dist_port + 10000 and up
         self.node = f"cleave-faults-{uuid.uuid4().hex[:8]}@localhost"
         self.root = Path(tempfile.mkdtemp(prefix="cleave-rabbit-"))
 
@@ -170,13 +182,22 @@ class PrivateRabbitMQ:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
-    def _environment(self) -> dict[str, str]:
+    def _prepare(self) -> None:
+        for folder in ("mnesia", "log"):  # RabbitMQ creates neither, and fails to boot without
+            (self.root / folder).mkdir(exist_ok=True)
         (self.root / "enabled_plugins").write_text("[].\n")
         (self.root / "rabbitmq.conf").write_text(
             "loopback_users = none\nlog.file.level = warning\n"
             # Room for a whole run's backlog while a consumer is away, however small the disk.
             "disk_free_limit.absolute = 50MB\n"
         )
+        if os.geteuid() == 0 and _has_user("rabbitmq"):
+            # Started as root, rabbitmq-server drops to the rabbitmq user: its folder is theirs.
+            entry = pwd.getpwnam("rabbitmq")
+            for path in (self.root, *self.root.rglob("*")):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _environment(self) -> dict[str, str]:
         return {
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.port),
@@ -187,14 +208,27 @@ class PrivateRabbitMQ:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
             "RABBITMQ_PID_FILE": str(self.root / "rabbit.pid"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(self.root / "feature_flags"),
         }
 
     async def ctl(self, *args: str) -> str:
-        return await _run("rabbitmqctl", "-n", self.node, *args, env=self._environment())
+        # As the user the server runs as, so that both read the same Erlang cookie.
+        user = "rabbitmq" if os.geteuid() == 0 and _has_user("rabbitmq") else None
+        # Not the node's variables: the CLI would take its own ports from RABBITMQ_DIST_PORT.
+        return await _run("rabbitmqctl", "-n", self.node, *args, user=user)
 
     async def start(self) -> None:
+        self._prepare()
         await _run("rabbitmq-server", "-detached", env=self._environment())
-        await self.ctl("--timeout", "120", "await_startup")
+        deadline = time.monotonic() + 180
+        while True:  # until the node has registered, await_startup fails at once
+            try:
+                await self.ctl("--timeout", "120", "await_startup")
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1)
         await wait_reachable(self.port, within=60, what="the private RabbitMQ")
 
     async def stop_app(self) -> None:
