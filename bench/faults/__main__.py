@@ -37,7 +37,7 @@ from bench.faults.servers import (
 from bench.faults.system import ROOT, running_system
 
 RESULTS = ROOT / "bench" / "results"
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, width=150)
 
 
 def table(results: list[ClassResult], title: str) -> Table:

@@ -270,3 +270,28 @@ async def test_a_shop_killed_while_the_processor_captures_confirms_the_order_onc
         assert payment["status"] == "captured"
         processor = restarted.unit.ports.get(PaymentPort).processor  # type: ignore[attr-defined]
         assert processor.captures == 1
+
+
+async def test_the_console_shows_a_parked_saga_with_its_history_and_resumes_it(
+    base_config: SystemConfig, customer_headers: Headers
+) -> None:
+    config = with_settings(base_config, max_step_attempts=2, retry_seconds=0.01)
+    async with running(config) as shop:
+        alice = customer_headers("alice")
+        catalog = shop.unit.ports.get(CatalogPort)
+        real_commit = catalog.commit_stock
+        catalog.commit_stock = unavailable("catalog")  # type: ignore[method-assign]
+        order_id = await place(shop.client, alice, order(("STICKER-PACK", 1)))
+        await eventually(lambda: list_sagas(shop.unit.context("ordering"), status=NEEDS_ATTENTION))
+        console = httpx.ASGITransport(app=create_app(shop.unit, start_unit=False, console=True))
+        async with httpx.AsyncClient(transport=console, base_url="http://shop.test") as web:
+            overview = (await web.get("/console")).text
+            assert f"/console/sagas/ordering/{order_id}" in overview
+            page = (await web.get(f"/console/sagas/ordering/{order_id}")).text
+            assert "needs_attention at commit_stock" in page
+            assert page.count("catalog at 127.0.0.1:9002 is unavailable") >= 2
+            catalog.commit_stock = real_commit  # type: ignore[method-assign]
+            resumed = await web.post(f"/console/sagas/ordering/{order_id}/retry")
+            assert resumed.status_code == 303
+        done = await settled(shop.client, alice, order_id)
+        assert done["status"] == "confirmed"

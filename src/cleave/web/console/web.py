@@ -131,6 +131,49 @@ def console_routes(
         await unit.consumers[service].replay(letter)
         return RedirectResponse("/console#messaging", status_code=303)
 
+    async def one_saga(request: Request) -> HTMLResponse:
+        from cleave.saga import saga_history_of
+
+        service, saga_id = request.path_params["service"], request.path_params["saga"]
+        if unit is None or service not in unit.contexts:
+            return _page("No such saga", "<h1>No such saga</h1><a href=/console>back</a>")
+        found = await saga_history_of(unit.contexts[service], saga_id)
+        if found is None:
+            return _page("No such saga", "<h1>No such saga</h1><a href=/console>back</a>")
+        saga, history = found
+        rows = "".join(
+            f"<tr><td class=mono>{event.at.isoformat(timespec='milliseconds')}</td>"
+            f"<td>{escape(event.step or '')}</td><td>{escape(event.event)}</td>"
+            f"<td class=mono>{escape(event.detail or '')}</td></tr>"
+            for event in history
+        )
+        retry = (
+            f'<form method=post action="/console/sagas/{escape(service)}/{escape(saga.id)}/retry">'
+            "<button>retry</button></form>"
+            if saga.status == "needs_attention"
+            else ""
+        )
+        return _page(
+            f"Saga {saga.id}",
+            f"<a href=/console>← console</a><h1>Saga {escape(saga.name)} "
+            f"<span class=mono>{escape(saga.id)}</span></h1><p id=saga-status>{escape(service)} · "
+            f"{escape(saga.status)}"
+            + (f" at {escape(saga.stopped_at)}" if saga.stopped_at else "")
+            + f" · {saga.attempts} attempts · last error: {escape(saga.last_error or '—')}</p>"
+            f"{retry}<h2>History</h2><table id=history><tr><th>at</th><th>step</th>"
+            f"<th>event</th><th>detail</th></tr>{rows or '<tr><td colspan=4>none</td></tr>'}"
+            "</table>",
+        )
+
+    async def retry_saga(request: Request) -> Response:
+        from cleave.saga import retry_saga as resume
+
+        service, saga_id = request.path_params["service"], request.path_params["saga"]
+        if unit is None or service not in unit.contexts:
+            return Response(status_code=404)
+        await resume(unit.contexts[service], saga_id, by="the console")
+        return RedirectResponse(f"/console/sagas/{service}/{saga_id}", status_code=303)
+
     async def receive(request: Request) -> Response:
         """OTLP/HTTP: other processes export their spans here (protobuf or JSON)."""
         try:
@@ -174,6 +217,8 @@ def console_routes(
         Route("/console/api/traces/{trace_id}", trace_json),
         Route("/console/traces/{trace_id}", one_trace),
         Route("/console/dead-letters/{service}/{letter:int}/replay", replay, methods=["POST"]),
+        Route("/console/sagas/{service}/{saga}", one_saga),
+        Route("/console/sagas/{service}/{saga}/retry", retry_saga, methods=["POST"]),
         Route("/v1/traces", receive, methods=["POST"]),
     ]
 
@@ -217,8 +262,17 @@ async def _messaging(unit: Unit) -> str:
                 (await connection.execute(select(func.count()).select_from(inbox))).scalar_one()
             )
 
-    rows, letters = [], []
+    from cleave.saga import NEEDS_ATTENTION, list_sagas
+
+    rows, letters, stuck = [], [], []
     for name, context in unit.contexts.items():
+        for saga in await list_sagas(context, status=NEEDS_ATTENTION):
+            stuck.append(
+                f'<tr><td><a class=mono href="/console/sagas/{escape(name)}/{escape(saga.id)}">'
+                f"{escape(saga.id)}</a></td><td>{escape(name)}</td><td>{escape(saga.name)}</td>"
+                f"<td>{escape(saga.stopped_at or '')}</td><td>{saga.attempts}</td>"
+                f"<td class=mono>{escape(saga.last_error or '')}</td></tr>"
+            )
         outbox = await outbox_state(context)
         age = (
             f"{outbox.oldest_pending_age_seconds:.1f} s"
@@ -244,5 +298,8 @@ async def _messaging(unit: Unit) -> str:
         + "</table><h3>Dead letters</h3><table id=dead-letters><tr><th>id</th><th>type</th>"
         "<th>handler</th><th>attempts</th><th>error</th><th></th></tr>"
         + ("".join(letters) or "<tr><td colspan=6>none</td></tr>")
+        + "</table><h3>Sagas needing attention</h3><table id=sagas><tr><th>saga</th>"
+        "<th>service</th><th>name</th><th>stopped at</th><th>attempts</th><th>last error</th></tr>"
+        + ("".join(stuck) or "<tr><td colspan=6>none</td></tr>")
         + "</table>"
     )
