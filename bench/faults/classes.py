@@ -95,6 +95,7 @@ async def orchestrator_killed_at_each_step(context: Context) -> float:
                 if inside is not None:
                     await kill_and_wait(context, "ordering")
                     context.notes.append(f"killed inside step {step} (saga {inside[:8]})")
+                    await asyncio.sleep(3)  # let it work a while, so orders get through too
                     break
                 await asyncio.sleep(0.002)
             else:
@@ -227,7 +228,7 @@ async def network_faults(context: Context, *, blackhole_seconds: float = 10.0) -
         proxy.faults.latency_seconds, proxy.faults.jitter_seconds = 0.03, 0.02
     await asyncio.sleep(phase)
     for proxy in chosen:
-        proxy.faults.reset_probability = 0.01
+        proxy.faults.reset_probability = 0.05
     await asyncio.sleep(phase)
     for proxy in chosen:
         proxy.clear()
