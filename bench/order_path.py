@@ -61,12 +61,12 @@ async def measure(orders: int, concurrency: int) -> dict[str, Any]:
         counts["envelope serialisations"] += 1
         return to_json(self)
 
-    def counting_from_json(raw: str) -> Envelope:
+    def counting_from_json(raw: str | bytes) -> Envelope:
         counts["envelope serialisations"] += 1
         return from_json(raw)
 
     Envelope.to_json = counting_to_json  # type: ignore[method-assign]
-    Envelope.from_json = staticmethod(counting_from_json)  # type: ignore[method-assign]
+    Envelope.from_json = counting_from_json  # type: ignore[method-assign]
 
     unit = Unit(load_config(topology="monolith"))
     await unit.migrate()
@@ -139,23 +139,28 @@ async def _customer_id(unit: Any) -> str:
     return str(row.id)
 
 
+def run(orders: int, concurrency: int = 32, profile: str | None = None) -> dict[str, Any]:
+    """One measurement in a fresh var directory of its own."""
+    with tempfile.TemporaryDirectory() as var:
+        os.environ["CLEAVE_VAR"] = var
+        os.environ.setdefault("CLEAVE_LOG_LEVEL", "WARNING")
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        result = asyncio.run(measure(orders, concurrency))
+        if profiler and profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--profile", help="write a cProfile of the run here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as var:
-        os.environ["CLEAVE_VAR"] = var
-        os.environ.setdefault("CLEAVE_LOG_LEVEL", "WARNING")
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        result = asyncio.run(measure(args.orders, args.concurrency))
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(run(args.orders, args.concurrency, args.profile), indent=2))
 
 
 if __name__ == "__main__":

@@ -378,9 +378,7 @@ _CLAIM = Prepared(
     )
     .values(
         next_attempt_at=bindparam("lease_until", type_=UtcDateTime),
-        step_started_at=func.coalesce(
-            sagas.c.step_started_at, bindparam("now", type_=UtcDateTime)
-        ),
+        step_started_at=func.coalesce(sagas.c.step_started_at, bindparam("now", type_=UtcDateTime)),
     )
 )
 _LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")))

@@ -1,7 +1,7 @@
 """Statements built once, compiled once per dialect, and on SQLite run on the driver itself.
 
 Building a Core statement, generating its cache key and going through SQLAlchemy's execution
-machinery costs 70–180 µs a statement; the SQLite statement under it takes 5 µs. A hot path (the
+machinery costs 70 to 180 µs a statement; the SQLite statement under it takes 5 µs. A hot path (the
 saga log, the outbox, the inbox, a product read) declares its statement once, with `bindparam`s
 for what varies, as a `Prepared`. On SQLite (driven on the loop's thread, `cleave.data.sqlite`)
 it then runs straight on the sqlite3 connection of the caller's SQLAlchemy connection, inside the
@@ -19,14 +19,13 @@ from typing import Any
 from sqlalchemy import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
-from sqlalchemy.sql.compiler import Compiled
 
 Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True)
 class _Plan:
-    compiled: Compiled
+    compiled: Any  # the dialect's SQLCompiler
     sql: str
     names: Sequence[str]
     binds: Mapping[str, Processor]
@@ -38,7 +37,7 @@ class Prepared:
     """One statement, built once; `rows`, `one_or_none`, `rowcount` and `many` run it."""
 
     def __init__(self, statement: Executable) -> None:
-        self.statement = statement
+        self.statement: Any = statement
         self._plans: dict[str, _Plan] = {}
 
     def _plan(self, dialect: Dialect) -> _Plan:
@@ -56,7 +55,7 @@ class Prepared:
                 names=list(compiled.positiontup or ()),
                 binds=dict(compiled._bind_processors),
                 results=[column.type._cached_result_processor(dialect, None) for column in columns],
-                row=namedtuple("Row", [column.key for column in columns]) if columns else None,  # type: ignore[misc]  # noqa: PYI024
+                row=namedtuple("Row", [column.key for column in columns]) if columns else None,
             )
             self._plans[dialect.name] = plan
         return plan
