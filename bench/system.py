@@ -87,7 +87,7 @@ def rabbitmq_pids() -> list[int]:
     return pids
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
