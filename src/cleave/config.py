@@ -77,6 +77,8 @@ class UnitAddress:
 
 
 SELF_ISSUER = "self"
+# Where the API docs page (Swagger UI) receives the provider's answer to its sign-in.
+DOCS_OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class AuthConfig:
     provider: str = ""
     public_url: str | None = None
     jwks_refresh_seconds: float = 60.0
+    # The public client the API docs page signs people in as, if the provider registers one.
+    docs_client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
             provider=str(auth.get("provider", "")),
             public_url=os.environ.get("CLEAVE_PUBLIC_URL") or auth.get("public_url"),
             jwks_refresh_seconds=float(auth.get("jwks_refresh_seconds", 60.0)),
+            docs_client=auth.get("docs_client"),
         ),
         settings=raw.get("settings", {}),
     )

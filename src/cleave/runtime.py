@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
 from cleave.auth.tokens import DevIssuer, TokenVerifier
-from cleave.config import SELF_ISSUER, SystemConfig
+from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError
 from cleave.messaging.adapters import create_broker
@@ -55,6 +55,8 @@ def system_facts(config: SystemConfig) -> SystemFacts:
         issuer=config.self_issuer if config.auth.provider in config.services else "",
         audience=config.auth.audience,
         state_dir=config.var_dir,
+        docs_client=config.auth.docs_client,
+        docs_redirect_uri=config.public_url + DOCS_OAUTH2_REDIRECT_PATH,
     )
 
 

@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def wait_until_ready(
-    base: str, process: subprocess.Popen[bytes], log: Path, within: float = 30
+    base: str, process: subprocess.Popen[bytes], log: Path, within: float = 60
 ) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

@@ -71,6 +71,9 @@ class SystemFacts:
     audience: str = ""
     # This topology's development state (`var/<topology>/`): generated demo secrets, say.
     state_dir: Path = field(default_factory=lambda: Path("var"))
+    # The public client the API docs page signs in as, and where it receives the answer.
+    docs_client: str | None = None
+    docs_redirect_uri: str = ""
 
 
 class ServiceContext:

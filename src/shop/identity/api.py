@@ -247,7 +247,9 @@ async def introspect(request: Request, context: Context) -> JSONResponse:
     return JSONResponse(await handlers.introspect(context, form.get("token", "")), headers=NO_STORE)
 
 
-@router.api_route("/userinfo", methods=["GET", "POST"], summary="The signed-in user's claims")
+# OpenID Connect Core §5.3: GET and POST both; one operation id each in the OpenAPI document.
+@router.get("/userinfo", summary="The signed-in user's claims", operation_id="userinfo")
+@router.post("/userinfo", summary="The signed-in user's claims", operation_id="userinfo_post")
 async def userinfo(request: Request, context: Context) -> JSONResponse:
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not bearer:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cleave.clock import utcnow
-from cleave.service import ServiceContext, SystemFacts
+from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
 from shop.identity.domain import USER_SCOPES, Account
 
@@ -75,6 +75,7 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["clients"][CLI_CLIENT] = {"redirect_uri": CLI_REDIRECT_URI}
             added += 1
+        added += await _ensure_docs_client(uow, context.system)
         if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
             # A secret this system's seed wrote before is kept, never rotated behind its back.
             kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
@@ -90,3 +91,28 @@ async def seed(context: ServiceContext) -> int:
     if added:
         write_credentials(var_dir, credentials)
     return added
+
+
+async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
+    """The API docs page's public client, redirecting to wherever this system serves its docs
+    now (an address it served from before stays registered: a port change breaks nothing)."""
+    if not system.docs_client or not system.docs_redirect_uri:
+        return 0
+    row = await store.one(uow.connection, store.clients, id=system.docs_client)
+    if row is None:
+        await handlers.create_client(
+            uow,
+            system.docs_client,
+            name="API docs (public, PKCE)",
+            scopes=USER_SCOPES,
+            redirect_uris=(system.docs_redirect_uri,),
+            public=True,
+        )
+        return 1
+    known = row.redirect_uris.split()
+    if system.docs_redirect_uri not in known:
+        uris = " ".join([*known, system.docs_redirect_uri])
+        await store.set_values(
+            uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
+        )
+    return 0
