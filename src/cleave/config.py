@@ -126,11 +126,8 @@ class SystemConfig:
     @property
     def self_issuer(self) -> str:
         """The issuer URL of this system's own provider, exactly as its discovery document says."""
-        if self.auth.provider not in self.services:
-            raise ConfigError(
-                '[auth] issuer = "self" needs `provider`: the service that issues the tokens '
-                f"(one of {', '.join(self.services)}); it is {self.auth.provider or 'not set'}"
-            )
+        if not self.auth.provider:  # no provider of its own: nothing it issues, nothing to trust
+            return self.public_url
         return f"{self.public_url}/api/{self.auth.provider}/v1"
 
     @property

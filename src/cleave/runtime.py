@@ -52,7 +52,7 @@ def system_facts(config: SystemConfig) -> SystemFacts:
     """What every service of this system may know of it."""
     return SystemFacts(
         public_url=config.public_url,
-        issuer=config.self_issuer if config.auth.provider in config.services else "",
+        issuer=config.self_issuer,
         audience=config.auth.audience,
         state_dir=config.var_dir,
         docs_client=config.auth.docs_client,
