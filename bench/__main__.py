@@ -299,7 +299,7 @@ async def raw_publish_rate(events: int) -> float:
 async def relay_rate(events: int) -> float:
     from bench.relay_throughput import measure
 
-    relayed, _consumed = await measure("rabbitmq", events, 256)
+    relayed, _consumed = await measure("rabbitmq", events, 256, lambda _phase, _done: None)
     return relayed
 
 
