@@ -258,7 +258,7 @@ async def identity_down(context: Context) -> float:
     """The identity unit killed and kept down for 30 s: every service keeps verifying tokens on
     its cached keys, and a sign-in fails with a clear answer instead of hanging."""
     from cleave.auth.client import authorization_code_token
-    from cleave.cli.tokens import dev_credentials
+    from shop.identity.seed import read_credentials
 
     system = context.system
     await asyncio.sleep(context.load_seconds * 0.2)
@@ -266,7 +266,7 @@ async def identity_down(context: Context) -> float:
     system.supervisor.send_signal("identity", signal.SIGKILL)
     down_at = time.monotonic()
     await asyncio.sleep(2)
-    credentials = dev_credentials(system.config)
+    credentials = read_credentials(system.config.var_dir)
     user = credentials["users"]["alice"]
     started = time.monotonic()
     try:

@@ -51,7 +51,7 @@ class System:
 
     @property
     def processor_file(self) -> Path:
-        return self.var / "card-processor.db"
+        return self.config.var_dir / "card-processor.db"
 
     async def connect(self, service: str) -> asyncpg.Connection:
         dsn = self.admin_dsn.rsplit("/", 1)[0] + "/" + self.database(service)
@@ -114,10 +114,11 @@ async def _wait_ready(base: str, supervisor_task: asyncio.Task[None], log: Path)
 
 async def _tokens(config: SystemConfig) -> tuple[dict[str, str], str]:
     from cleave.auth.client import authorization_code_token, client_credentials_token
-    from cleave.auth.tokens import ADMIN_SCOPE, CUSTOMER_SCOPES
-    from cleave.cli.tokens import dev_credentials
+    from cleave.auth.tokens import ADMIN_SCOPE
+    from shop.identity.domain import USER_SCOPES
+    from shop.identity.seed import read_credentials
 
-    credentials = dev_credentials(config)
+    credentials = read_credentials(config.var_dir)
     cli = credentials["clients"]["cleave-cli"]
 
     def customer(name: str) -> str:
@@ -128,7 +129,7 @@ async def _tokens(config: SystemConfig) -> tuple[dict[str, str], str]:
             redirect_uri=cli["redirect_uri"],
             email=user["email"],
             password=user["password"],
-            scopes=["openid", *CUSTOMER_SCOPES],
+            scopes=sorted(USER_SCOPES),
         )
         return str(issued["access_token"])
 

@@ -21,7 +21,6 @@ Headers = Callable[[str], dict[str, str]]
 async def test_a_parked_saga_is_listed_shown_and_resumed_from_the_command_line(
     base_config: SystemConfig, env: dict[str, str], customer_headers: Headers
 ) -> None:
-    assert env["CLEAVE_VAR"] == str(base_config.var_dir)  # the same databases as the shop below
 
     config = with_settings(base_config, max_step_attempts=2, retry_seconds=0.01)
     alice = customer_headers("alice")

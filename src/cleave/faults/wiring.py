@@ -5,13 +5,16 @@ while every unit still listens where the topology says."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-from rich.console import Console
 
 from cleave.config import SystemConfig, service_database_variable
 from cleave.faults.proxy import Proxies
+
+if TYPE_CHECKING:
+    from cleave.serving.supervisor import Supervisor
 
 
 @dataclass
@@ -75,33 +78,26 @@ async def through_proxies(
 
 
 async def supervise_through_proxies(
-    config: SystemConfig, host: str, port: int, *, seed: bool, console: Console
+    supervisor: Supervisor, *, stop: asyncio.Event | None = None
 ) -> None:
     """`cleave up --through-proxy`: the supervisor, with every unit wired through proxies whose
     faults a person sets over the control port (`nc 127.0.0.1 PORT`, then `list`)."""
     from cleave.faults.proxy import serve_control
-    from cleave.serving.supervisor import Supervisor
 
-    wired = await through_proxies(config)
+    wired = await through_proxies(supervisor.config)
+    supervisor.unit_environment = wired.unit_environment
     control = await serve_control(wired.proxies)
     control_port = control.sockets[0].getsockname()[1]
     for proxy in wired.proxies:
-        console.print(
+        supervisor.console.print(
             f"fault proxy {proxy.name}: {proxy.address} → {proxy.target[0]}:{proxy.target[1]}"
         )
-    console.print(
+    supervisor.console.print(
         f"fault control: nc 127.0.0.1 {control_port}  (try `list`, `payment.grpc latency 0.2 0.05`,"
         " `* blackhole 10`, `* clear`)"
     )
     try:
-        await Supervisor(
-            config,
-            host=host,
-            port=port,
-            seed=seed,
-            console=console,
-            unit_environment=wired.unit_environment,
-        ).run()
+        await supervisor.run(stop=stop)
     finally:
         control.close()
         await wired.proxies.stop()

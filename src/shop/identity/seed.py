@@ -1,6 +1,7 @@
 """Development seed: demo users (the same ids as the demo customers) and demo clients, so the
 flows work out of the box. Their secrets are generated here, never hard-coded, and kept only in
-`var/dev-credentials.json` (owner-only) for `cleave token`; the database keeps hashes."""
+`var/<topology>/dev-credentials.json` (owner-only) for `cleave token`; the database keeps hashes.
+Each topology has its own file, so seeding one system never changes another's secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cleave.clock import utcnow
-from cleave.service import ServiceContext
+from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
 from shop.identity.domain import USER_SCOPES, Account
 
@@ -41,8 +42,16 @@ def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
     temporary.replace(path)
 
 
+def welcome(system: SystemFacts) -> str:
+    names = ", ".join(user_id for user_id, _, _ in DEMO_USERS[:-1]) + f" and {DEMO_USERS[-1][0]}"
+    return (
+        f"Demo users {names}: their passwords are in {system.state_dir / CREDENTIALS_FILE}; "
+        "`cleave token --customer alice` signs one in for curl."
+    )
+
+
 async def seed(context: ServiceContext) -> int:
-    var_dir = context.var_dir or Path("var")
+    var_dir = context.system.state_dir
     credentials = read_credentials(var_dir)
     added = 0
     async with context.unit_of_work() as uow:
@@ -66,12 +75,44 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["clients"][CLI_CLIENT] = {"redirect_uri": CLI_REDIRECT_URI}
             added += 1
+        added += await _ensure_docs_client(uow, context.system)
         if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
+            # A secret this system's seed wrote before is kept, never rotated behind its back.
+            kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
             secret = await handlers.create_client(
-                uow, ADMIN_CLIENT, name="Cleave operator (admin)", scopes=frozenset({"admin"})
+                uow,
+                ADMIN_CLIENT,
+                name="Cleave operator (admin)",
+                scopes=frozenset({"admin"}),
+                secret=kept,
             )
             credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
             added += 1
     if added:
         write_credentials(var_dir, credentials)
     return added
+
+
+async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
+    """The API docs page's public client, redirecting to wherever this system serves its docs
+    now (an address it served from before stays registered: a port change breaks nothing)."""
+    if not system.docs_client or not system.docs_redirect_uri:
+        return 0
+    row = await store.one(uow.connection, store.clients, id=system.docs_client)
+    if row is None:
+        await handlers.create_client(
+            uow,
+            system.docs_client,
+            name="API docs (public, PKCE)",
+            scopes=USER_SCOPES,
+            redirect_uris=(system.docs_redirect_uri,),
+            public=True,
+        )
+        return 1
+    known = row.redirect_uris.split()
+    if system.docs_redirect_uri not in known:
+        uris = " ".join([*known, system.docs_redirect_uri])
+        await store.set_values(
+            uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
+        )
+    return 0

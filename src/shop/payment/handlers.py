@@ -339,13 +339,13 @@ class LocalPayments:
         return outcome(current)
 
 
-def _processor_file(context: ServiceContext) -> Path | None:
+def _processor_file(context: ServiceContext) -> Path:
     """Where the simulated processor keeps its state: a file of its own beside the system's
     data, never the payment database (it stands for a system outside the shop)."""
     configured = context.settings.get("processor_state")
     if configured:
         return Path(str(configured))
-    return context.var_dir / "card-processor.db" if context.var_dir is not None else None
+    return context.system.state_dir / "card-processor.db"
 
 
 async def settle_captures_in_doubt(context: ServiceContext) -> None:
