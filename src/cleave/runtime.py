@@ -44,7 +44,14 @@ def load_services(config: SystemConfig) -> dict[str, Service]:
         if service.name != name:
             raise ConfigError(f"service {name!r}: {target!r} declares itself {service.name!r}")
         services[name] = service
+    if len(site := [name for name, service in services.items() if service.pages]) > 1:
+        raise ConfigError(f"only one service may serve the site's pages, not {', '.join(site)}")
     return services
+
+
+def site_service(services: Mapping[str, Service]) -> str | None:
+    """The service that serves the site's pages at `/`, if any."""
+    return next((name for name, service in services.items() if service.pages), None)
 
 
 def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) -> TokenVerifier:
@@ -99,6 +106,8 @@ class Unit:
                 config.service_settings(service.name),
                 issuer=config.self_issuer,
                 audience=config.auth.audience,
+                public_url=config.public_url,
+                token_issuer=config.issuer,
                 var_dir=config.var_dir,
             )
         for service in self.services:

@@ -77,11 +77,6 @@ def token(
 
 
 def dev_credentials(config: SystemConfig) -> dict[str, Any]:
-    import json
+    from cleave.auth.credentials import read_credentials
 
-    path = config.var_dir / "dev-credentials.json"
-    try:
-        credentials: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return credentials
+    return read_credentials(config.var_dir)

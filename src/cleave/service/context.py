@@ -72,12 +72,18 @@ class ServiceContext:
         *,
         issuer: str = "",
         audience: str = "",
+        public_url: str = "",
+        token_issuer: str = "",
         var_dir: Path | None = None,
     ) -> None:
         self.service = service
         # The system's own token issuer URL and API audience, for the service that issues tokens.
         self.issuer = issuer
         self.audience = audience
+        # Where people and clients reach the system (the gateway's address in a split), and the
+        # issuer whose tokens every service trusts (this system's own, or an external provider).
+        self.public_url = public_url
+        self.token_issuer = token_issuer or issuer
         self.var_dir = var_dir
         self.name = service.name
         self.database = database

@@ -65,3 +65,6 @@ class Service:
     workers: Sequence[Worker] = ()
     seed: Seeder | None = None
     description: str = ""
+    # The site's own pages, mounted at the root of the public address (`/`, and every path that
+    # is not the API or the chassis's), in every topology; at most one service of a system.
+    pages: APIRouter | None = None

@@ -1,21 +1,22 @@
 """Development seed: demo users (the same ids as the demo customers) and demo clients, so the
-flows work out of the box. Their secrets are generated here, never hard-coded, and kept only in
-`var/dev-credentials.json` (owner-only) for `cleave token`; the database keeps hashes."""
+flows work out of the box: `cleave-cli`, `cleave-admin` and the storefront's confidential web
+client. Their secrets are generated here, never hard-coded, and kept only in
+`var/dev-credentials.json` (owner-only) for `cleave token` and the storefront; the database keeps
+hashes."""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from cleave.auth.credentials import read_credentials, write_credentials
 from cleave.clock import utcnow
-from cleave.service import ServiceContext
+from cleave.service import ServiceContext, UnitOfWork
 from shop.identity import handlers, store, tokens
-from shop.identity.domain import USER_SCOPES, Account
+from shop.identity.domain import USER_SCOPES, Account, OAuthError
+from shop.storefront import contract as storefront
 
-CREDENTIALS_FILE = "dev-credentials.json"
 DEMO_USERS = [
     ("alice", "alice@example.com", "Alice Example"),
     ("bob", "bob@example.com", "Bob Example"),
@@ -24,21 +25,6 @@ DEMO_USERS = [
 CLI_CLIENT = "cleave-cli"
 CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 ADMIN_CLIENT = "cleave-admin"
-
-
-def read_credentials(var_dir: Path) -> dict[str, Any]:
-    path = var_dir / CREDENTIALS_FILE
-    return json.loads(path.read_text()) if path.exists() else {"users": {}, "clients": {}}
-
-
-def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
-    var_dir.mkdir(parents=True, exist_ok=True)
-    path = var_dir / CREDENTIALS_FILE
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(credentials, handle, indent=2)
-    temporary.replace(path)
 
 
 async def seed(context: ServiceContext) -> int:
@@ -72,6 +58,39 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
             added += 1
+        added += await _seed_storefront_client(context, uow, credentials["clients"])
     if added:
         write_credentials(var_dir, credentials)
     return added
+
+
+async def _seed_storefront_client(
+    context: ServiceContext, uow: UnitOfWork, clients: dict[str, Any]
+) -> int:
+    """The storefront's client, with redirect URIs at this system's public URL (added when the
+    system is served somewhere new) and a secret that the credentials file holds."""
+    wanted = storefront.redirect_uris(context.public_url or "http://127.0.0.1:8000")
+    kept = clients.get(storefront.CLIENT_ID, {})
+    row = await store.one(uow.connection, store.clients, id=storefront.CLIENT_ID)
+    try:
+        if row is None:
+            secret = await handlers.create_client(
+                uow,
+                storefront.CLIENT_ID,
+                name=storefront.CLIENT_NAME,
+                scopes=storefront.SCOPES,
+                redirect_uris=wanted,
+            )
+        else:
+            secret = kept.get("secret")
+            if set(wanted) - set(row.redirect_uris.split()):
+                await handlers.add_redirect_uris(uow, storefront.CLIENT_ID, wanted)
+            elif secret:
+                return 0
+            secret = secret or await handlers.new_client_secret(uow, storefront.CLIENT_ID)
+    except OAuthError as error:
+        context.log.warning("the storefront cannot sign people in here", reason=error.description)
+        return 0
+    uris = sorted({*kept.get("redirect_uris", ()), *wanted})
+    clients[storefront.CLIENT_ID] = {"secret": secret, "redirect_uris": uris}
+    return 1
