@@ -37,6 +37,7 @@ contracts: $(VENV)/.dev
 test: lint typecheck contracts  ## the whole suite: style, types, boundaries, then every test
 	$(BIN)/python tests/services.py ensure
 	bash tests/browser.sh
+	npm ci --prefix tests/a11y --no-audit --no-fund --silent
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev

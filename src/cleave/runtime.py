@@ -223,6 +223,7 @@ class Unit:
         for port in self.remote_ports:
             await port.close()
         for context in self.contexts.values():
+            await context.stop()
             await context.database.dispose()
 
     async def readiness(self) -> Mapping[str, str | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +90,7 @@ class ServiceContext:
         self.settings = settings
         self._ports = ports
         self._signals: dict[str, Signal] = {}
+        self._at_stop: list[Callable[[], Awaitable[None]]] = []
         self.log = structlog.get_logger(service=service.name)
 
     def port(self, protocol: type[P]) -> P:
@@ -100,6 +101,14 @@ class ServiceContext:
 
     def setting(self, key: str, default: float) -> float:
         return float(self.settings.get(key, default))
+
+    def at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` when the unit stops: for what a service opens on first use (a pool)."""
+        self._at_stop.append(close)
+
+    async def stop(self) -> None:
+        while self._at_stop:
+            await self._at_stop.pop()()
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self)

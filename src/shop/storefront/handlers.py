@@ -58,6 +58,10 @@ class Storefront:
             weakref.WeakValueDictionary()
         )
 
+    async def close(self) -> None:
+        _running.pop(self.context, None)
+        await self.http.aclose()
+
     # --- sessions -----------------------------------------------------------------------------
 
     async def load(self, session: BrowserSession) -> BrowserSession:
@@ -229,6 +233,7 @@ def storefront_of(context: ServiceContext) -> Storefront:
     running = _running.get(context)
     if running is None:
         running = _running[context] = Storefront(context)
+        context.at_stop(running.close)
     return running
 
 

@@ -193,9 +193,11 @@ class RelyingParty:
 
 
 def _tokens(issued: dict[str, Any]) -> Tokens:
+    lifetime = float(issued.get("expires_in", 300))
     return Tokens(
         access_token=str(issued["access_token"]),
         refresh_token=issued.get("refresh_token"),
         id_token=issued.get("id_token"),
-        expires_at=time.time() + float(issued.get("expires_in", 300)),
+        expires_at=time.time() + lifetime,
+        lifetime=lifetime,
     )

@@ -40,9 +40,11 @@ class Tokens:
     refresh_token: str | None
     id_token: str | None
     expires_at: float  # epoch seconds
+    lifetime: float = 600.0
 
-    def expiring(self, within_seconds: float = 30.0) -> bool:
-        return self.expires_at - time.time() < within_seconds
+    def expiring(self) -> bool:
+        """Close enough to its end to refresh first: the last quarter, at most 30 s."""
+        return self.expires_at - time.time() < min(30.0, self.lifetime / 4)
 
 
 @dataclass
