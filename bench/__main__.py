@@ -6,7 +6,9 @@ Measured, each against a baseline in the same run (absolute numbers drift betwee
 - read throughput: GET one product through the whole chassis (auth-free route, metrics
   middleware, tracing, SQLite read) against the bare app's JSON GET, both driven by wrk;
 - orders: orders placed and carried to a terminal state per second (HTTP in, the saga's five
-  steps over three services, outbox and inbox), expressed also in "baseline GETs per order".
+  steps over three services, outbox and inbox), expressed also in "baseline GETs per order";
+- the storefront's home, search and product pages: median server time against the bare GET's
+  (`bench/storefront.py`).
 """
 
 from __future__ import annotations
@@ -211,6 +213,10 @@ def main() -> None:
         "ratio": orders / baseline_rate,
         "label": f"{orders:.0f} orders/s = {baseline_rate / orders:.0f} baseline GETs each",
     }
+    from bench import storefront
+
+    print("timing the storefront's pages against a bare GET…", flush=True)
+    results.update(storefront.measure())
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "latest.svg").write_text(chart(results))

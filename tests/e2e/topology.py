@@ -69,7 +69,7 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
     running = Running(f"http://127.0.0.1:{port}", environment, log)
     try:
         async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 180
             while True:
                 assert process.poll() is None, running.tail()
                 try:
