@@ -35,7 +35,7 @@ class Storefront:
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
-        self.public_url = str(context.settings.get("public_url") or context.public_url).rstrip("/")
+        self.public_url = context.public_url.rstrip("/")
         self.secure = self.public_url.startswith("https://")
         # Where the services' REST API is reached: the public address unless told otherwise.
         api_url = str(context.settings.get("api_url") or self.public_url)
