@@ -66,7 +66,7 @@ def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str
         (
             ("migrate", "nope"),
             2,
-            "error: unknown service 'nope' (known: identity, catalog, customer, ordering, payment)",
+            "error: unknown service 'nope' (known: identity, catalog, customer, ordering, payment, storefront)",
         ),
         (
             ("up", "--topology", "nope"),
