@@ -8,16 +8,19 @@ UV_VERSION := 0.13.9
 .PHONY: up test lint typecheck contracts unit bench clean lock
 
 $(BIN)/python:
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Cleave needs Python 3.11 or newer")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "cleave: creating the virtual environment in $(VENV) (once)"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Cleave needs Python 3.11 or newer")'
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml
+	@echo "cleave: installing the locked dependencies (about a minute on a cold cache)"
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
+	@echo "cleave: installing the locked development tools (ruff, mypy, pytest, Playwright, ...)"
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.lock
 	touch $@
 

@@ -7,7 +7,11 @@ app = FastAPI()
 
 @app.get("/item")
 async def item() -> dict[str, object]:
-    return {"sku": "MUG-CLASSIC", "name": "Classic mug", "price": 1200, "currency": "EUR"}
+    return {
+        "sku": "MUG-CLASSIC",
+        "name": "Classic mug",
+        "price": {"amount": 1200, "currency": "EUR"},
+    }
 
 
 @app.get("/readyz")

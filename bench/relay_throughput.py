@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from sqlalchemy import func, select
 from tests.conftest import eventually
 from tests.integration import toy
@@ -58,7 +59,11 @@ async def wait_for(check: Callable[[], Awaitable[bool]], interval: float = 0.01)
     await eventually(check, within=600, interval=interval)
 
 
-async def measure(kind: str, events: int, prefetch: int) -> tuple[float, float]:
+# Shows how far a measurement is: (phase, events done in it).
+Report = Callable[[str, int], None]
+
+
+async def measure(kind: str, events: int, prefetch: int, report: Report) -> tuple[float, float]:
     brokers = Brokers(kind, f"bench{uuid.uuid4().hex[:8]}")
     shared = MemoryBroker() if kind == "memory" else None
     with tempfile.TemporaryDirectory() as var:
@@ -80,6 +85,7 @@ async def measure(kind: str, events: int, prefetch: int) -> tuple[float, float]:
             async with writer.context("notes").unit_of_work() as uow:
                 for index in range(start, min(start + BATCH, events)):
                     await toy.write_note(uow, f"n{index}", f"word{index % 100}")
+            report("writing the outbox", min(start + BATCH, events))
         try:
             if kind == "memory":
                 await counter.start()  # in-process delivery needs its consumer up
@@ -87,7 +93,9 @@ async def measure(kind: str, events: int, prefetch: int) -> tuple[float, float]:
             await writer.start()
 
             async def relayed() -> bool:
-                return (await outbox_state(writer.context("notes"))).pending == 0
+                pending = (await outbox_state(writer.context("notes"))).pending
+                report("relaying to the broker", events - pending)
+                return pending == 0
 
             await wait_for(relayed)
             relay_rate = events / (time.perf_counter() - began)
@@ -101,6 +109,7 @@ async def measure(kind: str, events: int, prefetch: int) -> tuple[float, float]:
                     total = (
                         await connection.execute(select(func.sum(toy.tallies.c.count)))
                     ).scalar()
+                report("consuming through the inbox", int(total or 0))
                 return int(total or 0) == events
 
             await wait_for(applied, 0.05)
@@ -118,9 +127,20 @@ async def main() -> None:
     parser.add_argument("--brokers", default="memory,rabbitmq,nats")
     parser.add_argument("--prefetch", type=int, default=32, help="the consumers' prefetch")
     args = parser.parse_args()
+    rows = []
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()
+    ) as progress:
+        for kind in args.brokers.split(","):
+            task = progress.add_task(kind, total=args.events)
+
+            def report(phase: str, done: int, task: TaskID = task, kind: str = kind) -> None:
+                progress.update(task, description=f"{kind}: {phase}", completed=done)
+
+            rows.append((kind, *await measure(kind, args.events, args.prefetch, report)))
+            progress.update(task, description=f"{kind}: done")
     print(f"{'broker':<10} {'relay msg/s':>12} {'consumer msg/s':>15}   ({args.events} events)")
-    for kind in args.brokers.split(","):
-        relay_rate, consume_rate = await measure(kind, args.events, args.prefetch)
+    for kind, relay_rate, consume_rate in rows:
         note = "  (delivery is inside the relay's publish)" if kind == "memory" else ""
         print(f"{kind:<10} {relay_rate:>12,.0f} {consume_rate:>15,.0f}{note}")
 

@@ -16,11 +16,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from cleave.auth.tokens import ADMIN_SCOPE, CUSTOMER_SCOPES, DevIssuer
+from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
 from cleave.config import SystemConfig, load_config
 from cleave.runtime import Unit
 from cleave.telemetry import configure_logging
 from cleave.web.app import create_app
+from shop.identity.domain import USER_SCOPES
 from tests.services import POSTGRES, reachable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def admin_headers(issuer: DevIssuer) -> dict[str, str]:
 @pytest.fixture
 def customer_headers(issuer: DevIssuer) -> Callable[[str], dict[str, str]]:
     def headers(customer_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issuer.issue(customer_id, CUSTOMER_SCOPES)}"}
+        return {"Authorization": f"Bearer {issuer.issue(customer_id, sorted(USER_SCOPES))}"}
 
     return headers
 

@@ -1,1 +1,1 @@
-"""Cleave: the chassis. Technical building blocks, no shop words."""
+"""Cleave: the chassis. Technical building blocks that know no service of the system they run."""

@@ -77,6 +77,8 @@ class UnitAddress:
 
 
 SELF_ISSUER = "self"
+# Where the API docs page (Swagger UI) receives the provider's answer to its sign-in.
+DOCS_OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 
 
 @dataclass(frozen=True)
@@ -88,21 +90,30 @@ class AuthConfig:
     issuer: str
     audience: str
     algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
-    provider: str = "identity"
+    provider: str = ""
     public_url: str | None = None
     jwks_refresh_seconds: float = 60.0
+    # The public client the API docs page signs people in as, if the provider registers one.
+    docs_client: str | None = None
 
 
 @dataclass(frozen=True)
 class SystemConfig:
     name: str
     root: Path
-    var_dir: Path
+    # Development state (SQLite files, generated credentials, the running server's claim): one
+    # folder per topology under this root, so that two topologies never share a file.
+    var_root: Path
     services: Mapping[str, str]
     topologies: Mapping[str, Topology]
     topology: Topology
     auth: AuthConfig
     settings: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def var_dir(self) -> Path:
+        """This topology's own development state: `var/<topology>/`."""
+        return self.var_root / self.topology.name
 
     @property
     def public_url(self) -> str:
@@ -115,6 +126,8 @@ class SystemConfig:
     @property
     def self_issuer(self) -> str:
         """The issuer URL of this system's own provider, exactly as its discovery document says."""
+        if not self.auth.provider:  # no provider of its own: nothing it issues, nothing to trust
+            return self.public_url
         return f"{self.public_url}/api/{self.auth.provider}/v1"
 
     @property
@@ -199,22 +212,23 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
     }
     if not topologies:
         raise ConfigError(f"{path}: no [topology.<name>] table")
-    var_dir = Path(os.environ.get("CLEAVE_VAR") or root / "var")
+    var_root = Path(os.environ.get("CLEAVE_VAR") or root / "var")
     auth = raw.get("auth", {})
     chosen = topology or os.environ.get("CLEAVE_TOPOLOGY") or system.get("default_topology")
     config = SystemConfig(
         name=system.get("name", root.name),
         root=root,
-        var_dir=var_dir,
+        var_root=var_root,
         services=services,
         topologies=topologies,
         topology=next(iter(topologies.values())),
         auth=AuthConfig(
             issuer=os.environ.get("CLEAVE_ISSUER") or auth.get("issuer", SELF_ISSUER),
             audience=os.environ.get("CLEAVE_AUDIENCE") or auth.get("audience", "cleave"),
-            provider=auth.get("provider", "identity"),
+            provider=str(auth.get("provider", "")),
             public_url=os.environ.get("CLEAVE_PUBLIC_URL") or auth.get("public_url"),
             jwks_refresh_seconds=float(auth.get("jwks_refresh_seconds", 60.0)),
+            docs_client=auth.get("docs_client"),
         ),
         settings=raw.get("settings", {}),
     )

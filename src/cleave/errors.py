@@ -26,14 +26,15 @@ class Problem(CleaveError):
     """
 
     status = 400
+    default_code = "bad-request"
     # Every subclass by `problem_type()`, so a problem raised in another process comes back as
     # its own class: only classes this process has imported can be restored, never any other.
     _known: ClassVar[dict[str, type[Problem]]] = {}
 
-    def __init__(self, detail: str, *, code: str = "bad-request", **extensions: Any) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.code = code
+        self.code = code or self.default_code
         self.extensions = extensions
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -64,55 +65,41 @@ class Problem(CleaveError):
 
 class NotFound(Problem):
     status = 404
-
-    def __init__(self, detail: str, *, code: str = "not-found", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "not-found"
 
 
 class Conflict(Problem):
     status = 409
-
-    def __init__(self, detail: str, *, code: str = "conflict", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "conflict"
 
 
 class Unprocessable(Problem):
     status = 422
-
-    def __init__(self, detail: str, *, code: str = "unprocessable", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "unprocessable"
 
 
 class Unauthorized(Problem):
     status = 401
-
-    def __init__(self, detail: str, *, code: str = "unauthorized", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "unauthorized"
 
 
 class Forbidden(Problem):
     status = 403
-
-    def __init__(self, detail: str, *, code: str = "forbidden", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "forbidden"
 
 
 class ServiceUnavailable(Problem):
     """A port's far side did not answer in time: the caller may retry later."""
 
     status = 503
-
-    def __init__(self, detail: str, *, code: str = "unavailable", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "unavailable"
 
 
 class RemoteFailure(Problem):
     """A port's far side failed in a way it did not explain: a bug there, or a version mismatch."""
 
     status = 502
-
-    def __init__(self, detail: str, *, code: str = "remote-failure", **extensions: Any) -> None:
-        super().__init__(detail, code=code, **extensions)
+    default_code = "remote-failure"
 
 
 _RESERVED = frozenset({"detail", "code", "status", "extensions", "args"})

@@ -17,7 +17,7 @@ SPEC_VERSION = "1.0"
 
 
 class Event(BaseModel):
-    """Subclasses declare `event_type`, like `shop.ordering.order_placed.v1`."""
+    """Subclasses declare `event_type`, like `<system>.<service>.<event>.v1`."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
 from cleave.auth.tokens import DevIssuer, TokenVerifier
-from cleave.config import SELF_ISSUER, SystemConfig
+from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError
 from cleave.messaging.adapters import create_broker
@@ -21,6 +21,7 @@ from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
 from cleave.service import PortRegistry, Service, ServiceContext
+from cleave.service.context import SystemFacts
 
 if TYPE_CHECKING:
     from cleave.rpc.client import RemotePort
@@ -52,6 +53,25 @@ def load_services(config: SystemConfig) -> dict[str, Service]:
 def site_service(services: Mapping[str, Service]) -> str | None:
     """The service that serves the site's pages at `/`, if any."""
     return next((name for name, service in services.items() if service.pages), None)
+
+
+def system_facts(config: SystemConfig) -> SystemFacts:
+    """What every service of this system may know of it."""
+    return SystemFacts(
+        public_url=config.public_url,
+        issuer=config.self_issuer,
+        audience=config.auth.audience,
+        trusted_issuer=config.issuer,
+        state_dir=config.var_dir,
+        docs_client=config.auth.docs_client,
+        docs_redirect_uri=config.public_url + DOCS_OAUTH2_REDIRECT_PATH,
+    )
+
+
+def welcome_lines(config: SystemConfig) -> list[str]:
+    """What each service wants the person who has just started the system to know."""
+    facts = system_facts(config)
+    return [service.welcome(facts) for service in load_services(config).values() if service.welcome]
 
 
 def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) -> TokenVerifier:
@@ -93,6 +113,7 @@ class Unit:
         self.broker = broker or create_broker(config.topology.broker)
         self.ports = PortRegistry()
         self.contexts: dict[str, ServiceContext] = {}
+        facts = system_facts(config)
         for service in self.services:
             database = Database(
                 service.name,
@@ -104,11 +125,7 @@ class Unit:
                 database,
                 self.ports,
                 config.service_settings(service.name),
-                issuer=config.self_issuer,
-                audience=config.auth.audience,
-                public_url=config.public_url,
-                token_issuer=config.issuer,
-                var_dir=config.var_dir,
+                system=facts,
             )
         for service in self.services:
             if service.port is not None:

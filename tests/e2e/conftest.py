@@ -37,6 +37,22 @@ def free_port() -> int:
         return port
 
 
+def wait_until_ready(
+    base: str, process: subprocess.Popen[bytes], log: Path, within: float = 60
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"cleave up exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"cleave up did not become ready within {within:.0f} s")
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     environment = {
@@ -59,18 +75,7 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"cleave up exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("cleave up did not become ready within 30 s")
+    wait_until_ready(base, process, log)
     try:
         yield base
     finally:

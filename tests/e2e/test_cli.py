@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, cleave
+from tests.e2e.conftest import ROOT, cleave, free_port, wait_until_ready
 
 
 def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
@@ -49,14 +51,108 @@ def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
     assert 'cleave_http_requests_total{method="POST"' in metrics
 
 
-def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str, str]) -> None:
+def test_the_server_refuses_a_port_in_use_in_one_line(
+    server: str, env: dict[str, str], tmp_path: Path
+) -> None:
     port = server.rsplit(":", 1)[1]
-    result = cleave("up", "--port", port, env=env)
+    elsewhere = {**env, "CLEAVE_VAR": str(tmp_path / "elsewhere")}
+    result = cleave("up", "--port", port, env=elsewhere)
     assert result.returncode == 1
     assert (
         result.stderr.strip()
         == f"error: port {port} on 127.0.0.1 is in use (choose another with --port)"
     )
+
+
+def test_a_second_server_on_the_same_state_is_refused_naming_the_first(
+    server: str, env: dict[str, str]
+) -> None:
+    result = cleave("up", "--port", str(free_port()), env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: topology monolith is already being served at {server} (pid "
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_deleting_the_state_folder_under_a_running_server_stops_it_saying_why(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "up.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cleave", "up", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
+        shutil.rmtree(Path(env["CLEAVE_VAR"]) / "monolith")
+        assert process.wait(timeout=20) == 1
+    finally:
+        process.kill()
+    assert "was deleted while this server was running on it" in log.read_text()
+
+
+def test_admin_commands_act_on_the_running_system_and_say_so(
+    server: str, env: dict[str, str]
+) -> None:
+    listed = cleave("users", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["id", "email", "name", "state"]
+    assert f"on topology monolith (running at {server})" in listed.stderr
+    letters = cleave("dlq", "list", env=env)
+    assert f"on topology monolith (running at {server})" in letters.stderr
+
+
+def test_each_topology_keeps_its_own_state_and_a_seed_never_rotates_a_kept_secret(
+    server: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "cleave.toml"
+    config.write_text(
+        (ROOT / "cleave.toml").read_text()
+        + '\n[topology.sandbox]\nunits = { all = ["*"] }\nbroker = "memory"\n'
+    )
+    with_sandbox = {**env, "CLEAVE_CONFIG": str(config)}
+    var = Path(env["CLEAVE_VAR"])
+    before = (var / "monolith" / "dev-credentials.json").read_text()
+    assert cleave("seed", "-t", "sandbox", env=with_sandbox).returncode == 0
+    assert (var / "monolith" / "dev-credentials.json").read_text() == before
+    kept = json.loads((var / "sandbox" / "dev-credentials.json").read_text())
+    for database in (var / "sandbox").glob("identity.db*"):
+        database.unlink()  # the provider forgets its clients; the seed must not rotate the secret
+    assert cleave("seed", "-t", "sandbox", env=with_sandbox).returncode == 0
+    again = json.loads((var / "sandbox" / "dev-credentials.json").read_text())
+    assert again["clients"]["cleave-admin"] == kept["clients"]["cleave-admin"]
+    admin = cleave("token", "--scope", "admin", env=env)  # still the monolith's own secret
+    assert admin.returncode == 0, admin.stderr
+
+
+def test_token_errors_are_what_the_provider_said(server: str, env: dict[str, str]) -> None:
+    refused = cleave("token", "--customer", "alice", "--scope", "admin", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: the provider refused: cleave-cli may not ask for: admin (invalid_scope)"
+    )
+    unclear = cleave("token", "--scope", "orders:read", env=env)
+    assert unclear.returncode == 1
+    assert "needs a --customer or a --client ID --secret-stdin" in unclear.stderr
+
+
+def test_the_bare_command_and_help_read_cleanly(env: dict[str, str]) -> None:
+    bare = cleave(env=env)
+    assert bare.returncode == 0
+    assert "Usage: cleave" in bare.stdout
+    assert not bare.stderr
+    helped = cleave("up", "--help", env=env)
+    assert "--no-seed" in helped.stdout
+    assert "<bool>" not in helped.stdout
+    plan = cleave("plan", env=env).stdout
+    assert "unit shop  http http://127.0.0.1:8000" in plan
+    assert "grpc" not in plan
 
 
 @pytest.mark.parametrize(
@@ -66,7 +162,8 @@ def test_the_server_refuses_a_port_in_use_in_one_line(server: str, env: dict[str
         (
             ("migrate", "nope"),
             2,
-            "error: unknown service 'nope' (known: identity, catalog, customer, ordering, payment, storefront)",
+            "error: unknown service 'nope' "
+            "(known: identity, catalog, customer, ordering, payment, storefront)",
         ),
         (
             ("up", "--topology", "nope"),

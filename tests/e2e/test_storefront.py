@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cleave.auth.credentials import read_credentials
 from cleave.config import SystemConfig
 from cleave.runtime import Unit
 from cleave.web.app import create_app, problem_response
 from cleave.web.clients import cookieless_client
 from shop.identity import store as identity_tables
+from shop.identity.contract import read_credentials
 from tests.conftest import ROOT, require
 from tests.e2e.shopping import Shopper, the_whole_journey, two_people_at_once
 from tests.e2e.topology import running_topology

@@ -27,10 +27,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from cleave.auth.client import AsyncOAuth2Client
-from cleave.auth.credentials import read_credentials
 from cleave.config import SystemConfig
 from cleave.runtime import Unit
 from cleave.web.app import create_app
+from shop.identity.contract import read_credentials
 from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
 
 CUSTOMER_SCOPES = "openid profile email orders:read orders:write payments:read"

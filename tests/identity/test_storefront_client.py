@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from cleave.auth.credentials import CREDENTIALS_FILE, client_secret, read_credentials
 from shop.identity import handlers
+from shop.identity.contract import CREDENTIALS_FILE, client_secret, read_credentials
 from shop.storefront import contract
 from tests.identity.conftest import Provider
 
@@ -42,11 +43,12 @@ async def test_the_seed_registers_the_storefront_with_a_secret_only_its_owner_re
     # Served at another address, the seed adds that address's URIs and keeps the secret.
     context = provider.unit.context("identity")
     moved = "http://127.0.0.1:9"
-    context.public_url = moved
+    served_here = context.system
+    context.system = replace(served_here, public_url=moved)
     try:
         assert (await provider.unit.seed())["identity"] == 1
     finally:
-        context.public_url = provider.url
+        context.system = served_here
     async with context.read() as connection:
         client = await handlers.find_client(connection, contract.CLIENT_ID)
     assert client is not None

@@ -42,7 +42,8 @@ async def test_a_forged_cursor_is_a_clear_problem(client: httpx.AsyncClient) -> 
 async def test_admins_add_products_and_adjust_stock_never_below_zero(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    body = {"sku": "KITE-RED", "name": "Red kite", "price": 4500, "currency": "EUR", "stock": 3}
+    price = {"amount": 4500, "currency": "EUR"}
+    body = {"sku": "KITE-RED", "name": "Red kite", "price": price, "stock": 3}
     created = await client.post("/api/catalog/v1/products", json=body, headers=admin_headers)
     assert created.status_code == 201
     assert created.json()["stock"] == 3
@@ -61,30 +62,30 @@ async def test_admins_add_products_and_adjust_stock_never_below_zero(
 
     renamed = await client.patch(
         "/api/catalog/v1/products/KITE-RED",
-        json={"name": "Crimson kite", "price": 4000},
+        json={"name": "Crimson kite", "price": {"amount": 4000, "currency": "EUR"}},
         headers=admin_headers,
     )
     assert renamed.json()["name"] == "Crimson kite"
-    assert renamed.json()["price"] == 4000
+    assert renamed.json()["price"] == {"amount": 4000, "currency": "EUR"}
 
 
 async def test_bad_products_are_refused_with_the_reason(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    base = {"name": "Thing", "price": 100, "currency": "EUR"}
+    base = {"name": "Thing", "price": {"amount": 100, "currency": "EUR"}}
     bad_sku = await client.post(
         "/api/catalog/v1/products", json={**base, "sku": "lower case"}, headers=admin_headers
     )
     assert bad_sku.json()["code"] == "invalid-sku"
     bad_currency = await client.post(
         "/api/catalog/v1/products",
-        json={**base, "sku": "THING-1", "currency": "XYZ"},
+        json={**base, "sku": "THING-1", "price": {"amount": 100, "currency": "XYZ"}},
         headers=admin_headers,
     )
     assert bad_currency.json()["code"] == "invalid-currency"
     negative = await client.post(
         "/api/catalog/v1/products",
-        json={**base, "sku": "THING-2", "price": -1},
+        json={**base, "sku": "THING-2", "price": {"amount": -1, "currency": "EUR"}},
         headers=admin_headers,
     )
     assert negative.status_code == 422
@@ -94,7 +95,7 @@ async def test_bad_products_are_refused_with_the_reason(
 async def test_customers_cannot_change_the_catalog(
     client: httpx.AsyncClient, customer_headers: Headers
 ) -> None:
-    body = {"sku": "KITE-BLUE", "name": "Blue kite", "price": 4500, "currency": "EUR"}
+    body = {"sku": "KITE-BLUE", "name": "Blue kite", "price": {"amount": 4500, "currency": "EUR"}}
     response = await client.post(
         "/api/catalog/v1/products", json=body, headers=customer_headers("alice")
     )

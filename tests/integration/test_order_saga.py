@@ -80,8 +80,8 @@ async def test_an_order_is_confirmed_stock_taken_and_payment_captured(
     assert done["reason"] is None
     assert done["total"] == {"amount": 2 * 1200 + 500, "currency": "EUR"}
     assert {line["sku"]: line["unit_price"] for line in done["lines"]} == {
-        "MUG-CLASSIC": 1200,
-        "STICKER-PACK": 500,
+        "MUG-CLASSIC": {"amount": 1200, "currency": "EUR"},
+        "STICKER-PACK": {"amount": 500, "currency": "EUR"},
     }
     assert await stock(client, "MUG-CLASSIC") == before - 2
     [payment] = await payments_of(client, alice)

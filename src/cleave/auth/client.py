@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterable
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
@@ -38,7 +38,7 @@ def discover(issuer: str, *, transport: httpx.BaseTransport | None = None) -> di
             response = http.get(issuer.rstrip("/") + DISCOVERY_PATH)
     except httpx.HTTPError as error:
         raise CleaveError(
-            f"cannot reach the identity provider at {issuer} ({error}); is `cleave up` running?"
+            f"cannot reach the OpenID provider at {issuer} ({error}); is `cleave up` running?"
         ) from None
     if response.status_code != 200:
         raise CleaveError(f"{issuer} has no discovery document (HTTP {response.status_code})")
@@ -95,9 +95,13 @@ def _follow_to_callback(
         if response.is_redirect:
             location = urljoin(str(response.url), response.headers["location"])
             if location.startswith(redirect_uri):
+                _raise_callback_error(location)
                 return str(location)
             response = http.request("GET", location, withhold_token=True)
             continue
+        if response.headers.get("content-type", "").startswith("application/problem+json"):
+            problem = response.json()
+            raise CleaveError(f"the provider refused: {problem.get('detail') or problem}")
         form = _SignInForm.parse(response.text)
         if signed_in or form.action is None:
             raise CleaveError(f"sign-in failed: {form.message or f'HTTP {response.status_code}'}")
@@ -106,6 +110,14 @@ def _follow_to_callback(
         response = http.request("POST", target, data=fields, withhold_token=True)
         signed_in = True
     raise CleaveError("the provider redirected too many times")
+
+
+def _raise_callback_error(callback: str) -> None:
+    """An authorization response may carry an error instead of a code (RFC 6749 §4.1.2.1)."""
+    query = parse_qs(urlsplit(callback).query)
+    if error := query.get("error", [""])[0]:
+        description = query.get("error_description", [""])[0]
+        raise CleaveError(f"the provider refused: {description or error} ({error})")
 
 
 def _checked(fetch: Any) -> dict[str, Any]:

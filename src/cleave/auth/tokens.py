@@ -2,7 +2,7 @@
 
 Tokens are checked against an explicit algorithm allow-list, the issuer, the audience, expiry and
 not-before, and must be access tokens (`typ: at+jwt`, RFC 9068). The keys come from a `KeySource`:
-until the identity provider lands, the development issuer's key kept in `var/`.
+the issuer's JWKS through its discovery document, or in tests a development key kept in `var/`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from joserfc.jwk import KeySet, RSAKey
 from cleave.errors import Forbidden, Unauthorized
 
 ADMIN_SCOPE = "admin"
-CUSTOMER_SCOPES = ("orders:read", "orders:write", "payments:read", "profile")
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
@@ -110,10 +109,8 @@ def _unverified_kid(token: str) -> str | None:
 
 
 class DevIssuer:
-    """The development issuer: an RSA key in `var/`, used by `cleave token` and the tests.
-
-    It stands in for the identity provider until that lands; nothing outside development uses it.
-    """
+    """A development issuer: an RSA key in `var/`, trusted when `[auth] issuer` is neither "self"
+    nor an http(s) URL. Tests sign their tokens with it; nothing deployed uses it."""
 
     FILE = "dev-signing-key.json"
 
@@ -149,7 +146,7 @@ class DevIssuer:
         scopes: Iterable[str],
         *,
         ttl_seconds: int = 3600,
-        client_id: str = "cleave-cli",
+        client_id: str = "dev",
     ) -> str:
         now = int(time.time())
         claims = {

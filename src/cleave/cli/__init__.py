@@ -5,19 +5,22 @@ from __future__ import annotations
 import sys
 
 import typer
+
+# Typer vendors Click from 0.20 on; its usage errors live here (the version is pinned).
 from typer._click.exceptions import ClickException, UsageError
 
 # Each command module registers its commands on the one Typer app when imported.
-from cleave.cli import dlq, system, tokens
+from cleave.cli import dlq, system
 from cleave.cli.app import app, err
 from cleave.errors import CleaveError, ConfigError
 
-__all__ = ["dlq", "main", "system", "tokens"]
+__all__ = ["dlq", "main", "system"]
 
 
 def _add_service_commands() -> None:
-    """Command groups that services declare under `[commands]` in cleave.toml, as
-    NAME = "module:typer_app". Reading the file is cheap; the modules import heavy parts lazily."""
+    """Commands that services declare under `[commands]` in cleave.toml, as NAME = "module:obj":
+    a Typer app becomes a command group, a function one command. Reading the file is cheap; the
+    modules import heavy parts lazily."""
     import importlib
     import tomllib
 
@@ -27,16 +30,23 @@ def _add_service_commands() -> None:
         declared = tomllib.loads(find_config().read_text()).get("commands", {})
     except (CleaveError, OSError, tomllib.TOMLDecodeError):
         return  # the commands that need the file say so themselves
-    registered = {group.name for group in app.registered_groups}
+    registered = {group.name for group in app.registered_groups} | {
+        command.name for command in app.registered_commands
+    }
     for name, target in declared.items():
         if name in registered:
             continue
         module_name, _, attribute = str(target).partition(":")
         try:
-            group = getattr(importlib.import_module(module_name), attribute)
+            declared_command = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise ConfigError(f"[commands] {name}: cannot load {target!r}: {error}") from None
-        app.add_typer(group, name=name)
+        if isinstance(declared_command, typer.Typer):
+            app.add_typer(declared_command, name=name)
+        elif callable(declared_command):
+            app.command(name)(declared_command)
+        else:
+            raise ConfigError(f"[commands] {name}: {target!r} is not a Typer app or a function")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,9 +57,13 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {error}")
         sys.exit(2)
     command = typer.main.get_command(app)
+    arguments = argv if argv is not None else sys.argv[1:]
+    if not arguments:  # asked for nothing: the help is the answer, not an error
+        typer.echo(command.get_help(typer.Context(command, info_name="cleave")))
+        sys.exit(0)
     try:
         command.main(
-            args=argv if argv is not None else sys.argv[1:],
+            args=arguments,
             prog_name="cleave",
             standalone_mode=False,
         )

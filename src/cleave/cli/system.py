@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cleave.cli.app import (
-    SERVER_FILE,
     AdminUrlOption,
     TopologyOption,
-    announce_server,
+    acting_on,
     app,
     config_for,
     err,
@@ -19,10 +21,11 @@ from cleave.cli.app import (
     run_sync,
     with_admin_unit,
 )
-from cleave.errors import ConfigError
+from cleave.errors import CleaveError, ConfigError
 
 if TYPE_CHECKING:
     from cleave.runtime import Unit
+    from cleave.serving.claim import ServerClaim
 
 
 @app.command()
@@ -36,32 +39,57 @@ def up(
     admin_url: AdminUrlOption = None,
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
+    from cleave.serving.claim import ServerClaim
     from cleave.serving.server import check_port_free
 
     config = config_for(topology)
     host = host or config.topology.host
     port = port or config.topology.http_port
     config = config.serving_at(host, port)
-    check_port_free(host, port)
-    provision_databases(config, admin_url or config.topology.admin_url)
-    announce_server(config)
-    try:
+    with ServerClaim.take(config) as claim:
+        check_port_free(host, port)
+        provision_databases(config, admin_url or config.topology.admin_url)
         if len(config.topology.units) == 1:
             from cleave.serving.server import serve_unit
 
             unit = next(iter(config.topology.units))
-            run_sync(
-                lambda: serve_unit(config, unit, host=host, port=port, seed=seed, console=True)
-            )
-            return
-        from cleave.serving.supervisor import Supervisor
 
-        for unit in config.topology.units:
-            address = config.topology.address_of(unit)
-            check_port_free(address.host, address.http_port, option=f"the address of unit {unit}")
-        run_sync(lambda: Supervisor(config, host=host, port=port, seed=seed, console=err).run())
-    finally:
-        (config.var_dir / SERVER_FILE).unlink(missing_ok=True)
+            def serving(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+                return serve_unit(
+                    config, unit, host=host, port=port, seed=seed, console=True, stop=stop
+                )
+        else:
+            from cleave.serving.supervisor import Supervisor
+
+            for unit in config.topology.units:
+                address = config.topology.address_of(unit)
+                check_port_free(
+                    address.host, address.http_port, option=f"the address of unit {unit}"
+                )
+            supervisor = Supervisor(config, host=host, port=port, seed=seed, console=err)
+
+            def serving(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+                return supervisor.run(stop=stop)
+
+        run_sync(lambda: _serve_while_claimed(claim, serving))
+
+
+async def _serve_while_claimed(
+    claim: ServerClaim, serving: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Serve until stopped, or until the state folder is deleted under the server."""
+    stop = asyncio.Event()
+    served = asyncio.ensure_future(serving(stop))
+    lost = asyncio.ensure_future(claim.watch())
+    await asyncio.wait({served, lost}, return_when=asyncio.FIRST_COMPLETED)
+    if lost.done():
+        stop.set()
+        await served
+        raise CleaveError(lost.result())
+    lost.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lost
+    served.result()
 
 
 @app.command()
@@ -113,7 +141,9 @@ def plan(topology: TopologyOption = None) -> None:
     providers = {service.port.protocol: name for name, service in services.items() if service.port}
     for unit, members in layout.units.items():
         address = layout.address_of(unit)
-        out.print(f"\n[bold]unit {unit}[/]  http {address.http}  grpc {address.grpc}")
+        # gRPC is served only between units: a one-unit topology has nothing listening there.
+        grpc = f"  grpc {address.grpc}" if len(layout.units) > 1 else ""
+        out.print(f"\n[bold]unit {unit}[/]  http {address.http}{grpc}")
         for name in members:
             out.print(f"  {name:<10} {config.database_url(name)}")
             for protocol in services[name].calls:
@@ -149,28 +179,28 @@ def migrate(
     """Bring each service's database to its newest schema. Safe to run again."""
     from sqlalchemy.engine import make_url
 
-    config = config_for(topology)
-    if service:
-        config.require_service(service)
-    provision_databases(config, admin_url, service)
-    applied = run_sync(lambda: with_admin_unit(config, lambda unit: unit.migrate(service)))
-    for name, revisions in applied.items():
-        done = ", ".join(revisions) if revisions else "up to date"
-        shown = make_url(config.database_url(name)).render_as_string(hide_password=True)
-        out.print(f"{name:<10} {shown}  {done}")
+    with acting_on(topology) as config:
+        if service:
+            config.require_service(service)
+        provision_databases(config, admin_url, service)
+        applied = run_sync(lambda: with_admin_unit(config, lambda unit: unit.migrate(service)))
+        for name, revisions in applied.items():
+            done = ", ".join(revisions) if revisions else "up to date"
+            shown = make_url(config.database_url(name)).render_as_string(hide_password=True)
+            out.print(f"{name:<10} {shown}  {done}")
 
 
 @app.command()
 def seed(topology: TopologyOption = None) -> None:
-    """Add the demo data that is missing (products with stock, a few customers)."""
-    config = config_for(topology)
+    """Add the demo data that is missing to each service."""
+    with acting_on(topology) as config:
 
-    async def work(unit: Unit) -> dict[str, int]:
-        await unit.migrate()
-        return await unit.seed()
+        async def work(unit: Unit) -> dict[str, int]:
+            await unit.migrate()
+            return await unit.seed()
 
-    for name, added in run_sync(lambda: with_admin_unit(config, work)).items():
-        out.print(f"{name:<10} {added} added")
+        for name, added in run_sync(lambda: with_admin_unit(config, work)).items():
+            out.print(f"{name:<10} {added} added")
 
 
 @app.command()

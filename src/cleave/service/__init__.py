@@ -1,8 +1,15 @@
 """Declaring a service, and what it is handed at run time: the names every service imports."""
 
 from cleave.data.unit_of_work import UnitOfWork
-from cleave.service.context import PortRegistry, ServiceContext
-from cleave.service.declaration import PortBinding, Seeder, Service, Subscription, Worker
+from cleave.service.context import PortRegistry, ServiceContext, SystemFacts
+from cleave.service.declaration import (
+    PortBinding,
+    Seeder,
+    Service,
+    Subscription,
+    Welcome,
+    Worker,
+)
 
 __all__ = [
     "PortBinding",
@@ -11,6 +18,8 @@ __all__ = [
     "Service",
     "ServiceContext",
     "Subscription",
+    "SystemFacts",
     "UnitOfWork",
+    "Welcome",
     "Worker",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +61,23 @@ class PortRegistry:
         return implementation  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class SystemFacts:
+    """What any service may know of the system it runs in, whichever service it is."""
+
+    public_url: str = ""
+    # The issuer URL of this system's own OpenID provider, and the audience of its access tokens.
+    issuer: str = ""
+    audience: str = ""
+    # The issuer whose tokens every service trusts: this system's own, or an external provider.
+    trusted_issuer: str = ""
+    # This topology's development state (`var/<topology>/`): generated demo secrets, say.
+    state_dir: Path = field(default_factory=lambda: Path("var"))
+    # The public client the API docs page signs in as, and where it receives the answer.
+    docs_client: str | None = None
+    docs_redirect_uri: str = ""
+
+
 class ServiceContext:
     """Everything a running service may use: its own database, its settings and others' ports."""
 
@@ -70,21 +88,10 @@ class ServiceContext:
         ports: PortRegistry,
         settings: Mapping[str, Any],
         *,
-        issuer: str = "",
-        audience: str = "",
-        public_url: str = "",
-        token_issuer: str = "",
-        var_dir: Path | None = None,
+        system: SystemFacts | None = None,
     ) -> None:
         self.service = service
-        # The system's own token issuer URL and API audience, for the service that issues tokens.
-        self.issuer = issuer
-        self.audience = audience
-        # Where people and clients reach the system (the gateway's address in a split), and the
-        # issuer whose tokens every service trusts (this system's own, or an external provider).
-        self.public_url = public_url
-        self.token_issuer = token_issuer or issuer
-        self.var_dir = var_dir
+        self.system = system or SystemFacts()
         self.name = service.name
         self.database = database
         self.settings = settings

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from cleave.data.unit_of_work import UnitOfWork
-    from cleave.service.context import ServiceContext
+    from cleave.service.context import ServiceContext, SystemFacts
 
 P = TypeVar("P")
 E = TypeVar("E", bound=Event)
@@ -50,6 +50,8 @@ class Subscription(Generic[E]):
 
 Worker = Callable[["ServiceContext"], Awaitable[None]]
 Seeder = Callable[["ServiceContext"], Awaitable[int]]
+# A line for the person who has just started the system (where the demo accounts are, say).
+Welcome = Callable[["SystemFacts"], str]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Service:
     calls: Sequence[type] = ()
     workers: Sequence[Worker] = ()
     seed: Seeder | None = None
+    welcome: Welcome | None = None
     description: str = ""
     # The site's own pages, mounted at the root of the public address (`/`, and every path that
     # is not the API or the chassis's), in every topology; at most one service of a system.

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import socket
 
@@ -13,7 +15,7 @@ import uvicorn
 
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError
-from cleave.runtime import Unit
+from cleave.runtime import Unit, welcome_lines
 from cleave.telemetry import configure_logging
 from cleave.web.app import create_app
 
@@ -41,7 +43,9 @@ async def serve_unit(
     seed: bool = True,
     announce: bool = True,
     console: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> None:
+    """Serve `unit_name` until the process is told to stop, or until `stop` is set."""
     configure_logging(unit=unit_name)
     unit = Unit(config, unit_name)
     try:
@@ -67,11 +71,33 @@ async def serve_unit(
         if announce:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
+            screen = Console(stderr=True, highlight=False, soft_wrap=True)
+            screen.print(
                 f"[bold]Cleave[/] is up: http://{host}:{port}  "
                 f"(topology {config.topology.name}, docs at /docs, console at /console, "
                 "Ctrl-C stops)"
             )
-        await server.serve()
+            for line in welcome_lines(config):
+                screen.print(f"  {line}", markup=False)
+        if stop is None:
+            await server.serve()
+        else:
+            await _serve_until(server, stop)
     finally:
         await unit.stop()
+
+
+async def _serve_until(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    """Serve, and shut down gracefully (as on Ctrl-C) once `stop` is set."""
+
+    async def shut_down_when_stopped() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    stopper = asyncio.create_task(shut_down_when_stopped())
+    try:
+        await server.serve()
+    finally:
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper

@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError
+from cleave.runtime import welcome_lines
 from cleave.web.console.collect import log_record_of
 from cleave.web.console.store import TraceStore
 from cleave.web.gateway import create_gateway
@@ -81,7 +82,7 @@ class Supervisor:
     def _environment(self) -> dict[str, str]:
         environment = dict(os.environ)
         environment["CLEAVE_CONFIG"] = str(self.config.root / "cleave.toml")
-        environment["CLEAVE_VAR"] = str(self.config.var_dir)
+        environment["CLEAVE_VAR"] = str(self.config.var_root)
         # Every unit names the same issuer: the gateway's address, where clients reach the system.
         environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
         # Units send their spans to the gateway's console unless told to send them elsewhere.
@@ -172,17 +173,20 @@ class Supervisor:
                     if pending:
                         await asyncio.sleep(0.2)
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until Ctrl-C or SIGTERM, or until `stop` is set; then stop every unit."""
         loop = asyncio.get_running_loop()
         previous = {
             sig: signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self._stopping.set))
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
         watchers: list[asyncio.Task[None]] = []
+        if stop is not None:
+            watchers.append(asyncio.create_task(self._stop_when(stop)))
         try:
             for child in self.children:
                 await self._spawn(child)
-            watchers = [asyncio.create_task(self._watch(child)) for child in self.children]
+            watchers += [asyncio.create_task(self._watch(child)) for child in self.children]
             await self.wait_until_ready()
             if self._stopping.is_set():
                 return
@@ -199,6 +203,8 @@ class Supervisor:
                 f"[bold]Cleave[/] is up: http://{self.host}:{self.port}  (topology "
                 f"{self.config.topology.name}: {len(self.children)} units; Ctrl-C stops them all)"
             )
+            for line in welcome_lines(self.config):
+                self.console.print(f"  {line}", markup=False)
             serving = asyncio.create_task(server.serve())
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -212,6 +218,10 @@ class Supervisor:
             await asyncio.gather(*watchers, return_exceptions=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    async def _stop_when(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping.set()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         running = [c for c in self.children if c.process and c.process.returncode is None]

@@ -33,6 +33,7 @@ from cleave.telemetry import (
     OUTBOX_PENDING,
     configure_tracing,
 )
+from cleave.web.docs import mount_docs
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("cleave.web.app")
@@ -197,6 +198,8 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         version="1",
         description=f"Unit `{unit.name}` of topology `{unit.config.topology.name}`.",
         lifespan=lifespan,
+        docs_url=None,  # served from this process below, never from a CDN
+        redoc_url=None,
     )
     app.state.unit = unit
     serves_provider = unit.config.auth.issuer == SELF_ISSUER and any(
@@ -204,11 +207,13 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
     )
     app.state.verifier = build_verifier(unit.config, local_app=app if serves_provider else None)
     _install_problem_handlers(app)
-    for service in unit.services:
-        if service.router is not None:
-            app.include_router(
-                service.router, prefix=f"/api/{service.name}/v1", tags=[service.name]
-            )
+    routers = {
+        f"/api/{service.name}/v1": service.router
+        for service in unit.services
+        if service.router is not None
+    }
+    for prefix, router in routers.items():
+        app.include_router(router, prefix=prefix, tags=[prefix.split("/")[2]])
 
     @app.get("/livez", tags=["health"])
     async def livez() -> dict[str, str]:
@@ -229,6 +234,7 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         await _read_messaging_gauges(unit)
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_docs(app, routers, issuer=unit.config.issuer, client_id=unit.config.auth.docs_client)
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(f"cleave-{unit.name}")
     if console:

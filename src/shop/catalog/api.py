@@ -10,7 +10,7 @@ from sqlalchemy import Row
 
 from cleave.auth.tokens import AdminPrincipal
 from cleave.errors import NotFound
-from cleave.money import Currency
+from cleave.money import Money
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.catalog import handlers, store
@@ -25,8 +25,7 @@ class ProductOut(BaseModel):
     sku: str
     name: str
     description: str
-    price: int = Field(description="In minor units of `currency`.")
-    currency: str
+    price: Money
     stock: int
 
 
@@ -36,8 +35,7 @@ class ProductIn(BaseModel):
     sku: str = Field(min_length=2, max_length=64, examples=["MUG-CLASSIC"])
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
-    price: int = Field(ge=0, description="In minor units of `currency`.")
-    currency: Currency
+    price: Money
     stock: int = Field(default=0, ge=0)
 
 
@@ -46,8 +44,7 @@ class ProductChanges(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
-    price: int | None = Field(default=None, ge=0)
-    currency: Currency | None = None
+    price: Money | None = None
 
 
 class StockAdjustment(BaseModel):
@@ -62,8 +59,7 @@ def _out(row: Row[Any]) -> ProductOut:
         sku=row.sku,
         name=row.name,
         description=row.description,
-        price=row.price_amount,
-        currency=row.currency,
+        price=Money(amount=row.price_amount, currency=row.currency),
         stock=row.stock,
     )
 
@@ -103,8 +99,8 @@ async def create_product(context: Context, _admin: AdminPrincipal, body: Product
         sku=body.sku,
         name=body.name,
         description=body.description,
-        price_amount=body.price,
-        currency=body.currency,
+        price_amount=body.price.amount,
+        currency=body.price.currency,
         stock=body.stock,
     )
     async with context.unit_of_work() as uow:
@@ -116,9 +112,9 @@ async def create_product(context: Context, _admin: AdminPrincipal, body: Product
 async def update_product(
     context: Context, _admin: AdminPrincipal, sku: Sku, body: ProductChanges
 ) -> ProductOut:
-    changes = body.model_dump(exclude_none=True)
-    if "price" in changes:
-        changes["price_amount"] = changes.pop("price")
+    changes = body.model_dump(exclude_none=True, exclude={"price"})
+    if body.price is not None:
+        changes.update(price_amount=body.price.amount, currency=body.price.currency)
     async with context.unit_of_work() as uow:
         await handlers.update_product(uow, sku, changes)
     return await _load(context, sku)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     Index,
     Integer,
@@ -37,6 +38,9 @@ products = Table(
     Column("stock", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The last word on what reservation's conditional UPDATE already ensures: never below zero.
+    CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
+    CheckConstraint("price_amount >= 0", name="ck_products_price_not_negative"),
 )
 
 # One row per order and sku while stock is held; `state` is held, released or committed.

@@ -77,7 +77,7 @@ async def _authenticated_client(
 
 @router.get("/.well-known/openid-configuration", summary="OpenID Connect discovery")
 async def discovery(context: Context) -> dict[str, Any]:
-    issuer = context.issuer
+    issuer = context.system.issuer
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -139,7 +139,7 @@ async def authorize(request: Request, context: Context) -> Response:
     state = query.get("state")
 
     def back(**params: str) -> RedirectResponse:
-        params = {**params, "iss": context.issuer}
+        params = {**params, "iss": context.system.issuer}
         if state is not None:
             params["state"] = state
         separator = "&" if urlsplit(redirect_uri).query else "?"
@@ -157,7 +157,10 @@ async def authorize(request: Request, context: Context) -> Response:
         )
     scopes = granted_scopes(query.get("scope"), client.scopes)
     if scopes is None:
-        return back(error="invalid_scope", error_description="a scope is not allowed")
+        refused = " ".join(sorted(set(query.get("scope", "").split()) - client.scopes))
+        return back(
+            error="invalid_scope", error_description=f"{client.id} may not ask for: {refused}"
+        )
     if query.get("prompt") == "create":
         # OpenID Connect's "Initiating User Registration": sign up first, then come back here.
         sign_up_url = request.url_for("sign_up_page").path
@@ -250,7 +253,9 @@ async def introspect(request: Request, context: Context) -> JSONResponse:
     return JSONResponse(await handlers.introspect(context, form.get("token", "")), headers=NO_STORE)
 
 
-@router.api_route("/userinfo", methods=["GET", "POST"], summary="The signed-in user's claims")
+# OpenID Connect Core §5.3: GET and POST both; one operation id each in the OpenAPI document.
+@router.get("/userinfo", summary="The signed-in user's claims", operation_id="userinfo")
+@router.post("/userinfo", summary="The signed-in user's claims", operation_id="userinfo_post")
 async def userinfo(request: Request, context: Context) -> JSONResponse:
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not bearer:

@@ -1,44 +1,107 @@
-"""`cleave clients|users|keys`: administer the identity provider from the command line.
+"""`cleave token` and `cleave clients|users|keys`: the identity provider from the command line.
 
 Registered through `[commands]` in cleave.toml; only Typer is imported until a command runs.
-Generated secrets are printed once, to stdout, and never logged.
+Every command acts on one system (`--topology`, else the one running here, else the default) and
+says which on stderr. Generated secrets are printed once, to stdout, and never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from cleave.cli.app import TopologyOption, acting_on, out, run_sync, table, when, with_service
+
 if TYPE_CHECKING:
     from cleave.service import ServiceContext
 
 T = TypeVar("T")
+SERVICE = "identity"
 
 clients = typer.Typer(help="OAuth clients of the identity provider.", no_args_is_help=True)
 users = typer.Typer(help="User accounts of the identity provider.", no_args_is_help=True)
 keys = typer.Typer(help="The provider's signing keys.", no_args_is_help=True)
 
 
-def _run(work: Callable[[ServiceContext], Awaitable[T]]) -> T:
-    from cleave.config import load_config
-    from cleave.runtime import Unit
-
-    async def main() -> T:
-        unit = Unit(load_config())
-        try:
-            await unit.migrate("identity")
-            return await work(unit.context("identity"))
-        finally:
-            await unit.stop()
-
-    return asyncio.run(main())
+def _run(topology: str | None, work: Callable[[ServiceContext], Awaitable[T]]) -> T:
+    with acting_on(topology) as config:
+        return run_sync(lambda: with_service(config, SERVICE, work))
 
 
 def _print(text: str) -> None:
     typer.echo(text)
+
+
+def token(
+    customer: Annotated[
+        str | None,
+        typer.Option(help="A demo user (alice, bob, carol): runs the authorization code flow."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="A scope to ask for (repeatable); 'admin' alone uses the admin client."),
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option(help="A confidential client id: the client credentials grant.")
+    ] = None,
+    secret_stdin: Annotated[
+        bool, typer.Option("--secret-stdin", help="Read the --client secret from stdin.")
+    ] = False,
+    topology: TopologyOption = None,
+) -> None:
+    """Print an access token from the running identity provider, for curl."""
+    from cleave.auth.client import authorization_code_token, client_credentials_token
+    from cleave.auth.tokens import ADMIN_SCOPE
+    from cleave.errors import CleaveError
+    from shop.identity.contract import CREDENTIALS_FILE, read_credentials
+    from shop.identity.domain import USER_SCOPES
+    from shop.identity.seed import ADMIN_CLIENT, CLI_CLIENT
+
+    if customer is None and client is None and not scope:
+        raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")
+    with acting_on(topology) as config:
+        credentials = read_credentials(config.var_dir)
+        where = config.var_dir / CREDENTIALS_FILE
+        if customer is not None:
+            user = credentials["users"].get(customer)
+            cli = credentials["clients"].get(CLI_CLIENT)
+            if user is None or cli is None:
+                raise CleaveError(
+                    f"no development password for {customer!r} in {where}: run `cleave seed "
+                    f"-t {config.topology.name}` (the demo users are alice, bob and carol)"
+                )
+            asked = scope or sorted(USER_SCOPES - {"openid"})
+            issued = authorization_code_token(
+                config.issuer,
+                client_id=CLI_CLIENT,
+                redirect_uri=cli["redirect_uri"],
+                email=user["email"],
+                password=user["password"],
+                scopes=["openid", *asked],
+            )
+        elif client is None:
+            if scope != [ADMIN_SCOPE]:
+                raise CleaveError(
+                    f"a token for the scopes {' '.join(scope or [])!r} needs a --customer or a "
+                    "--client ID --secret-stdin (only --scope admin alone uses the admin client)"
+                )
+            secret = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
+            if secret is None:
+                raise CleaveError(
+                    f"no secret for the {ADMIN_CLIENT} client in {where}: run `cleave seed "
+                    f"-t {config.topology.name}`"
+                )
+            issued = client_credentials_token(config.issuer, ADMIN_CLIENT, secret, scope)
+        elif secret_stdin:
+            issued = client_credentials_token(
+                config.issuer, client, sys.stdin.readline().strip(), scope or ()
+            )
+        else:
+            raise CleaveError("pass the client's secret on stdin with --secret-stdin")
+        typer.echo(issued["access_token"])
 
 
 @clients.command("create")
@@ -50,6 +113,7 @@ def create_client(
         list[str] | None, typer.Option(help="An exact redirect URI (repeatable).")
     ] = None,
     public: Annotated[bool, typer.Option(help="A public client: PKCE, no secret.")] = False,
+    topology: TopologyOption = None,
 ) -> None:
     """Register a client. A confidential client's secret is printed once: keep it."""
     from shop.identity import handlers
@@ -65,12 +129,12 @@ def create_client(
                 public=public,
             )
 
-    secret = _run(work)
+    secret = _run(topology, work)
     _print(f"client {client_id} created" + (f"\nsecret: {secret}" if secret else " (public)"))
 
 
 @clients.command("list")
-def list_clients() -> None:
+def list_clients(topology: TopologyOption = None) -> None:
     """Every client: id, kind, allowed scopes, grant types and redirect URIs."""
     from shop.identity import store
 
@@ -78,13 +142,24 @@ def list_clients() -> None:
         async with context.read() as connection:
             return await store.all_rows(connection, store.clients, "id")
 
-    for row in _run(work):
+    listing = table("id", "kind", "scopes", "grant types", "redirect URIs", "created")
+    for row in _run(topology, work):
         kind = "public" if row.secret_hash is None else "confidential"
-        _print(f"{row.id}\t{kind}\t{row.scopes}\t{row.grant_types}\t{row.redirect_uris or '-'}")
+        listing.add_row(
+            row.id,
+            kind,
+            row.scopes,
+            row.grant_types,
+            row.redirect_uris or "-",
+            when(row.created_at),
+        )
+    out.print(listing)
 
 
 @clients.command("delete")
-def delete_client(client_id: Annotated[str, typer.Argument()]) -> None:
+def delete_client(
+    client_id: Annotated[str, typer.Argument()], topology: TopologyOption = None
+) -> None:
     """Remove a client; the tokens it holds stop refreshing."""
     from cleave.errors import CleaveError
     from shop.identity import store
@@ -94,10 +169,11 @@ def delete_client(client_id: Annotated[str, typer.Argument()]) -> None:
             for grant in await store.all_rows(uow.connection, store.grants, "id"):
                 if grant.client_id == client_id:
                     await store.revoke_grant(uow.connection, grant.id)
-            return await store.remove(uow.connection, store.clients, id=client_id)
+            if not await store.remove(uow.connection, store.clients, id=client_id):
+                raise CleaveError(f"no client {client_id!r}")
+            return 1
 
-    if not _run(work):
-        raise CleaveError(f"no client {client_id!r}")
+    _run(topology, work)
     _print(f"client {client_id} deleted")
 
 
@@ -106,6 +182,7 @@ def create_user(
     email: Annotated[str, typer.Argument()],
     name: Annotated[str, typer.Option(help="The person's name.")],
     user_id: Annotated[str | None, typer.Option("--id", help="Defaults to a new id.")] = None,
+    topology: TopologyOption = None,
 ) -> None:
     """Create an account; its generated password is printed once."""
     import secrets
@@ -119,12 +196,12 @@ def create_user(
         async with context.unit_of_work() as uow:
             return await handlers.create_user(uow, Account(email, name, password), user_id=user_id)
 
-    created = _run(work)
+    created = _run(topology, work)
     _print(f"user {created} created\npassword: {password}")
 
 
 @users.command("list")
-def list_users() -> None:
+def list_users(topology: TopologyOption = None) -> None:
     """Every account: id, email, name and whether it is disabled."""
     from shop.identity import store
 
@@ -132,12 +209,16 @@ def list_users() -> None:
         async with context.read() as connection:
             return await store.all_rows(connection, store.users, "email")
 
-    for row in _run(work):
-        _print(f"{row.id}\t{row.email}\t{row.name}\t{'disabled' if row.disabled else 'active'}")
+    listing = table("id", "email", "name", "state")
+    for row in _run(topology, work):
+        listing.add_row(row.id, row.email, row.name, "disabled" if row.disabled else "active")
+    out.print(listing)
 
 
 @users.command("disable")
-def disable_user(user_id: Annotated[str, typer.Argument()]) -> None:
+def disable_user(
+    user_id: Annotated[str, typer.Argument()], topology: TopologyOption = None
+) -> None:
     """Disable an account: it cannot sign in, and its grants are revoked."""
     from cleave.errors import CleaveError
     from shop.identity import store
@@ -148,12 +229,13 @@ def disable_user(user_id: Annotated[str, typer.Argument()]) -> None:
                 if grant.user_id == user_id:
                     await store.revoke_grant(uow.connection, grant.id)
             await store.remove(uow.connection, store.sessions, user_id=user_id)
-            return await store.set_values(
+            if not await store.set_values(
                 uow.connection, store.users, {"id": user_id}, disabled=True
-            )
+            ):
+                raise CleaveError(f"no user {user_id!r}")
+            return 1
 
-    if not _run(work):
-        raise CleaveError(f"no user {user_id!r}")
+    _run(topology, work)
     _print(f"user {user_id} disabled")
 
 
@@ -162,6 +244,7 @@ def rotate_keys(
     publish_lead: Annotated[
         int, typer.Option(min=0, help="Seconds the new key is published before it signs.")
     ] = 300,
+    topology: TopologyOption = None,
 ) -> None:
     """Publish a new signing key; it signs after the lead time, and the old one stays published
     until the last token it signed has expired."""
@@ -180,12 +263,12 @@ def rotate_keys(
                 handlers.lifetimes(context),
             )
 
-    kid, activates_at = _run(work)
-    _print(f"key {kid} published; it signs from {activates_at.isoformat(timespec='seconds')}")
+    kid, activates_at = _run(topology, work)
+    _print(f"key {kid} published; it signs from {when(activates_at)}")
 
 
 @keys.command("list")
-def list_keys() -> None:
+def list_keys(topology: TopologyOption = None) -> None:
     """Published keys: kid, when each signs from, retires and is unpublished."""
     from cleave.clock import utcnow
     from shop.identity import store
@@ -194,8 +277,7 @@ def list_keys() -> None:
         async with context.read() as connection:
             return await store.published_keys(connection, utcnow())
 
-    for row in _run(work):
-        _print(
-            f"{row.kid}\t{row.activates_at:%Y-%m-%dT%H:%M:%S}\t"
-            f"{row.retires_at or '-'}\t{row.expires_at or '-'}"
-        )
+    listing = table("kid", "signs from", "retires", "unpublished")
+    for row in _run(topology, work):
+        listing.add_row(row.kid, when(row.activates_at), when(row.retires_at), when(row.expires_at))
+    out.print(listing)

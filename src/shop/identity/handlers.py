@@ -425,8 +425,8 @@ async def _user_tokens(
     key = await _signing_key(uow.connection, now)
     access, _jti = tokens.access_token(
         key,
-        issuer=context.issuer,
-        audience=context.audience,
+        issuer=context.system.issuer,
+        audience=context.system.audience,
         subject=user.id,
         client_id=client.id,
         scopes=scopes,
@@ -454,7 +454,7 @@ async def _user_tokens(
     if "openid" in scopes:
         response["id_token"] = tokens.id_token(
             key,
-            issuer=context.issuer,
+            issuer=context.system.issuer,
             client_id=client.id,
             user=user,
             scopes=scopes,
@@ -478,8 +478,8 @@ async def client_credentials(
     now, spans = utcnow(), lifetimes(uow.context)
     access, _jti = tokens.access_token(
         await _signing_key(uow.connection, now),
-        issuer=uow.context.issuer,
-        audience=uow.context.audience,
+        issuer=uow.context.system.issuer,
+        audience=uow.context.system.audience,
         subject=client.id,
         client_id=client.id,
         scopes=scopes,
@@ -514,7 +514,9 @@ class OwnKeys:
 
 
 def own_verifier(context: ServiceContext) -> TokenVerifier:
-    return TokenVerifier(context.issuer, context.audience, OwnKeys(context), algorithms=["RS256"])
+    return TokenVerifier(
+        context.system.issuer, context.system.audience, OwnKeys(context), algorithms=["RS256"]
+    )
 
 
 async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
@@ -581,7 +583,7 @@ async def introspect(context: ServiceContext, token: str) -> dict[str, Any]:
         "sub": grant.user_id,
         "scope": grant.scope,
         "exp": int(row.expires_at.timestamp()),
-        "iss": context.issuer,
+        "iss": context.system.issuer,
     }
 
 

@@ -1,19 +1,22 @@
 """Development seed: demo users (the same ids as the demo customers) and demo clients, so the
-flows work out of the box: `cleave-cli`, `cleave-admin` and the storefront's confidential web
-client. Their secrets are generated here, never hard-coded, and kept only in
-`var/dev-credentials.json` (owner-only) for `cleave token` and the storefront; the database keeps
-hashes."""
+flows work out of the box: `cleave-cli`, `cleave-admin`, the API docs' client and the storefront's
+confidential web client. Their secrets are generated here, never hard-coded, and kept only in
+`var/<topology>/dev-credentials.json` (owner-only) for `cleave token` and the storefront; the
+database keeps hashes. Each topology has its own file, so seeding one system never changes
+another's secrets."""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from cleave.auth.credentials import read_credentials, write_credentials
 from cleave.clock import utcnow
-from cleave.service import ServiceContext, UnitOfWork
+from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
+from shop.identity.contract import CREDENTIALS_FILE, read_credentials
 from shop.identity.domain import USER_SCOPES, Account, OAuthError
 from shop.storefront import contract as storefront
 
@@ -27,8 +30,26 @@ CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 ADMIN_CLIENT = "cleave-admin"
 
 
+def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / CREDENTIALS_FILE
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(credentials, handle, indent=2)
+    temporary.replace(path)
+
+
+def welcome(system: SystemFacts) -> str:
+    names = ", ".join(user_id for user_id, _, _ in DEMO_USERS[:-1]) + f" and {DEMO_USERS[-1][0]}"
+    return (
+        f"Demo users {names}: their passwords are in {system.state_dir / CREDENTIALS_FILE}; "
+        "`cleave token --customer alice` signs one in for curl."
+    )
+
+
 async def seed(context: ServiceContext) -> int:
-    var_dir = context.var_dir or Path("var")
+    var_dir = context.system.state_dir
     credentials = read_credentials(var_dir)
     added = 0
     async with context.unit_of_work() as uow:
@@ -52,25 +73,58 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["clients"][CLI_CLIENT] = {"redirect_uri": CLI_REDIRECT_URI}
             added += 1
+        added += await _ensure_docs_client(uow, context.system)
         if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
+            # A secret this system's seed wrote before is kept, never rotated behind its back.
+            kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
             secret = await handlers.create_client(
-                uow, ADMIN_CLIENT, name="Cleave operator (admin)", scopes=frozenset({"admin"})
+                uow,
+                ADMIN_CLIENT,
+                name="Cleave operator (admin)",
+                scopes=frozenset({"admin"}),
+                secret=kept,
             )
             credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
             added += 1
-        added += await _seed_storefront_client(context, uow, credentials["clients"])
+        added += await _ensure_storefront_client(context, uow, credentials["clients"])
     if added:
         write_credentials(var_dir, credentials)
     return added
 
 
-async def _seed_storefront_client(
+async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
+    """The API docs page's public client, redirecting to wherever this system serves its docs
+    now (an address it served from before stays registered: a port change breaks nothing)."""
+    if not system.docs_client or not system.docs_redirect_uri:
+        return 0
+    row = await store.one(uow.connection, store.clients, id=system.docs_client)
+    if row is None:
+        await handlers.create_client(
+            uow,
+            system.docs_client,
+            name="API docs (public, PKCE)",
+            scopes=USER_SCOPES,
+            redirect_uris=(system.docs_redirect_uri,),
+            public=True,
+        )
+        return 1
+    known = row.redirect_uris.split()
+    if system.docs_redirect_uri not in known:
+        uris = " ".join([*known, system.docs_redirect_uri])
+        await store.set_values(
+            uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
+        )
+    return 0
+
+
+async def _ensure_storefront_client(
     context: ServiceContext, uow: UnitOfWork, clients: dict[str, Any]
 ) -> int:
-    """The storefront's client, with redirect URIs at this system's public URL (added when the
-    system is served somewhere new) and a secret that the credentials file holds."""
-    wanted = storefront.redirect_uris(context.public_url or "http://127.0.0.1:8000")
+    """The storefront's confidential client, with redirect URIs at this system's public URL (an
+    address it served from before stays registered) and a secret the credentials file holds."""
+    wanted = storefront.redirect_uris(context.system.public_url or "http://127.0.0.1:8000")
     kept = clients.get(storefront.CLIENT_ID, {})
+    secret = kept.get("secret")
     row = await store.one(uow.connection, store.clients, id=storefront.CLIENT_ID)
     try:
         if row is None:
@@ -80,9 +134,9 @@ async def _seed_storefront_client(
                 name=storefront.CLIENT_NAME,
                 scopes=storefront.SCOPES,
                 redirect_uris=wanted,
+                secret=secret,
             )
         else:
-            secret = kept.get("secret")
             if set(wanted) - set(row.redirect_uris.split()):
                 await handlers.add_redirect_uris(uow, storefront.CLIENT_ID, wanted)
             elif secret:

@@ -16,4 +16,5 @@ service = Service(
     router=api.router,
     publishes=(UserRegistered,),
     seed=seed.seed,
+    welcome=seed.welcome,
 )

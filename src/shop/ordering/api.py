@@ -51,8 +51,8 @@ class OrderIn(BaseModel):
 class LineOut(BaseModel):
     sku: str
     quantity: int
-    name: str | None
-    unit_price: int | None
+    name: str | None = Field(description="Known once catalog has priced the line.")
+    unit_price: Money | None = Field(description="Known once catalog has priced the line.")
 
 
 class OrderOut(BaseModel):
@@ -83,7 +83,14 @@ def _out(row: Any, lines: list[Any]) -> OrderOut:
         reason=row.reason,
         customer_id=row.customer_id,
         lines=[
-            LineOut(sku=x.sku, quantity=x.quantity, name=x.name, unit_price=x.unit_price)
+            LineOut(
+                sku=x.sku,
+                quantity=x.quantity,
+                name=x.name,
+                unit_price=None
+                if x.unit_price is None or not row.currency
+                else Money(amount=x.unit_price, currency=row.currency),
+            )
             for x in lines
         ],
         total=total,

@@ -11,12 +11,12 @@ from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from cleave.auth.credentials import client_secret
 from cleave.auth.oidc import OidcKeySource
 from cleave.clock import utcnow
 from cleave.errors import NotFound
 from cleave.service import ServiceContext
 from cleave.web.clients import cookieless_client
+from shop.identity.contract import client_secret
 from shop.storefront import contract, store
 from shop.storefront.domain import LineChange, add_line, change_line, merge_carts
 from shop.storefront.oidc import RelyingParty, SignInFailed
@@ -35,18 +35,18 @@ class Storefront:
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
-        self.public_url = context.public_url.rstrip("/")
+        self.public_url = context.system.public_url.rstrip("/")
         self.secure = self.public_url.startswith("https://")
         # Where the services' REST API is reached: the public address unless told otherwise.
         api_url = str(context.settings.get("api_url") or self.public_url)
         self.http = cookieless_client(timeout=context.setting("upstream_timeout_seconds", 5.0))
         self.api = ShopApi(api_url, self.http)
-        issuer = context.token_issuer
-        var_dir = context.var_dir
+        issuer = context.system.trusted_issuer or context.system.issuer
+        state_dir = context.system.state_dir
         self.oidc = RelyingParty(
             issuer=issuer,
             client_id=contract.CLIENT_ID,
-            secret=lambda: client_secret(var_dir, contract.CLIENT_ID) if var_dir else None,
+            secret=lambda: client_secret(state_dir, contract.CLIENT_ID),
             redirect_uri=contract.redirect_uris(self.public_url)[0],
             scopes=contract.SCOPES,
             http=self.http,

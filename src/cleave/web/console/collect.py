@@ -26,7 +26,7 @@ def service_of(attributes: Mapping[str, Any], fallback: str) -> str:
         path = str(attributes.get(key) or "")
         if path.startswith("/api/"):
             return path.split("/")[2]
-    if rpc := attributes.get("rpc.service"):  # shop.catalog.v1.Catalog
+    if rpc := attributes.get("rpc.service"):  # <package>.<Service>, as the .proto names it
         parts = str(rpc).split(".")
         return parts[1] if len(parts) > 2 else str(rpc)
     return fallback.removeprefix("cleave-")  # the unit's process, named cleave-<unit>

@@ -1,0 +1,108 @@
+"""The API docs at `/docs`, served entirely from this process: no CDN, so they work offline.
+
+Swagger UI's files come from the `fastapi-offline` package, which ships them. Every OpenAPI
+document declares how to get a token: an OpenID Connect scheme pointing at the trusted issuer's
+discovery document, so the page's Authorize button runs the authorization code flow with PKCE
+for a person (as the public docs client, when the provider registered one) or client credentials
+for a client, and every operation that takes the principal says it needs that scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from cleave.auth.oidc import DISCOVERY_PATH
+from cleave.auth.tokens import current_principal
+from cleave.config import DOCS_OAUTH2_REDIRECT_PATH as OAUTH2_REDIRECT_PATH
+
+DOCS_PATH = "/docs"
+ASSETS_PATH = "/docs/assets"
+SCHEME = "openid"
+# Swagger UI 5's bundle, CSS and icon, as `fastapi-offline` ships them (its app class is not used).
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
+
+
+def mount_docs(
+    app: FastAPI, routers: Mapping[str, APIRouter], *, issuer: str, client_id: str | None
+) -> None:
+    """Serve `/docs` for `app` (created with `docs_url=None`), signing in against `issuer`;
+    `routers` are the services' routers by the prefix they are mounted at."""
+    app.mount(ASSETS_PATH, StaticFiles(directory=SWAGGER_UI), name="docs-assets")
+    init_oauth: dict[str, Any] = {"usePkceWithAuthorizationCodeGrant": True}
+    if client_id:
+        init_oauth["clientId"] = client_id
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} · API",
+            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            oauth2_redirect_url=root + OAUTH2_REDIRECT_PATH,
+            init_oauth=init_oauth,
+        )
+
+    async def oauth2_redirect(_request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route(DOCS_PATH, docs, include_in_schema=False)
+    app.add_route(OAUTH2_REDIRECT_PATH, oauth2_redirect, include_in_schema=False)
+    _declare_security(app, issuer, _protected(routers))
+
+
+def _protected(routers: Mapping[str, APIRouter]) -> set[tuple[str, str]]:
+    """(path, method) of every operation whose route takes the principal."""
+    return {
+        (prefix + route.path_format, method.lower())
+        for prefix, router in routers.items()
+        for route in router.routes
+        if isinstance(route, APIRoute) and _takes_principal(route)
+        for method in route.methods or ()
+    }
+
+
+def _declare_security(app: FastAPI, issuer: str, protected: set[tuple[str, str]]) -> None:
+    """Add the issuer's scheme to the document, and require it where a route takes a principal."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {})["securitySchemes"] = {
+            SCHEME: {
+                "type": "openIdConnect",
+                "openIdConnectUrl": issuer.rstrip("/") + DISCOVERY_PATH,
+                "description": "A bearer access token from the system's OpenID provider.",
+            }
+        }
+        for path, method in protected:
+            if (operation := document["paths"].get(path, {}).get(method)) is not None:
+                operation["security"] = [{SCHEME: []}]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _takes_principal(route: APIRoute) -> bool:
+    return any(dependant.call is current_principal for dependant in _walk(route.dependant))
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for child in dependant.dependencies:
+        yield from _walk(child)
