@@ -79,7 +79,7 @@ class PricedLine:
 
     @property
     def total(self) -> int:
-        return self.product.price * self.quantity
+        return self.product.price.amount * self.quantity
 
 
 def _priced(cart: dict[str, int], products: dict[str, Product]) -> dict[str, Any]:

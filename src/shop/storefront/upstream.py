@@ -41,13 +41,21 @@ class TokenRejected(Exception):
     """The service did not accept the person's access token (expired or revoked)."""
 
 
+class Money(BaseModel):
+    amount: int
+    currency: str
+
+
 class Product(BaseModel):
     sku: str
     name: str
     description: str
-    price: int
-    currency: str
+    price: Money
     stock: int
+
+    @property
+    def currency(self) -> str:
+        return self.price.currency
 
 
 class ProductPage(BaseModel):
@@ -59,12 +67,7 @@ class OrderLine(BaseModel):
     sku: str
     quantity: int
     name: str | None
-    unit_price: int | None
-
-
-class Money(BaseModel):
-    amount: int
-    currency: str
+    unit_price: Money | None
 
 
 class Address(BaseModel):
