@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cleave.service import Service
+from cleave.service import Service, SystemFacts
 from shop.storefront import pages, store
+
+
+def welcome(system: SystemFacts) -> str:
+    return f"The shop is at {system.public_url}/: create an account there and buy something."
+
 
 service = Service(
     name="storefront",
@@ -19,4 +24,5 @@ service = Service(
     metadata=store.metadata,
     migrations=Path(__file__).parent / "migrations",
     pages=pages.router,
+    welcome=welcome,
 )
