@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     Index,
     Integer,
@@ -48,6 +49,7 @@ cart_lines = Table(
     Column("sku", String(64), primary_key=True),
     Column("quantity", Integer, nullable=False),
     Column("added_at", UtcDateTime, nullable=False),
+    CheckConstraint("quantity > 0", name="ck_cart_lines_quantity_positive"),
 )
 Index("ix_cart_lines_added_at", cart_lines.c.added_at)
 
