@@ -43,8 +43,9 @@ test: lint typecheck contracts  ## the whole suite: style, types, boundaries, th
 	npm ci --prefix tests/a11y --no-audit --no-fund --silent
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+bench: $(VENV)/.dev  ## every performance figure as a ratio in one run; QUICK=1 for the short run
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 lock:  ## refresh the lock files after editing pyproject.toml
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock

@@ -1,229 +1,388 @@
-"""Run the benchmarks and write bench/results/latest.{json,svg}.
+"""`make bench`: every figure of the performance targets, each a ratio or a count from one run.
 
-Measured, each against a baseline in the same run (absolute numbers drift between machines):
-- start-up: `cleave up` (migrations, seed, every service) until /readyz answers, against a bare
-  FastAPI app under uvicorn; and the resident memory of each once ready;
-- read throughput: GET one product through the whole chassis (auth-free route, metrics
-  middleware, tracing, SQLite read) against the bare app's JSON GET, both driven by wrk;
-- orders: orders placed and carried to a terminal state per second (HTTP in, the saga's five
-  steps over three services, outbox and inbox), expressed also in "baseline GETs per order";
-- the storefront's home, search and product pages: median server time against the bare GET's
-  (`bench/storefront.py`).
+    python -m bench [--quick] [--repeats N]
+
+Every figure is measured against a baseline in the same run (the machine is shared, so absolute
+numbers drift; ratios hold): a bare FastAPI app for reads and start-up, the unit itself for the
+gateway, raw aio-pika publishing for the relay, the monolith for the split's CPU, tracing off for
+tracing on. Reads are driven by wrk, orders by `bench.loadgen` (open loop: a fixed arrival rate,
+latency from the intended send time). Writes bench/results/<date>.json, the table in
+bench/README.md and the charts bench/results/{throughput,latency,cpu}.svg. The storefront's
+home, search and product pages are timed against the bare GET too (`bench/storefront.py`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import datetime as dt
 import json
-import os
-import re
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
+import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+import uuid
+from dataclasses import asdict
 from typing import Any
 
-import httpx
+from bench import charts
+from bench.system import (
+    ROOT,
+    OrderRun,
+    baseline,
+    monolith,
+    pg_commits,
+    prepare_orders,
+    require_wrk,
+    rss_mb,
+    run_orders,
+    split,
+    wrk,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+README = ROOT / "bench" / "README.md"
+PRODUCT = "/api/catalog/v1/products/MUG-CLASSIC"
+SATURATION_RATE = 400.0  # orders/s offered: above what either topology carries
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class Figures:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
 
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else float("nan")
-
-
-@contextmanager
-def server(
-    command: list[str], port: int, env: dict[str, str]
-) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"benchmark server exited: {' '.join(command)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.01)
-        yield process, time.perf_counter() - started
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
-def wrk(url: str, seconds: int = 5, connections: int = 32) -> float:
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match, output
-    return float(match.group(1))
-
-
-async def orders_per_second(base: str, token: str, count: int = 200, in_flight: int = 16) -> float:
-    body = {
-        "lines": [{"sku": "STICKER-PACK", "quantity": 1}],
-        "card_token": "tok_approve",
-        "shipping_address": {
-            "name": "B",
-            "line1": "1 St",
-            "city": "X",
-            "postal_code": "1",
-            "country": "NL",
-        },
-    }
-    headers = {"Authorization": f"Bearer {token}"}
-    limiter = asyncio.Semaphore(in_flight)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
-
-        async def one() -> str:
-            async with limiter:
-                placed = await client.post("/api/ordering/v1/orders", json=body)
-                placed.raise_for_status()
-                order = f"/api/ordering/v1/orders/{placed.json()['id']}"
-                # A client polls as an app would, every 50 ms, not in a spin.
-                while (await client.get(order)).json()["status"] == "pending":  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                return order
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        return count / (time.perf_counter() - started)
-
-
-def chart(results: dict[str, dict[str, Any]]) -> str:
-    """A small SVG: each measurement as a bar of its ratio to the baseline."""
-    rows = [(name, values["ratio"], values["label"]) for name, values in results.items()]
-    height = 40 + 34 * len(rows)
-    scale = 360 / max(max(ratio for _, ratio, _ in rows), 1.0)
-    bars = []
-    for index, (name, ratio, label) in enumerate(rows):
-        y = 30 + 34 * index
-        bars.append(
-            f'<text x="8" y="{y + 16}" font-size="12">{name}</text>'
-            f'<rect x="200" y="{y}" width="{ratio * scale:.1f}" height="22" fill="#4a7bd0"/>'
-            f'<text x="{206 + ratio * scale:.1f}" y="{y + 16}" font-size="12">{label}</text>'
-        )
-    baseline_x = 200 + scale
-    title = "Cleave vs a bare FastAPI app (ratio; 1 = baseline)"
-    return "".join(
-        [
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}"',
-            ' font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>',
-            f'<text x="8" y="18" font-size="14" font-weight="bold">{title}</text>',
-            *bars,
-            f'<line x1="{baseline_x:.1f}" y1="26" x2="{baseline_x:.1f}" y2="{height - 6}"',
-            ' stroke="#d04a4a" stroke-dasharray="4"/></svg>',
-        ]
-    )
+    def add(
+        self, name: str, target: str, values: list[float], *, baseline: str, unit: str, ok: Any
+    ) -> None:
+        self.rows[name] = {
+            "target": target,
+            "baseline": baseline,
+            "unit": unit,
+            "min": min(values),
+            "median": statistics.median(values),
+            "max": max(values),
+            "values": values,
+            "meets_target": bool(ok(statistics.median(values))),
+        }
+        print(f"  {name}: median {statistics.median(values):.3g} {unit}  (target {target})")
 
 
 def main() -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    python = sys.executable
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as var:
-        env = {**environment, "CLEAVE_VAR": var, "CLEAVE_LOG_LEVEL": "WARNING"}
-        base_port, cleave_port = free_port(), free_port()
-        baseline_command = [
-            python,
-            "-m",
-            "uvicorn",
-            "bench.baseline:app",
-            "--port",
-            str(base_port),
-            "--no-access-log",
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, one repeat (< 2 min)")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    require_wrk()
+    repeats = args.repeats or (1 if args.quick else 3)
+    read_seconds = 2 if args.quick else 5
+    burst = 120 if args.quick else 500  # orders offered at saturation, per repeat
+    latency_seconds = 2.0 if args.quick else 8.0
+    latency_rates = [50.0] if args.quick else [10.0, 25.0, 50.0, 100.0]
+    started = time.perf_counter()
+    figures = Figures()
+    runs: dict[str, Any] = {"repeats": repeats, "quick": args.quick}
+
+    print("bare FastAPI baseline…", flush=True)
+    with baseline() as bare:
+        base_start, base_rss = bare.started_seconds, rss_mb(bare.process.pid)
+        bare_rates = [wrk(f"{bare.base}/item", read_seconds)[0] for _ in range(repeats)]
+
+    print("monolith (make up)…", flush=True)
+    with monolith() as mono:
+        mono_start, mono_rss = mono.started_seconds, rss_mb(mono.process.pid)
+        read_rates = [wrk(f"{mono.base}{PRODUCT}", read_seconds)[0] for _ in range(repeats)]
+        token = prepare_orders(mono)
+        mono_saturation = [
+            run_orders(mono, token, SATURATION_RATE, burst / SATURATION_RATE)
+            for _ in range(repeats)
         ]
-        print("measuring start-up and memory…", flush=True)
-        with server(baseline_command, base_port, env) as (baseline, baseline_start):
-            baseline_rss = rss_mb(baseline.pid)
-            print("measuring the baseline's GET rate (wrk, 5 s)…", flush=True)
-            baseline_rate = wrk(f"http://127.0.0.1:{base_port}/item")
-        with server(
-            [python, "-m", "cleave", "up", "--port", str(cleave_port)], cleave_port, env
-        ) as (unit, start):
-            ready_rss = rss_mb(unit.pid)
-            print("measuring a product GET through the chassis (wrk, 5 s)…", flush=True)
-            product_rate = wrk(
-                f"http://127.0.0.1:{cleave_port}/api/catalog/v1/products/MUG-CLASSIC"
-            )
-            token = subprocess.run(
-                [python, "-m", "cleave", "token", "--customer", "alice"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            print("placing 200 orders, 16 in flight…", flush=True)
-            orders = asyncio.run(orders_per_second(f"http://127.0.0.1:{cleave_port}", token))
-            loaded_rss = rss_mb(unit.pid)
-    results["start-up time"] = {
-        "value": start,
-        "baseline": baseline_start,
-        "ratio": start / baseline_start,
-        "label": f"{start:.2f} s vs {baseline_start:.2f} s",
-    }
-    results["memory when ready"] = {
-        "value": ready_rss,
-        "baseline": baseline_rss,
-        "ratio": ready_rss / baseline_rss,
-        "label": f"{ready_rss:.0f} MB vs {baseline_rss:.0f} MB",
-    }
-    results["memory after orders"] = {
-        "value": loaded_rss,
-        "baseline": baseline_rss,
-        "ratio": loaded_rss / baseline_rss,
-        "label": f"{loaded_rss:.0f} MB",
-    }
-    results["product GET rate"] = {
-        "value": product_rate,
-        "baseline": baseline_rate,
-        "ratio": product_rate / baseline_rate,
-        "label": f"{product_rate:.0f}/s vs {baseline_rate:.0f}/s",
-    }
-    results["orders completed rate"] = {
-        "value": orders,
-        "baseline": baseline_rate,
-        "ratio": orders / baseline_rate,
-        "label": f"{orders:.0f} orders/s = {baseline_rate / orders:.0f} baseline GETs each",
+        mono_latency = {
+            rate: run_orders(mono, token, rate, latency_seconds) for rate in latency_rates
+        }
+
+    print("monolith with tracing off…", flush=True)
+    with monolith({"OTEL_TRACES_SAMPLER": "always_off"}) as untraced:
+        token = prepare_orders(untraced)
+        untraced_saturation = [
+            run_orders(untraced, token, SATURATION_RATE, burst / SATURATION_RATE)
+            for _ in range(repeats)
+        ]
+
+    print("split on PostgreSQL + RabbitMQ…", flush=True)
+    with split() as spl:
+        catalog_direct = f"http://127.0.0.1:{spl.unit_ports['catalog']}{PRODUCT}"
+        direct_rates, gateway_rates = [], []
+        for _ in range(repeats):
+            direct_rates.append(wrk(catalog_direct, read_seconds)[0])
+            gateway_rates.append(wrk(f"{spl.base}{PRODUCT}", read_seconds)[0])
+        token = prepare_orders(spl)
+        commits_before = asyncio.run(pg_commits(spl.databases))
+        split_saturation = [
+            run_orders(spl, token, SATURATION_RATE, burst / SATURATION_RATE) for _ in range(repeats)
+        ]
+        split_commits = asyncio.run(pg_commits(spl.databases)) - commits_before
+        split_latency = {
+            rate: run_orders(spl, token, rate, latency_seconds) for rate in latency_rates
+        }
+
+    print("outbox relay vs raw aio-pika…", flush=True)
+    events = 1000 if args.quick else 5000
+    relay_rates, raw_rates = [], []
+    for _ in range(repeats):
+        raw_rates.append(asyncio.run(raw_publish_rate(events)))
+        relay_rates.append(asyncio.run(relay_rate(events)))
+
+    print("what one order costs in the monolith's process…", flush=True)
+    from bench.order_path import run as order_path
+
+    counts = order_path(100 if args.quick else 300)
+
+    # The figures, as the issue's table names them.
+    figures.add(
+        "catalog GET vs bare FastAPI GET",
+        "≥ 0.35×",
+        [r / b for r, b in zip(read_rates, bare_rates, strict=True)],
+        baseline=f"bare FastAPI {statistics.median(bare_rates):,.0f} req/s",
+        unit="×",
+        ok=lambda v: v >= 0.35,
+    )
+    figures.add(
+        "the same GET through the split gateway vs straight to the unit",
+        "≥ 0.7×",
+        [g / d for g, d in zip(gateway_rates, direct_rates, strict=True)],
+        baseline=f"catalog unit {statistics.median(direct_rates):,.0f} req/s",
+        unit="×",
+        ok=lambda v: v >= 0.7,
+    )
+    figures.add(
+        "monolith: orders confirmed per second at saturation",
+        "≥ 200/s",
+        [run.throughput for run in mono_saturation],
+        baseline=f"{SATURATION_RATE:.0f}/s offered",
+        unit="orders/s",
+        ok=lambda v: v >= 200,
+    )
+    figures.add(
+        "monolith: server CPU per order",
+        "≤ 5 ms",
+        [run.cpu_ms_per_order["cleave processes"] for run in mono_saturation],
+        baseline="at saturation",
+        unit="ms",
+        ok=lambda v: v <= 5,
+    )
+    figures.add(
+        "split: orders confirmed per second at saturation",
+        "≥ 150/s",
+        [run.throughput for run in split_saturation],
+        baseline=f"{SATURATION_RATE:.0f}/s offered",
+        unit="orders/s",
+        ok=lambda v: v >= 150,
+    )
+    mono_cpu = statistics.median(r.cpu_ms_per_order["cleave processes"] for r in mono_saturation)
+    figures.add(
+        "split: CPU per order (units, gateway, PostgreSQL) vs the monolith's",
+        "≤ 2×",
+        [_split_cpu(run) / mono_cpu for run in split_saturation],
+        baseline=f"monolith {mono_cpu:.1f} ms per order",
+        unit="×",
+        ok=lambda v: v <= 2,
+    )
+    for topology, latency, limits in (
+        ("monolith", mono_latency, (10, 50)),
+        ("split", split_latency, (30, 150)),
+    ):
+        run = latency[50.0]
+        figures.add(
+            f"{topology}: POST → confirmed p50 at 50 orders/s",
+            f"≤ {limits[0]} ms",
+            [run.p50_ms],
+            baseline="open loop, from the intended send",
+            unit="ms",
+            ok=lambda v, limit=limits[0]: v <= limit,
+        )
+        figures.add(
+            f"{topology}: POST → confirmed p99 at 50 orders/s",
+            f"≤ {limits[1]} ms",
+            [run.p99_ms],
+            baseline="open loop, from the intended send",
+            unit="ms",
+            ok=lambda v, limit=limits[1]: v <= limit,
+        )
+    figures.add(
+        "outbox relay events/s vs raw aio-pika, pipelined confirms",
+        "≥ 0.5×",
+        [r / w for r, w in zip(relay_rates, raw_rates, strict=True)],
+        baseline=f"aio-pika {statistics.median(raw_rates):,.0f} msg/s",
+        unit="×",
+        ok=lambda v: v >= 0.5,
+    )
+    figures.add(
+        "tracing at 100 % vs tracing off, orders/s (monolith)",
+        "≥ 0.9×",
+        [
+            traced.throughput / untraced.throughput
+            for traced, untraced in zip(mono_saturation, untraced_saturation, strict=True)
+        ],
+        baseline=f"off: {statistics.median(r.throughput for r in untraced_saturation):.0f}/s",
+        unit="×",
+        ok=lambda v: v >= 0.9,
+    )
+    figures.add(
+        "cleave up cold start to /readyz (monolith)",
+        "≤ 2 s",
+        [mono_start],
+        baseline=f"bare uvicorn {base_start:.2f} s",
+        unit="s",
+        ok=lambda v: v <= 2,
+    )
+    figures.add(
+        "resident memory when ready (monolith)",
+        "≤ 150 MB",
+        [mono_rss],
+        baseline=f"bare uvicorn {base_rss:.0f} MB",
+        unit="MB",
+        ok=lambda v: v <= 150,
+    )
+    split_orders = sum(run.confirmed for run in split_saturation) or 1
+    counts["split"] = {
+        "PostgreSQL transactions (all services)": round(split_commits / split_orders, 1)
     }
     from bench import storefront
 
     print("timing the storefront's pages against a bare GET…", flush=True)
-    results.update(storefront.measure())
+    pages = storefront.measure()
+    for name, page in pages.items():
+        figures.add(
+            f"storefront {name} (monolith), median",
+            "≤ 20 ms",
+            [page["value"]],
+            baseline=f"bare GET {page['baseline']:.2f} ms ({page['ratio']:.1f}×)",
+            unit="ms",
+            ok=lambda v: v <= 20,
+        )
+    runs.update(
+        monolith_saturation=[asdict(r) for r in mono_saturation],
+        untraced_saturation=[asdict(r) for r in untraced_saturation],
+        split_saturation=[asdict(r) for r in split_saturation],
+        monolith_latency={str(k): asdict(v) for k, v in mono_latency.items()},
+        split_latency={str(k): asdict(v) for k, v in split_latency.items()},
+        reads={
+            "bare": bare_rates,
+            "monolith": read_rates,
+            "unit": direct_rates,
+            "gateway": gateway_rates,
+        },
+        relay={"relay": relay_rates, "aio-pika": raw_rates, "events": events},
+        per_order=counts,
+    )
+    write(figures, runs, time.perf_counter() - started, mono_latency, split_latency)
+
+
+def _split_cpu(run: OrderRun) -> float:
+    return run.cpu_ms_per_order["cleave processes"] + run.cpu_ms_per_order.get("postgresql", 0.0)
+
+
+async def raw_publish_rate(events: int) -> float:
+    """The limit: aio-pika publishing 1 KB persistent messages, 256 confirms in flight."""
+    import aio_pika
+
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC)
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(exchange, routing_key="#")
+        body = b"x" * 1024
+        limiter = asyncio.Semaphore(256)
+
+        async def one(index: int) -> None:
+            async with limiter:
+                await exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=f"bench.{index % 10}",
+                )
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(index) for index in range(events)))
+        rate = events / (time.perf_counter() - began)
+        await queue.delete(if_unused=False, if_empty=False)
+        await exchange.delete()
+        return rate
+    finally:
+        await connection.close()
+
+
+async def relay_rate(events: int) -> float:
+    from bench.relay_throughput import measure
+
+    relayed, _consumed = await measure("rabbitmq", events, 256, lambda _phase, _done: None)
+    return relayed
+
+
+def write(
+    figures: Figures,
+    runs: dict[str, Any],
+    seconds: float,
+    mono_latency: dict[float, OrderRun],
+    split_latency: dict[float, OrderRun],
+) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "latest.svg").write_text(chart(results))
-    width = max(len(name) for name in results)
-    for name, values in results.items():
-        print(f"{name:<{width}}  ratio {values['ratio']:6.3f}   {values['label']}")
-    print(f"written: {RESULTS / 'latest.json'} and latest.svg")
+    stamp = dt.datetime.now(dt.UTC)
+    result = {
+        "when": stamp.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "figures": figures.rows,
+        "runs": runs,
+    }
+    path = RESULTS / f"{stamp:%Y-%m-%d}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    charts.write_all(RESULTS, runs, mono_latency, split_latency)
+    table = _table(figures, runs, stamp, seconds)
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    start, end = "<!-- results -->", "<!-- /results -->"
+    if start in text and end in text:
+        text = (
+            text[: text.index(start)]
+            + start
+            + "\n"
+            + table
+            + end
+            + text[text.index(end) + len(end) :]
+        )
+    else:
+        text += f"\n{start}\n{table}{end}\n"
+    README.write_text(text)
+    print(f"written: {path}, bench/README.md, charts in bench/results/ ({seconds:.0f} s)")
+
+
+def _table(figures: Figures, runs: dict[str, Any], stamp: dt.datetime, seconds: float) -> str:
+    mode = "quick" if runs["quick"] else "full"
+    lines = [
+        f"Run of {stamp:%Y-%m-%d %H:%M} UTC ({mode}, {runs['repeats']} repeat(s), "
+        f"{seconds:.0f} s); `bench/results/{stamp:%Y-%m-%d}.json` has every value.",
+        "",
+        "| figure | target | baseline (same run) | min | median | max | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in figures.rows.items():
+        unit = row["unit"]
+        cells = [f"{row[k]:.3g} {unit}" for k in ("min", "median", "max")]
+        met = "yes" if row["meets_target"] else "**no**"
+        lines.append(
+            f"| {name} | {row['target']} | {row['baseline']} | " + " | ".join(cells) + f" | {met} |"
+        )
+    lines += ["", "Per order, in the monolith's process (`python -m bench.order_path`):", ""]
+    lines += ["| count | per order |", "|---|---|"]
+    for name, value in runs["per_order"]["per_order"].items():
+        lines.append(f"| {name} | {value} |")
+    for name, value in runs["per_order"]["split"].items():
+        lines.append(f"| split: {name} | {value} |")
+    lines += [
+        "",
+        "![throughput](results/throughput.svg) ![latency](results/latency.svg) "
+        "![cpu](results/cpu.svg)",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

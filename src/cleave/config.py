@@ -268,4 +268,5 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
         grpc_port=int(table.get("grpc_port", 9000)),
         addresses=addresses,
         pool_size=int(table.get("pool_size", 5)),
+        admin_url=table.get("admin_url"),
     )

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, literal, select, update
+from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
+from cleave.data.statements import Prepared
 from cleave.data.tables import sagas
 from cleave.service import ServiceContext, UnitOfWork
 from cleave.telemetry import (
@@ -158,23 +159,19 @@ class SagaRunner:
         room = self.max_in_flight - len(self._in_flight)
         if room <= 0:
             return 0
-        now = utcnow()
-        query = (
-            select(sagas.c.id, sagas.c.next_attempt_at)
-            .where(
-                sagas.c.name == self.definition.name,
-                sagas.c.status.in_((RUNNING, COMPENSATING)),
-                sagas.c.next_attempt_at <= now,
-            )
-            .order_by(sagas.c.next_attempt_at)
-            .limit(room)
-        )
-        if self._in_flight:
-            query = query.where(sagas.c.id.not_in(self._in_flight))
         async with self.context.read() as connection:
-            due = (await connection.execute(query)).all()
+            due = await _DUE.rows(
+                connection,
+                name=self.definition.name,
+                now=utcnow(),
+                room=room + len(self._in_flight),
+            )
         started = 0
         for saga_id, due_at in due:
+            # Filtered here, not with a NOT IN that grows with the sagas in flight (its cache key
+            # and its bound parameters cost more with each one).
+            if saga_id in self._in_flight or started >= room:
+                continue
             if await self._claim(saga_id, due_at):
                 self._in_flight.add(saga_id)
                 task = asyncio.create_task(self._advance(saga_id))
@@ -184,18 +181,12 @@ class SagaRunner:
         return started
 
     async def _claim(self, saga_id: str, due_at: datetime) -> bool:
+        now = utcnow()
         async with self.context.database.transaction() as connection:
-            result = await connection.execute(
-                update(sagas)
-                .where(and_(sagas.c.id == saga_id, sagas.c.next_attempt_at == due_at))
-                .values(
-                    next_attempt_at=utcnow() + self._lease(),
-                    step_started_at=func.coalesce(
-                        sagas.c.step_started_at, literal(utcnow(), UtcDateTime)
-                    ),
-                )
+            claimed = await _CLAIM.rowcount(
+                connection, saga_id=saga_id, due_at=due_at, lease_until=now + self._lease(), now=now
             )
-        return result.rowcount == 1
+        return claimed == 1
 
     async def _advance(self, saga_id: str) -> None:
         try:
@@ -213,7 +204,10 @@ class SagaRunner:
 
     async def _load(self, saga_id: str) -> Row[Any]:
         async with self.context.read() as connection:
-            return (await connection.execute(select(sagas).where(sagas.c.id == saga_id))).one()
+            row: Row[Any] = await _LOAD.one_or_none(connection, saga_id=saga_id)
+        if row is None:
+            raise LookupError(f"no saga {saga_id}")
+        return row
 
     async def _advance_one_step(self, saga_id: str) -> bool:
         """Run one step or one compensation; True while there is more to do right now."""
@@ -355,11 +349,58 @@ class SagaRunner:
         if "data" in values:
             values["data"] = json.dumps(values["data"])
         now = utcnow()
-        await uow.connection.execute(
-            update(sagas)
-            .where(sagas.c.id == row.id)
-            .values(**values, updated_at=now, next_attempt_at=now + self._lease())
+        await _saving(tuple(sorted(values))).rowcount(
+            uow.connection,
+            **{f"new_{column}": value for column, value in values.items()},
+            saga_id=row.id,
+            now=now,
+            lease_until=now + self._lease(),
         )
+
+
+_DUE = Prepared(
+    select(sagas.c.id, sagas.c.next_attempt_at)
+    .where(
+        sagas.c.name == bindparam("name"),
+        or_(sagas.c.status == RUNNING, sagas.c.status == COMPENSATING),  # no expanding IN
+        sagas.c.next_attempt_at <= bindparam("now", type_=UtcDateTime),
+    )
+    .order_by(sagas.c.next_attempt_at)
+    .limit(bindparam("room"))
+)
+_CLAIM = Prepared(
+    update(sagas)
+    .where(
+        and_(
+            sagas.c.id == bindparam("saga_id"),
+            sagas.c.next_attempt_at == bindparam("due_at", type_=UtcDateTime),
+        )
+    )
+    .values(
+        next_attempt_at=bindparam("lease_until", type_=UtcDateTime),
+        step_started_at=func.coalesce(sagas.c.step_started_at, bindparam("now", type_=UtcDateTime)),
+    )
+)
+_LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")))
+_SAVES: dict[tuple[str, ...], Prepared] = {}
+
+
+def _saving(columns: tuple[str, ...]) -> Prepared:
+    """The UPDATE that `_save` runs for this set of columns, built the first time it is needed."""
+    statement = _SAVES.get(columns)
+    if statement is None:
+        statement = _SAVES[columns] = Prepared(
+            update(sagas)
+            .where(sagas.c.id == bindparam("saga_id"))
+            .values(
+                {
+                    **{c: bindparam(f"new_{c}", type_=sagas.c[c].type) for c in columns},
+                    "updated_at": bindparam("now", type_=UtcDateTime),
+                    "next_attempt_at": bindparam("lease_until", type_=UtcDateTime),
+                }
+            )
+        )
+    return statement
 
 
 def _span_name(saga: str, status: str, step: int, steps: Sequence[Step]) -> str:

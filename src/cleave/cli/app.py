@@ -81,7 +81,14 @@ def config_for(topology: str | None = None) -> SystemConfig:
 
 
 def run_sync(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(coroutine_factory())
+    """Run on uvloop (a dependency of uvicorn's standard extra): its sockets, timers and
+    wake-ups cost a fraction of the default loop's, as uvicorn itself would have chosen."""
+    try:
+        import uvloop
+    except ImportError:  # a platform uvloop does not build on
+        return asyncio.run(coroutine_factory())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine_factory())
 
 
 async def with_admin_unit(config: SystemConfig, work: Callable[[Unit], Awaitable[T]]) -> T:

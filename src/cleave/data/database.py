@@ -1,9 +1,11 @@
 """Each service's own database: an engine, transactions, and the unit of work.
 
-SQLite is the embedded default: one file per service, WAL, and one writer at a time per file,
-serialised in-process by an asyncio lock (so writers queue without sleeping in SQLite's busy
-handler) and across processes by `BEGIN IMMEDIATE` plus a busy timeout. PostgreSQL is the
-deployed choice; plain reads there run in AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip.
+SQLite is the embedded default: one file per service, WAL, driven on the event loop's thread
+(`cleave.data.sqlite`: a statement takes microseconds, a hop to a driver thread costs more). One
+writer connection per service, held open, takes one transaction at a time, serialised
+in-process by an asyncio lock and across processes by `BEGIN IMMEDIATE`; a few reader
+connections, held open too, read without a transaction. PostgreSQL is the deployed choice; plain
+reads there run in AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+from cleave.data import sqlite
 from cleave.errors import DatabaseUnavailable
 
 _READ_ONLY = "cleave_read_only"
 MAX_SQLITE_READERS = 4
+# Commits between two WAL checkpoints (each in a thread: it syncs the disk).
+CHECKPOINT_EVERY = 1000
 
 
 class Database:
@@ -45,15 +50,18 @@ class Database:
         }
         self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
         self._reader_count = 0
-        options: dict[str, Any] = {}
+        self._writer_connection: AsyncConnection | None = None
+        self._commits = 0
+        self._checkpointing: asyncio.Task[None] | None = None
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
-        self.engine: AsyncEngine = create_async_engine(self.url, **options)
-        if self.is_sqlite:
+            self.engine: AsyncEngine = create_async_engine(sqlite.inline_url(self.url))
             _configure_sqlite(self.engine)
+        else:
+            self.engine = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+            )
 
     @property
     def display_url(self) -> str:
@@ -66,16 +74,42 @@ class Database:
             async with _translate_unavailable(self), self.engine.begin() as connection:
                 yield connection
             return
-        async with self._writer, _translate_unavailable(self), self.engine.begin() as connection:
-            yield connection
+        async with self._writer, _translate_unavailable(self):
+            connection = await self._checkout_writer()
+            try:
+                async with connection.begin():
+                    yield connection
+            except BaseException:
+                if connection.invalidated or connection.in_transaction():
+                    # The rollback did not go through: never hand it to the next writer.
+                    self._writer_connection = None
+                    await _close_quietly(connection)
+                raise
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._start_checkpoint()
+
+    async def _checkout_writer(self) -> AsyncConnection:
+        if self._writer_connection is None:
+            connection = await self.engine.connect()
+            raw = await connection.get_raw_connection()
+            sqlite.configure_writer(raw.dbapi_connection)  # type: ignore[arg-type]
+            self._writer_connection = connection
+        return self._writer_connection
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        path = self.url.database
+        if path and path != ":memory:":
+            self._checkpointing = asyncio.create_task(asyncio.to_thread(sqlite.checkpoint, path))
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads only. Each statement sees the latest commit on its own.
 
         PostgreSQL: AUTOCOMMIT, which skips a BEGIN/ROLLBACK round trip. SQLite: a few reader
-        connections held open without a transaction, since every BEGIN, ROLLBACK and checkout
-        is a hop to aiosqlite's thread: this read costs a third of a pooled one.
+        connections held open without a transaction, which saves a checkout and a ROLLBACK.
         """
         if not self.is_sqlite:
             async with _translate_unavailable(self), self.engine.connect() as connection:
@@ -150,13 +184,22 @@ class Database:
     def connections_in_use(self) -> int:
         """Connections checked out of the pool now (held SQLite readers wait in their queue)."""
         checked_out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
-        return checked_out - self._readers.qsize()
+        idle_writer = self._writer is not None and not self._writer.locked()
+        held_writer = 1 if self._writer_connection is not None and idle_writer else 0
+        return checked_out - self._readers.qsize() - held_writer
 
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+            self._checkpointing = None
+        if self._writer_connection is not None:
+            await _close_quietly(self._writer_connection)
+            self._writer_connection = None
         while not self._readers.empty():
             with contextlib.suppress(Exception):
                 await self._readers.get_nowait().close()
@@ -203,24 +246,14 @@ def _first_line(value: object) -> str:
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # The driver's implicit BEGIN would be DEFERRED; we emit our own in `_on_begin`.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=10000",
-            "foreign_keys=ON",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
+        sqlite.configure(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Readers run each statement on its own; writers take the write lock up front, so two
         # writers never deadlock upgrading a read lock.
         if not connection.get_execution_options().get(_READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            sqlite.begin_immediate(connection.connection.driver_connection)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Self
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
+from cleave.data.statements import Prepared
 from cleave.data.tables import outbox
 from cleave.events import Envelope, Event
 from cleave.telemetry import current_carrier, tracer
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 OUTBOX_SIGNAL = "outbox"
 OUTBOX_CHANNEL = "cleave_outbox"
 _NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
+_INSERT_OUTBOX = Prepared(
+    outbox.insert().values(
+        {
+            column: bindparam(f"new_{column}", type_=outbox.c[column].type)
+            for column in ("message_id", "type", "envelope", "created_at", "attempts")
+        }
+    )
+)
 
 
 class UnitOfWork:
@@ -94,7 +103,7 @@ class UnitOfWork:
         transaction, self._transaction = self._transaction, None
         if exc is None and self._events:
             try:
-                await self.connection.execute(outbox.insert(), _outbox_rows(self._events))
+                await _INSERT_OUTBOX.many(self.connection, _outbox_rows(self._events))
                 if not self.context.database.is_sqlite:
                     # Wakes relays in other processes too (the one in this process is woken below).
                     await self.connection.execute(_NOTIFY_OUTBOX)
@@ -120,11 +129,11 @@ def _outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
     now = utcnow()
     return [
         {
-            "message_id": envelope.id,
-            "type": envelope.type,
-            "envelope": envelope.to_json(),
-            "created_at": now,
-            "attempts": 0,
+            "new_message_id": envelope.id,
+            "new_type": envelope.type,
+            "new_envelope": envelope.to_json(),
+            "new_created_at": now,
+            "new_attempts": 0,
         }
         for envelope in envelopes
     ]

@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
+from cleave.data.statements import Prepared
 from cleave.data.tables import dead_letters, inbox
 from cleave.errors import CleaveError, NotFound
 from cleave.events import Envelope
@@ -189,17 +190,24 @@ async def count_dead_letters(context: ServiceContext) -> int:
         return int((await connection.execute(query)).scalar_one())
 
 
+def _inbox_claim(dialect: Any) -> Prepared:
+    columns = ("message_id", "handler", "type", "received_at")
+    values = {column: bindparam(f"new_{column}", type_=inbox.c[column].type) for column in columns}
+    return Prepared(dialect.insert(inbox).values(values).on_conflict_do_nothing())
+
+
+_CLAIMS = {"postgresql": _inbox_claim(postgresql), "sqlite": _inbox_claim(sqlite)}
+
+
 async def _claim(connection: AsyncConnection, envelope: Envelope, handler: str) -> bool:
-    values = {
-        "message_id": envelope.id,
-        "handler": handler,
-        "type": envelope.type,
-        "received_at": utcnow(),
-    }
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(inbox).values(**values).on_conflict_do_nothing()
-    result = await connection.execute(statement)
-    return result.rowcount == 1
+    claimed = await _CLAIMS[connection.dialect.name].rowcount(
+        connection,
+        new_message_id=envelope.id,
+        new_handler=handler,
+        new_type=envelope.type,
+        new_received_at=utcnow(),
+    )
+    return claimed == 1
 
 
 def _describe(error: BaseException) -> str:

@@ -1,8 +1,8 @@
 """The HTTP face of a unit: one FastAPI app that mounts each service under `/api/<service>/v1`.
 
 Every error leaves as RFC 9457 `application/problem+json`. Middleware is pure ASGI (a
-`BaseHTTPMiddleware` alone would halve throughput): it assigns the request id, binds it to the
-logs, and records the RED metrics per service and route.
+`BaseHTTPMiddleware` alone would halve throughput), and one: it assigns the request id, binds it
+to the logs, opens the request's SERVER span and records the RED metrics per service and route.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +35,8 @@ from cleave.telemetry import (
     OUTBOX_OLDEST_AGE,
     OUTBOX_PENDING,
     configure_tracing,
+    context_of,
+    tracer,
 )
 from cleave.web.docs import mount_docs
 
@@ -134,8 +139,18 @@ def _install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_crash)
 
 
+# Paths with no trace of their own: probes, scrapes, the console and its OTLP receiver.
+_UNTRACED = ("/livez", "/readyz", "/metrics", "/console", "/v1/traces")
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
 class RequestContextMiddleware:
-    """Request id, log context and RED metrics, as a pure ASGI middleware."""
+    """Request id, log context, the request's SERVER span and RED metrics, as pure ASGI.
+
+    One middleware for all four: the OpenTelemetry ASGI instrumentation looked up each request's
+    route by matching it against every route again, and wrapped the app in three more layers.
+    The span is named after the route the router picked (`scope["route"]`) once it has answered.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -144,39 +159,66 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = None
+        carrier: dict[str, str] = {}
+        for key, value in scope.get("headers", ()):
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+            elif key in _PROPAGATED:
+                carrier[key.decode()] = value.decode("latin-1")
+        request_id = request_id or uuid.uuid4().hex
         status = 500
         started = time.perf_counter()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        span = None
+        if not path.startswith(_UNTRACED):
+            span = tracer.start_span(
+                method,
+                context=context_of(carrier) if carrier else None,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": path,
+                    "url.scheme": scope.get("scheme", "http"),
+                },
+            )
+        response_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", ()), response_header]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                path: str = scope["path"]
-                if path.startswith("/api/"):
-                    route = getattr(scope.get("route"), "path", "unmatched")
-                    service = path.split("/")[2]
-                    method = scope["method"]
-                    HTTP_REQUESTS.labels(service, route, method, str(status)).inc()
-                    HTTP_DURATION.labels(service, route, method).observe(
-                        time.perf_counter() - started
-                    )
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            decoded: str = value.decode("latin-1")[:128]
-            return decoded
-    return None
+        token = otel_context.attach(trace.set_span_in_context(span)) if span else None
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException as error:
+            if span is not None:
+                span.record_exception(error)
+            raise
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+            route: str | None = getattr(scope.get("route"), "path", None)
+            if span is not None:
+                assert token is not None
+                otel_context.detach(token)
+                if route is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+                span.end()
+            if path.startswith("/api/"):
+                service = path.split("/", 3)[2]
+                HTTP_REQUESTS.labels(service, route or "unmatched", method, str(status)).inc()
+                HTTP_DURATION.labels(service, route or "unmatched", method).observe(
+                    time.perf_counter() - started
+                )
 
 
 def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) -> FastAPI:
@@ -198,6 +240,9 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         version="1",
         description=f"Unit `{unit.name}` of topology `{unit.config.topology.name}`.",
         lifespan=lifespan,
+        # The chassis traces and measures each request itself (RequestContextMiddleware);
+        # FastAPI's own telemetry would add a span per dependency, validation and serialisation.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served from this process below, never from a CDN
         redoc_url=None,
     )
@@ -243,7 +288,6 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         # Last, so the site's catch-all (its friendly 404) never hides the chassis's own routes.
         if service.pages is not None:
             app.include_router(service.pages, tags=[f"{service.name} pages"])
-    _instrument(app)
     return app
 
 
@@ -277,14 +321,3 @@ async def _read_messaging_gauges(unit: Unit) -> None:
         OUTBOX_PENDING.labels(name).set(state.pending)
         OUTBOX_OLDEST_AGE.labels(name).set(state.oldest_pending_age_seconds or 0.0)
         DEAD_LETTERS.labels(name).set(parked)
-
-
-def _instrument(app: FastAPI) -> None:
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    # The per-message receive/send spans cost ~45 µs a request and say nothing a person needs.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls="livez,readyz,metrics,console,v1/traces",
-        exclude_spans=["receive", "send"],
-    )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     or_,
     select,
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
+from cleave.data.statements import Prepared
 
 metadata = MetaData()
 
@@ -58,8 +60,13 @@ Index("ix_reservations_state", reservations.c.state)
 HELD, RELEASED, COMMITTED = "held", "released", "committed"
 
 
+_GET_PRODUCT = Prepared(select(products).where(products.c.sku == bindparam("sku")))
+
+
 async def get_product(connection: AsyncConnection, sku: str) -> Row[Any] | None:
-    return (await connection.execute(select(products).where(products.c.sku == sku))).one_or_none()
+    # The hottest read of the shop (every product page): built once, run on the driver.
+    product: Row[Any] | None = await _GET_PRODUCT.one_or_none(connection, sku=sku)
+    return product
 
 
 async def get_products(connection: AsyncConnection, skus: Sequence[str]) -> dict[str, Row[Any]]:

@@ -1,0 +1,86 @@
+"""What one product GET costs inside the process: `python -m bench.read_path`.
+
+Drives the monolith's app and the bare FastAPI app straight through ASGI (no sockets, no load
+generator), N requests each, and prints the CPU per request of each (process time, so other
+work on a shared machine counts less). Run it under `py-spy record` for a flame graph of the
+read path alone, as bench/profiles/ has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from typing import Any
+
+PRODUCT = "/api/catalog/v1/products/MUG-CLASSIC"
+
+
+def scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def cpu_per_request(app: Any, path: str, requests: int) -> float:
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(200):
+        await app({**scope(path), "state": {}}, receive, send)
+    assert set(statuses) == {200}, statuses[:3]
+    started = time.process_time()
+    for _ in range(requests):
+        await app({**scope(path), "state": {}}, receive, send)
+    return (time.process_time() - started) / requests * 1e6
+
+
+async def measure(requests: int) -> None:
+    from bench.baseline import app as bare
+    from cleave.config import load_config
+    from cleave.runtime import Unit
+    from cleave.web.app import create_app
+
+    unit = Unit(load_config(topology="monolith"))
+    await unit.migrate()
+    await unit.seed()
+    app = create_app(unit, start_unit=False)
+    chassis = await cpu_per_request(app, PRODUCT, requests)
+    baseline = await cpu_per_request(bare, "/item", requests)
+    await unit.stop()
+    print(f"product GET through the chassis: {chassis:.0f} µs CPU per request")
+    print(f"bare FastAPI JSON GET:           {baseline:.0f} µs CPU per request")
+    print(f"ratio (bare / chassis):          {baseline / chassis:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as var:
+        os.environ["CLEAVE_VAR"] = var
+        os.environ.setdefault("CLEAVE_LOG_LEVEL", "WARNING")
+        asyncio.run(measure(args.requests))
+
+
+if __name__ == "__main__":
+    main()
