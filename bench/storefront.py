@@ -11,16 +11,14 @@ the services' REST API (one catalog call each, beside a cart count in the storef
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import sys
-import tempfile
 import time
 from typing import Any
 
 import httpx
 
-from bench.__main__ import RESULTS, free_port, server
+from bench import system
+from bench.__main__ import RESULTS
 
 PAGES = {"home page": "/", "search page": "/search?q=mug", "product page": "/products/MUG-CLASSIC"}
 
@@ -55,18 +53,8 @@ def page_times(base: str, baseline: str, count: int = 300) -> dict[str, dict[str
 
 def measure() -> dict[str, dict[str, Any]]:
     """Start a fresh monolith and the baseline app, and time the pages against it."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    with tempfile.TemporaryDirectory() as var:
-        env = {**environment, "CLEAVE_VAR": var, "CLEAVE_LOG_LEVEL": "WARNING"}
-        base_port, cleave_port = free_port(), free_port()
-        python = sys.executable
-        baseline = [
-            *(python, "-m", "uvicorn", "bench.baseline:app"),
-            *("--port", str(base_port), "--no-access-log"),
-        ]
-        shop = [python, "-m", "cleave", "up", "--port", str(cleave_port)]
-        with server(baseline, base_port, env), server(shop, cleave_port, env):
-            return page_times(f"http://127.0.0.1:{cleave_port}", f"http://127.0.0.1:{base_port}")
+    with system.baseline() as bare, system.monolith() as shop:
+        return page_times(shop.base, bare.base)
 
 
 def main() -> None:
