@@ -40,6 +40,7 @@ contracts: $(VENV)/.dev
 test: lint typecheck contracts  ## the whole suite: style, types, boundaries, then every test
 	$(BIN)/python tests/services.py ensure
 	bash tests/browser.sh
+	npm ci --prefix tests/a11y --no-audit --no-fund --silent
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev  ## every performance figure as a ratio in one run; QUICK=1 for the short run

@@ -258,7 +258,7 @@ async def identity_down(context: Context) -> float:
     """The identity unit killed and kept down for 30 s: every service keeps verifying tokens on
     its cached keys, and a sign-in fails with a clear answer instead of hanging."""
     from cleave.auth.client import authorization_code_token
-    from shop.identity.seed import read_credentials
+    from shop.identity.contract import read_credentials
 
     system = context.system
     await asyncio.sleep(context.load_seconds * 0.2)

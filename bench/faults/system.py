@@ -115,8 +115,8 @@ async def _wait_ready(base: str, supervisor_task: asyncio.Task[None], log: Path)
 async def _tokens(config: SystemConfig) -> tuple[dict[str, str], str]:
     from cleave.auth.client import authorization_code_token, client_credentials_token
     from cleave.auth.tokens import ADMIN_SCOPE
+    from shop.identity.contract import read_credentials
     from shop.identity.domain import USER_SCOPES
-    from shop.identity.seed import read_credentials
 
     credentials = read_credentials(config.var_dir)
     cli = credentials["clients"]["cleave-cli"]

@@ -45,7 +45,14 @@ def load_services(config: SystemConfig) -> dict[str, Service]:
         if service.name != name:
             raise ConfigError(f"service {name!r}: {target!r} declares itself {service.name!r}")
         services[name] = service
+    if len(site := [name for name, service in services.items() if service.pages]) > 1:
+        raise ConfigError(f"only one service may serve the site's pages, not {', '.join(site)}")
     return services
+
+
+def site_service(services: Mapping[str, Service]) -> str | None:
+    """The service that serves the site's pages at `/`, if any."""
+    return next((name for name, service in services.items() if service.pages), None)
 
 
 def system_facts(config: SystemConfig) -> SystemFacts:
@@ -54,6 +61,7 @@ def system_facts(config: SystemConfig) -> SystemFacts:
         public_url=config.public_url,
         issuer=config.self_issuer,
         audience=config.auth.audience,
+        trusted_issuer=config.issuer,
         state_dir=config.var_dir,
         docs_client=config.auth.docs_client,
         docs_redirect_uri=config.public_url + DOCS_OAUTH2_REDIRECT_PATH,
@@ -232,6 +240,7 @@ class Unit:
         for port in self.remote_ports:
             await port.close()
         for context in self.contexts.values():
+            await context.stop()
             await context.database.dispose()
 
     async def readiness(self) -> Mapping[str, str | None]:

@@ -162,7 +162,8 @@ def test_the_bare_command_and_help_read_cleanly(env: dict[str, str]) -> None:
         (
             ("migrate", "nope"),
             2,
-            "error: unknown service 'nope' (known: identity, catalog, customer, ordering, payment)",
+            "error: unknown service 'nope' "
+            "(known: identity, catalog, customer, ordering, payment, storefront)",
         ),
         (
             ("up", "--topology", "nope"),

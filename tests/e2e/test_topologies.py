@@ -5,12 +5,9 @@ broker and gRPC. Only `cleave.toml`'s topology (and addresses for free ports) ch
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cleave.config import load_config
-from tests.conftest import PostgresDatabases, require_server
-from tests.e2e.conftest import ROOT, free_port
-from tests.integration.test_brokers import Brokers
-from tests.services import NATS, POSTGRES, RABBITMQ
+from tests.e2e.conftest import ROOT
+from tests.e2e.topology import running_topology
 
 ADDRESS = {
     "name": "Alice",
@@ -32,7 +26,6 @@ ADDRESS = {
     "postal_code": "3511",
     "country": "NL",
 }
-BROKER_OF = {"split": "rabbitmq", "payments-out": "nats"}
 
 
 @dataclass
@@ -70,68 +63,18 @@ class Shop:
 
 @pytest.fixture(params=["monolith", "split", "payments-out"])
 async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shop]:
-    topology = str(request.param)
-    config = load_config(ROOT / "cleave.toml", topology=topology)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
-    databases, brokers = PostgresDatabases(), None
-    if topology != "monolith":
-        require_server("PostgreSQL", POSTGRES)
-        kind = BROKER_OF[topology]
-        require_server(kind, RABBITMQ if kind == "rabbitmq" else NATS)
-        brokers = Brokers(kind, f"e2e{uuid.uuid4().hex[:10]}")
-        await databases.create(list(config.services))
-        environment["CLEAVE_DATABASE"] = (
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
-        )
-        environment["CLEAVE_BROKER"] = brokers.url
-        for unit in config.topology.units:
-            key = f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}"
-            environment[key] = f"127.0.0.1:{free_port()}:{free_port()}"
-    port = free_port()
-    log = tmp_path / "shop.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: ASYNC220 - starts the server and returns at once
-            [sys.executable, "-m", "cleave", "up", "--topology", topology, "--port", str(port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log.read_text()[-5000:]
-                try:
-                    if (await client.get(f"{base}/readyz", timeout=1)).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"not ready:\n{log.read_text()[-5000:]}"
-                await asyncio.sleep(0.2)
+    async with running_topology(str(request.param), tmp_path) as running:
         issued = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "cleave", "token", "--customer", "alice"],
             cwd=ROOT,
-            env=environment,
+            env=running.environment,
             capture_output=True,
             text=True,
             check=True,
         )
         token = issued.stdout.strip()
-        yield Shop(base, {"Authorization": f"Bearer {token}"}, log)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if brokers is not None:
-            await brokers.delete_everything(list(config.services))
-        await databases.drop()
+        yield Shop(running.base, {"Authorization": f"Bearer {token}"}, running.log)
 
 
 async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:

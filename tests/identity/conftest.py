@@ -30,7 +30,8 @@ from cleave.auth.client import AsyncOAuth2Client
 from cleave.config import SystemConfig
 from cleave.runtime import Unit
 from cleave.web.app import create_app
-from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI, read_credentials
+from shop.identity.contract import read_credentials
+from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
 
 CUSTOMER_SCOPES = "openid profile email orders:read orders:write payments:read"
 

@@ -35,6 +35,7 @@ def test_the_shipped_file_defaults_to_the_monolith(monkeypatch: pytest.MonkeyPat
         "customer",
         "ordering",
         "payment",
+        "storefront",
     }
     assert config.database_url("catalog").endswith("/catalog.db")
 

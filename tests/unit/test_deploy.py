@@ -83,8 +83,10 @@ def test_a_change_to_cleave_toml_is_drift_until_rendered(project: Path) -> None:
     toml = project / "cleave.toml"
     toml.write_text(
         toml.read_text().replace(
-            'core = ["identity", "catalog", "customer", "ordering"], payments = ["payment"]',
-            'core = ["identity", "catalog", "customer"], orders = ["ordering", "payment"]',
+            'core = ["identity", "catalog", "customer", "ordering", "storefront"], '
+            'payments = ["payment"]',
+            'core = ["identity", "catalog", "customer", "storefront"], '
+            'orders = ["ordering", "payment"]',
         )
     )
     (project / "deploy" / "k8s" / "overlays" / "gone").mkdir()
@@ -158,8 +160,17 @@ def test_a_unit_deployment_runs_its_unit_as_a_non_root_user_with_probes_and_secr
         "CLEAVE_DATABASE_CATALOG": {"name": "cleave-databases", "key": "catalog"},
         "CLEAVE_DATABASE_CUSTOMER": {"name": "cleave-databases", "key": "customer"},
         "CLEAVE_DATABASE_ORDERING": {"name": "cleave-databases", "key": "ordering"},
+        "CLEAVE_DATABASE_STOREFRONT": {"name": "cleave-databases", "key": "storefront"},
         "CLEAVE_BROKER": {"name": "cleave-broker", "key": "url"},
     }
+    # The site's pages own every path the API does not: the storefront's unit serves them.
+    ingress = by_kind(documents, "Ingress")["shop"]["spec"]["rules"][0]["http"]["paths"]
+    routes = {p["path"]: p["backend"]["service"]["name"] for p in ingress}
+    assert (routes["/"], routes["/api/payment"], routes["/api/ordering"]) == (
+        "core",
+        "payments",
+        "core",
+    )
     assert container["envFrom"] == [{"configMapRef": {"name": env_map["metadata"]["name"]}}]
     ports = {p["name"]: p["port"] for p in by_kind(documents, "Service")["core"]["spec"]["ports"]}
     assert ports == {"http": 8001, "grpc": 9001}

@@ -230,6 +230,10 @@ def services(topology: TopologyOption = None) -> None:
             for route in service.router.routes:
                 methods = ",".join(sorted(getattr(route, "methods", None) or []))
                 routes.append(f"{methods:<6} /api/{name}/v1{getattr(route, 'path', '')}")
+        if service.pages is not None:  # the site's own pages, at the root
+            for route in service.pages.routes:
+                methods = ",".join(sorted(getattr(route, "methods", None) or []))
+                routes.append(f"{methods:<6} {getattr(route, 'path', '')} (page)")
         rows = {
             "unit": config.topology.unit_of(name),
             "database": config.database_url(name),

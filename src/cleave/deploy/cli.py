@@ -27,7 +27,7 @@ def _rendered(folder: str) -> tuple[Path, dict[str, str]]:
     from cleave.config import find_config, load_config
     from cleave.deploy.render import render
     from cleave.deploy.system import System, without_environment_overrides
-    from cleave.runtime import load_services
+    from cleave.runtime import load_services, site_service
 
     if Path(folder).is_absolute() or ".." in Path(folder).parts:
         raise CleaveError(f"--out {folder!r} must be a folder inside the project")
@@ -40,6 +40,7 @@ def _rendered(folder: str) -> tuple[Path, dict[str, str]]:
             toml_text=path.read_text(),
             services_with_workers=frozenset(name for name, s in services.items() if s.workers),
             version=version("cleave"),
+            site_service=site_service(services),
         )
         return config.root, render(system, folder)
 

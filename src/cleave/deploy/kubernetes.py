@@ -259,14 +259,18 @@ def _autoscaler(unit: str) -> dict[str, Any]:
 
 
 def _ingress(system: System, topology: Topology) -> dict[str, Any]:
-    """What the gateway does for `cleave up`: `/api/<service>` goes to the unit that runs it."""
+    """What the gateway does for `cleave up`: `/api/<service>` goes to the unit that runs it, and
+    every other path to the unit of the site's pages (the longest matching prefix wins)."""
+    prefixes = {f"/api/{service}": service for service in system.config.services}
+    if system.site_service is not None:
+        prefixes["/"] = system.site_service
     paths = [
         {
-            "path": f"/api/{service}",
+            "path": prefix,
             "pathType": "Prefix",
             "backend": {"service": {"name": topology.unit_of(service), "port": {"name": "http"}}},
         }
-        for service in system.config.services
+        for prefix, service in prefixes.items()
     ]
     return {
         "apiVersion": "networking.k8s.io/v1",

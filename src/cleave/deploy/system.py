@@ -35,6 +35,7 @@ class System:
     toml_text: str
     services_with_workers: frozenset[str]
     version: str
+    site_service: str | None = None  # the service whose pages own the site's root, if any
 
     @property
     def image(self) -> str:

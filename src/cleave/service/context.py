@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +69,8 @@ class SystemFacts:
     # The issuer URL of this system's own OpenID provider, and the audience of its access tokens.
     issuer: str = ""
     audience: str = ""
+    # The issuer whose tokens every service trusts: this system's own, or an external provider.
+    trusted_issuer: str = ""
     # This topology's development state (`var/<topology>/`): generated demo secrets, say.
     state_dir: Path = field(default_factory=lambda: Path("var"))
     # The public client the API docs page signs in as, and where it receives the answer.
@@ -95,6 +97,7 @@ class ServiceContext:
         self.settings = settings
         self._ports = ports
         self._signals: dict[str, Signal] = {}
+        self._at_stop: list[Callable[[], Awaitable[None]]] = []
         self.log = structlog.get_logger(service=service.name)
 
     def port(self, protocol: type[P]) -> P:
@@ -105,6 +108,14 @@ class ServiceContext:
 
     def setting(self, key: str, default: float) -> float:
         return float(self.settings.get(key, default))
+
+    def at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` when the unit stops: for what a service opens on first use (a pool)."""
+        self._at_stop.append(close)
+
+    async def stop(self) -> None:
+        while self._at_stop:
+            await self._at_stop.pop()()
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self)

@@ -68,3 +68,6 @@ class Service:
     seed: Seeder | None = None
     welcome: Welcome | None = None
     description: str = ""
+    # The site's own pages, mounted at the root of the public address (`/`, and every path that
+    # is not the API or the chassis's), in every topology; at most one service of a system.
+    pages: APIRouter | None = None

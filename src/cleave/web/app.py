@@ -293,6 +293,10 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
     configure_tracing(f"cleave-{unit.name}")
     if console:
         _mount_console(app, unit)
+    for service in unit.services:
+        # Last, so the site's catch-all (its friendly 404) never hides the chassis's own routes.
+        if service.pages is not None:
+            app.include_router(service.pages, tags=[f"{service.name} pages"])
     return app
 
 

@@ -1,8 +1,10 @@
 """The gateway of a multi-unit topology: one public address in front of every unit.
 
 It routes `/api/<service>/...` to the unit that runs the service, so clients see one API whatever
-the topology; `/readyz` is ready when every unit is. In Kubernetes an Ingress with the same path
-rules takes its place.
+the topology, and every other path to the unit of the service that serves the site's pages (its
+`pages` router), when one does; `/readyz` is ready when every unit is. In Kubernetes an Ingress
+with the same path rules takes its place. Its client keeps no cookie jar, and every `Set-Cookie`
+of an answer reaches the browser.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
 from cleave.web.app import problem_response
+from cleave.web.clients import cookieless_client
 from cleave.web.console.store import TraceStore
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
@@ -44,7 +47,11 @@ def create_gateway(
     """The gateway; with a `store`, also the console, fed by the units over OTLP."""
     topology = config.topology
     unit_urls = {unit: topology.address_of(unit).http for unit in topology.units}
-    client = httpx.AsyncClient(timeout=timeout_seconds)
+    client = cookieless_client(timeout=timeout_seconds)
+    from cleave.runtime import load_services, site_service
+
+    services = load_services(config)
+    site = site_service(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -59,6 +66,13 @@ def create_gateway(
             return problem_response(
                 404, f"no service {service!r} in this system", code="unknown-service"
             )
+        return await forward(request, service)
+
+    async def pages(request: Request) -> Response:
+        assert site is not None
+        return await forward(request, site)
+
+    async def forward(request: Request, service: str) -> Response:
         unit = topology.unit_of(service)
         target = unit_urls[unit] + request.url.path
         if request.url.query:
@@ -74,10 +88,14 @@ def create_gateway(
                 f"unit {unit!r} (serving {service}) is not answering: {error}",
                 code="unavailable",
             )
-        response_headers = {
-            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-        }
-        return Response(upstream.content, upstream.status_code, headers=response_headers)
+        response = Response(upstream.content, upstream.status_code)
+        # Every header line as it came, so each Set-Cookie stays a line of its own.
+        response.raw_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in upstream.headers.multi_items()
+            if k.lower() not in HOP_BY_HOP
+        ] + [(b"content-length", str(len(upstream.content)).encode())]
+        return response
 
     async def unit_ready(unit: str) -> str:
         try:
@@ -115,14 +133,16 @@ def create_gateway(
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     routes: list[BaseRoute] = [
-        Route("/", index),
         Route("/livez", livez),
         Route("/readyz", readyz),
         Route("/api/{service}/{rest:path}", proxy, methods=methods),
     ]
     if store is not None:
-        from cleave.runtime import load_services
         from cleave.web.console import console_routes
 
-        routes += console_routes(store, config, load_services(config), health)
+        routes += console_routes(store, config, services, health)
+    # The site's pages own the root and every other path; without them, an index of the units.
+    routes.append(
+        Route("/{path:path}", pages, methods=methods) if site is not None else Route("/", index)
+    )
     return Starlette(routes=routes, lifespan=lifespan)

@@ -98,6 +98,7 @@ async def discovery(context: Context) -> dict[str, Any]:
             "none",
         ],
         "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "create"],
         "scopes_supported": sorted(
             {"openid", "profile", "email", "orders:read", "orders:write", "payments:read", "admin"}
         ),
@@ -160,6 +161,11 @@ async def authorize(request: Request, context: Context) -> Response:
         return back(
             error="invalid_scope", error_description=f"{client.id} may not ask for: {refused}"
         )
+    if query.get("prompt") == "create":
+        # OpenID Connect's "Initiating User Registration": sign up first, then come back here.
+        sign_up_url = request.url_for("sign_up_page").path
+        next_url = request.url.path + "?" + request.url.query.replace("prompt=create", "")
+        return RedirectResponse(f"{sign_up_url}?{urlencode({'next': next_url})}", 303)
     signed_in = await handlers.session_user(context, request.cookies.get(SESSION_COOKIE))
     if signed_in is None or query.get("prompt") == "login":
         if query.get("prompt") == "none":

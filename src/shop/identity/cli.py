@@ -56,8 +56,9 @@ def token(
     from cleave.auth.client import authorization_code_token, client_credentials_token
     from cleave.auth.tokens import ADMIN_SCOPE
     from cleave.errors import CleaveError
+    from shop.identity.contract import CREDENTIALS_FILE, read_credentials
     from shop.identity.domain import USER_SCOPES
-    from shop.identity.seed import ADMIN_CLIENT, CLI_CLIENT, CREDENTIALS_FILE, read_credentials
+    from shop.identity.seed import ADMIN_CLIENT, CLI_CLIENT
 
     if customer is None and client is None and not scope:
         raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")

@@ -249,8 +249,7 @@ async def create_client(
     if await store.one(uow.connection, store.clients, id=client_id) is not None:
         raise Conflict(f"client {client_id} exists already", code="client-exists")
     for uri in redirect_uris:
-        if not uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise OAuthError("invalid_redirect_uri", f"{uri} must be https or a loopback URL")
+        _check_redirect_uri(uri)
     grant_types = {"authorization_code", "refresh_token"} if redirect_uris else set()
     if not public:
         grant_types.add("client_credentials")
@@ -267,6 +266,39 @@ async def create_client(
         created_at=utcnow(),
     )
     return None if public else secret
+
+
+async def add_redirect_uris(uow: UnitOfWork, client_id: str, uris: tuple[str, ...]) -> None:
+    """Register more exact redirect URIs for a client (as when the system moves address)."""
+    row = await store.one(uow.connection, store.clients, id=client_id)
+    if row is None:
+        raise NotFound(f"no client {client_id}")
+    for uri in uris:
+        _check_redirect_uri(uri)
+    known = row.redirect_uris.split()
+    merged = known + [uri for uri in uris if uri not in known]
+    await store.set_values(
+        uow.connection, store.clients, {"id": client_id}, redirect_uris=" ".join(merged)
+    )
+
+
+async def new_client_secret(uow: UnitOfWork, client_id: str) -> str:
+    """Replace a confidential client's secret; the new one is returned once, and kept hashed."""
+    secret = random_token()
+    changed = await store.set_values(
+        uow.connection,
+        store.clients,
+        {"id": client_id},
+        secret_hash=await hash_password(secret),
+    )
+    if not changed:
+        raise NotFound(f"no client {client_id}")
+    return secret
+
+
+def _check_redirect_uri(uri: str) -> None:
+    if not uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise OAuthError("invalid_redirect_uri", f"{uri} must be https or a loopback URL")
 
 
 async def find_client(connection: AsyncConnection, client_id: str) -> Client | None:

@@ -1,7 +1,9 @@
 """Development seed: demo users (the same ids as the demo customers) and demo clients, so the
-flows work out of the box. Their secrets are generated here, never hard-coded, and kept only in
-`var/<topology>/dev-credentials.json` (owner-only) for `cleave token`; the database keeps hashes.
-Each topology has its own file, so seeding one system never changes another's secrets."""
+flows work out of the box: `cleave-cli`, `cleave-admin`, the API docs' client and the storefront's
+confidential web client. Their secrets are generated here, never hard-coded, and kept only in
+`var/<topology>/dev-credentials.json` (owner-only) for `cleave token` and the storefront; the
+database keeps hashes. Each topology has its own file, so seeding one system never changes
+another's secrets."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from typing import Any
 from cleave.clock import utcnow
 from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
-from shop.identity.domain import USER_SCOPES, Account
+from shop.identity.contract import CREDENTIALS_FILE, read_credentials
+from shop.identity.domain import USER_SCOPES, Account, OAuthError
+from shop.storefront import contract as storefront
 
-CREDENTIALS_FILE = "dev-credentials.json"
 DEMO_USERS = [
     ("alice", "alice@example.com", "Alice Example"),
     ("bob", "bob@example.com", "Bob Example"),
@@ -25,11 +28,6 @@ DEMO_USERS = [
 CLI_CLIENT = "cleave-cli"
 CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 ADMIN_CLIENT = "cleave-admin"
-
-
-def read_credentials(var_dir: Path) -> dict[str, Any]:
-    path = var_dir / CREDENTIALS_FILE
-    return json.loads(path.read_text()) if path.exists() else {"users": {}, "clients": {}}
 
 
 def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
@@ -88,6 +86,7 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
             added += 1
+        added += await _ensure_storefront_client(context, uow, credentials["clients"])
     if added:
         write_credentials(var_dir, credentials)
     return added
@@ -116,3 +115,36 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
             uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
         )
     return 0
+
+
+async def _ensure_storefront_client(
+    context: ServiceContext, uow: UnitOfWork, clients: dict[str, Any]
+) -> int:
+    """The storefront's confidential client, with redirect URIs at this system's public URL (an
+    address it served from before stays registered) and a secret the credentials file holds."""
+    wanted = storefront.redirect_uris(context.system.public_url or "http://127.0.0.1:8000")
+    kept = clients.get(storefront.CLIENT_ID, {})
+    secret = kept.get("secret")
+    row = await store.one(uow.connection, store.clients, id=storefront.CLIENT_ID)
+    try:
+        if row is None:
+            secret = await handlers.create_client(
+                uow,
+                storefront.CLIENT_ID,
+                name=storefront.CLIENT_NAME,
+                scopes=storefront.SCOPES,
+                redirect_uris=wanted,
+                secret=secret,
+            )
+        else:
+            if set(wanted) - set(row.redirect_uris.split()):
+                await handlers.add_redirect_uris(uow, storefront.CLIENT_ID, wanted)
+            elif secret:
+                return 0
+            secret = secret or await handlers.new_client_secret(uow, storefront.CLIENT_ID)
+    except OAuthError as error:
+        context.log.warning("the storefront cannot sign people in here", reason=error.description)
+        return 0
+    uris = sorted({*kept.get("redirect_uris", ()), *wanted})
+    clients[storefront.CLIENT_ID] = {"secret": secret, "redirect_uris": uris}
+    return 1

@@ -1,8 +1,10 @@
-"""Identity's public face: the events it publishes. Tokens themselves are the other contract."""
+"""Identity's public face: the events it publishes, and where its development seed keeps the
+secrets of the clients it registers. Tokens themselves are the other contract."""
 
 from __future__ import annotations
 
 from cleave.events import Event
+from shop.identity.contract.credentials import CREDENTIALS_FILE, client_secret, read_credentials
 
 
 class UserRegistered(Event):
@@ -15,4 +17,4 @@ class UserRegistered(Event):
     name: str
 
 
-__all__ = ["UserRegistered"]
+__all__ = ["CREDENTIALS_FILE", "UserRegistered", "client_secret", "read_credentials"]
