@@ -133,7 +133,7 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def issuer(base_config: SystemConfig) -> DevIssuer:
     return DevIssuer.load_or_create(
-        base_config.var_dir, base_config.auth.issuer, base_config.auth.audience
+        base_config.var_root, base_config.auth.issuer, base_config.auth.audience
     )
 
 

@@ -88,7 +88,8 @@ def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) ->
     if config.auth.issuer == SELF_ISSUER:
         raise ConfigError(f"the public URL {config.public_url!r} is not an http(s) URL")
     # Any other issuer is the development key in var/: a test fixture, never a deployment.
-    dev = DevIssuer.load_or_create(config.var_dir, issuer, config.auth.audience)
+    # One development key for every topology of the folder: tests sign once, whichever they run.
+    dev = DevIssuer.load_or_create(config.var_root, issuer, config.auth.audience)
     return TokenVerifier(issuer, config.auth.audience, dev)
 
 

@@ -122,3 +122,15 @@ async def test_saga_and_consumer_metrics_move_with_outcomes(
     assert 'cleave_dead_letters{service="customer"} 1.0' in scraped
     assert 'cleave_outbox_pending{service="ordering"}' in scraped
     assert 'cleave_db_connections_in_use{service="catalog"}' in scraped
+
+
+async def test_requests_are_named_and_counted_by_their_whole_route_template(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    route = "/api/catalog/v1/products/{sku}"
+    labels = {"service": "catalog", "route": route, "method": "GET", "status": "200"}
+    before = metric("cleave_http_requests_total", **labels)
+    assert (await client.get("/api/catalog/v1/products/MUG-CLASSIC")).status_code == 200
+    assert metric("cleave_http_requests_total", **labels) == before + 1
+    served = [span for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER]
+    assert [span.name for span in served] == [f"GET {route}"]

@@ -211,7 +211,7 @@ class RequestContextMiddleware:
             raise
         finally:
             structlog.contextvars.reset_contextvars(**bound)
-            route: str | None = getattr(scope.get("route"), "path", None)
+            route = _route_template(scope, path)
             if span is not None:
                 assert token is not None
                 otel_context.detach(token)
@@ -228,6 +228,15 @@ class RequestContextMiddleware:
                 HTTP_DURATION.labels(service, route or "unmatched", method).observe(
                     time.perf_counter() - started
                 )
+
+
+def _route_template(scope: Scope, path: str) -> str | None:
+    """The template of the route that answered, in full: a service's router knows its routes
+    without the `/api/<service>/v1` it is mounted at, so that prefix is put back."""
+    route: str | None = getattr(scope.get("route"), "path", None)
+    if route is None or not path.startswith("/api/"):
+        return route
+    return "/".join(path.split("/", 4)[:4]) + route
 
 
 def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) -> FastAPI:
