@@ -229,8 +229,7 @@ async def create_products(system: System, tag: str, *, scarce_stock: int) -> dic
                 json={
                     "sku": skus[kind],
                     "name": f"{tag} {kind}",
-                    "price": 1000 + len(kind),
-                    "currency": "EUR",
+                    "price": {"amount": 1000 + len(kind), "currency": "EUR"},
                     "stock": stock,
                 },
             )

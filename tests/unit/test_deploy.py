@@ -23,6 +23,7 @@ import yaml
 from cleave.config import load_config
 from cleave.deploy.render import render
 from cleave.deploy.system import System
+from cleave.runtime import load_services
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +129,10 @@ def test_each_overlay_builds_and_passes_strict_kubernetes_validation(topology: s
     assert set(by_kind(documents, "Deployment")) == units
     assert set(by_kind(documents, "Service")) == units
     assert set(by_kind(documents, "PodDisruptionBudget")) == units
-    # The saga runner lives in ordering: its unit stays single, every other unit may scale.
-    scalable = {unit for unit in units if "ordering" not in config.topology.units[unit]}
+    # A unit with a background worker (ordering's saga runner, payment's settling of captures
+    # in doubt) stays single; every other unit may scale.
+    workers = {name for name, service in load_services(config).items() if service.workers}
+    scalable = {unit for unit in units if not workers & set(config.topology.units[unit])}
     assert set(by_kind(documents, "HorizontalPodAutoscaler")) == scalable
 
 

@@ -93,7 +93,7 @@ async def supervise_through_proxies(
             f"fault proxy {proxy.name}: {proxy.address} → {proxy.target[0]}:{proxy.target[1]}"
         )
     supervisor.console.print(
-        f"fault control: nc 127.0.0.1 {control_port}  (try `list`, `payment.grpc latency 0.2 0.05`,"
+        f"fault control: nc 127.0.0.1 {control_port}  (try `list`, `<name> latency 0.2 0.05`,"
         " `* blackhole 10`, `* clear`)"
     )
     try:
