@@ -217,12 +217,14 @@ async def parked_in_rabbitmq(context: Context) -> int:
 # F6 ------------------------------------------------------------------------------------------
 
 
-async def network_faults(context: Context, *, blackhole_seconds: float = 10.0) -> float:
+async def network_faults(
+    context: Context, *, blackhole_seconds: float = 10.0, phase_seconds: float | None = None
+) -> float:
     """Latency with jitter, then connection resets, then a blackhole, between ordering and
     payment and between every unit and the broker."""
     proxies = context.system.proxies
     chosen = proxies.matching("payment.grpc", "payments.grpc", "->broker")
-    phase = context.load_seconds * 0.2
+    phase = context.load_seconds * 0.2 if phase_seconds is None else phase_seconds
     await asyncio.sleep(phase)
     for proxy in chosen:
         proxy.faults.latency_seconds, proxy.faults.jitter_seconds = 0.03, 0.02
@@ -308,7 +310,7 @@ async def smoke_faults(context: Context) -> float:
     await asyncio.sleep(context.load_seconds * 0.2)
     await kill_and_wait(context, "payments")
     context.notes.append("payments unit killed")
-    return await network_faults(context, blackhole_seconds=3.0)
+    return await network_faults(context, blackhole_seconds=3.0, phase_seconds=1.0)
 
 
 CLASSES = [

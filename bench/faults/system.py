@@ -220,7 +220,12 @@ async def running_system(
 
 async def create_products(system: System, tag: str, *, scarce_stock: int) -> dict[str, str]:
     """A plentiful and a scarce product of the class's own, so its stock adds up on its own."""
-    skus = {"bulk": f"{tag}-BULK", "scarce": f"{tag}-SCARCE", "unknown": f"{tag}-NO-SUCH-THING"}
+    prefix = tag.upper()  # SKUs are upper-case letters, digits and dashes
+    skus = {
+        "bulk": f"{prefix}-BULK",
+        "scarce": f"{prefix}-SCARCE",
+        "unknown": f"{prefix}-NO-SUCH-THING",
+    }
     headers = {"Authorization": f"Bearer {system.admin_token}"}
     async with httpx.AsyncClient(base_url=system.base, headers=headers, timeout=30) as client:
         for kind, stock in (("bulk", 1_000_000), ("scarce", scarce_stock)):
