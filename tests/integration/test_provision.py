@@ -18,7 +18,7 @@ from tests.conftest import PG_ADMIN_DSN, require_server
 from tests.services import POSTGRES
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("identity", "catalog", "customer", "ordering", "payment")
+SERVICES = ("identity", "catalog", "customer", "ordering", "payment", "storefront")
 
 pytestmark = pytest.mark.postgres
 
