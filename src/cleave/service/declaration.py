@@ -42,7 +42,7 @@ class PortBinding(Generic[P]):
 class Subscription(Generic[E]):
     """An event type a service consumes, and the handler that applies it in a unit of work.
 
-    `name` is the subscription's identity in the inbox and the dead-letter store: it must never
+    `name` is the subscription's key in the inbox and the dead-letter store: it must never
     change once deployed, so it is declared, never taken from the handler's Python name (a
     renamed function would otherwise re-apply every redelivered event).
     """
