@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -29,7 +28,7 @@ from cleave.errors import CleaveError
 from cleave.runtime import welcome_lines
 from cleave.web.console.collect import log_record_of
 from cleave.web.console.store import TraceStore
-from cleave.web.gateway import create_gateway
+from cleave.web.gateway import create_gateway, gateway_server
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
 
@@ -231,14 +230,8 @@ class Supervisor:
             await self.wait_until_ready()
             if self._stopping.is_set():
                 return
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_gateway(self.config, store=self.store),
-                    host=self.host,
-                    port=self.port,
-                    log_config=None,
-                    access_log=False,
-                )
+            server = gateway_server(
+                create_gateway(self.config, store=self.store), self.host, self.port
             )
             self.console.print(
                 f"[bold]Cleave[/] is up: http://{self.host}:{self.port}  (topology "
