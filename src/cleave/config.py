@@ -43,25 +43,21 @@ class Topology:
 
     def address_of(self, unit: str) -> UnitAddress:
         """Where a unit listens: `addresses.<unit>` in the file, an environment override
-        (`CLEAVE_ADDRESS_<UNIT>=host:http_port:grpc_port`, as Kubernetes sets it), or else
-        consecutive ports after the topology's own `http_port` and `grpc_port`."""
+        (`CLEAVE_ADDRESS_<UNIT>=host:http_port:grpc_port[:metrics_port]`, as Kubernetes sets
+        it), or else consecutive ports after the topology's own `http_port` and `grpc_port`.
+        Unless the address names one, unit N's metrics port is `metrics_port` + N."""
         if unit not in self.units:
             raise ConfigError(f"unknown unit {unit!r} in topology {self.name!r}")
+        metrics = self.metrics_base()
+        index = 0 if len(self.units) == 1 else list(self.units).index(unit) + 1
+        metrics_port = None if metrics is None else metrics + index
         override = os.environ.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")
         if override:
-            return UnitAddress.parse(override, self.metrics_base())
+            return UnitAddress.parse(override, metrics_port)
         if unit in self.addresses:
-            return self.addresses[unit]
-        metrics = self.metrics_base()
-        if len(self.units) == 1:
-            return UnitAddress(self.host, self.http_port, self.grpc_port, metrics)
-        index = list(self.units).index(unit) + 1
-        return UnitAddress(
-            self.host,
-            self.http_port + index,
-            self.grpc_port + index,
-            None if metrics is None else metrics + index,
-        )
+            given = self.addresses[unit]
+            return given if given.metrics_port else replace(given, metrics_port=metrics_port)
+        return UnitAddress(self.host, self.http_port + index, self.grpc_port + index, metrics_port)
 
     def metrics_base(self) -> int | None:
         """`CLEAVE_METRICS_PORT`, else the topology's `metrics_port`; 0 turns metrics off."""
@@ -311,7 +307,8 @@ class _File:
             stripped = line.split("#", 1)[0].strip()
             if stripped.startswith("["):
                 name = stripped.strip("[]").replace(" ", "").replace('"', "").replace("'", "")
-                if name == ".".join((*table, key)):
+                own = ".".join((*table, key))
+                if name == own or name.startswith(f"{own}."):
                     return number  # the key is a table of its own: [topology.split.addresses]
                 inside = name == header
                 continue
@@ -397,9 +394,7 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
             file.fail((*where, "databases"), service, f"a database for unknown service {service!r}")
         file.text((*where, "databases"), service, url)
     addresses = {
-        unit: UnitAddress.parse(
-            file.text((*where, "addresses"), unit, text), ports.get("metrics_port")
-        )
+        unit: UnitAddress.parse(file.text((*where, "addresses"), unit, text))
         for unit, text in file.table(table, "addresses", where).items()
     }
     if unknown_units := sorted(set(addresses) - set(units)):

@@ -58,7 +58,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
     }
-    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
+    # A port of its own for /metrics, so that two systems on one machine never meet.
+    environment.update(
+        CLEAVE_VAR=str(tmp_path / "var"),
+        CLEAVE_LOG_FORMAT="json",
+        CLEAVE_METRICS_PORT=str(free_port()),
+    )
     return environment
 
 

@@ -63,10 +63,20 @@ def up(
             from cleave.serving.server import serve_unit
 
             unit = next(iter(config.topology.units))
+            metrics_port = config.topology.address_of(unit).metrics_port
+            if metrics_port is not None:
+                check_port_free(host, metrics_port, option="metrics_port or CLEAVE_METRICS_PORT")
 
             def serving(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
                 return serve_unit(
-                    config, unit, host=host, port=port, seed=seed, console=True, stop=stop
+                    config,
+                    unit,
+                    host=host,
+                    port=port,
+                    seed=seed,
+                    console=True,
+                    stop=stop,
+                    metrics_port=metrics_port,
                 )
         else:
             from cleave.serving.supervisor import Supervisor
@@ -130,6 +140,8 @@ def run(
     address = config.topology.address_of(unit)
     bind = host or address.host
     check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
+    if address.metrics_port is not None:
+        check_port_free(bind, address.metrics_port, option="metrics_port or CLEAVE_METRICS_PORT")
     run_sync(
         lambda: serve_unit(
             config,
@@ -139,6 +151,7 @@ def run(
             migrate=migrate,
             seed=seed,
             announce=False,
+            metrics_port=address.metrics_port,
         )
     )
 
