@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 def up(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8000).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            envvar="CLEAVE_PORT",
+            help="Port to listen on (default: the topology's http_port, 8000).",
+        ),
     ] = None,
     topology: TopologyOption = None,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
@@ -128,8 +134,10 @@ def run(
     migrate: Annotated[bool, typer.Option(help="Migrate the unit's databases first.")] = True,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
 ) -> None:
-    """Run one unit alone, as its container does: its services' HTTP and gRPC ports."""
-    from cleave.serving.server import check_port_free, serve_unit
+    """Run one unit alone, as its container does: its services' HTTP and gRPC ports.
+
+    A failure no restart can fix exits 78 (EX_CONFIG) with one line; any other exits 1."""
+    from cleave.serving.server import check_port_free, serve_unit, unrecoverable
 
     config = config_for(topology)
     if unit not in config.topology.units:
@@ -139,21 +147,28 @@ def run(
         )
     address = config.topology.address_of(unit)
     bind = host or address.host
-    check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
-    if address.metrics_port is not None:
-        check_port_free(bind, address.metrics_port, option="metrics_port or CLEAVE_METRICS_PORT")
-    run_sync(
-        lambda: serve_unit(
-            config,
-            unit,
-            host=bind,
-            port=address.http_port,
-            migrate=migrate,
-            seed=seed,
-            announce=False,
-            metrics_port=address.metrics_port,
+    try:
+        check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
+        if address.metrics_port is not None:
+            check_port_free(
+                bind, address.metrics_port, option="metrics_port or CLEAVE_METRICS_PORT"
+            )
+        run_sync(
+            lambda: serve_unit(
+                config,
+                unit,
+                host=bind,
+                port=address.http_port,
+                migrate=migrate,
+                seed=seed,
+                announce=False,
+                metrics_port=address.metrics_port,
+            )
         )
-    )
+    except Exception as error:
+        if (permanent := unrecoverable(error)) is not None:
+            raise permanent from None
+        raise
 
 
 @app.command()

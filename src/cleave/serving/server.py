@@ -14,10 +14,37 @@ import structlog
 import uvicorn
 
 from cleave.config import SystemConfig
-from cleave.errors import CleaveError
+from cleave.errors import CleaveError, ConfigError, DatabaseUnavailable, Unrecoverable
 from cleave.runtime import Unit, welcome_lines
 from cleave.telemetry import configure_logging
 from cleave.web.app import create_app, create_metrics_app
+
+
+class PortInUse(CleaveError):
+    """The address a server must listen on is taken."""
+
+
+def unrecoverable(error: BaseException) -> Unrecoverable | None:
+    """The failure as `Unrecoverable`, with what to do about it, when restarting the unit can
+    never fix it; None when it may pass (a database or broker that is not up yet)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from cleave.data.database import is_misconfigured
+
+    if isinstance(error, Unrecoverable):
+        return error
+    if isinstance(error, DatabaseUnavailable) and is_misconfigured(error):
+        return Unrecoverable(
+            f"{error} (create it with `cleave migrate --admin-url URL`, or set admin_url in the "
+            "topology so that `cleave up` does)"
+        )
+    if isinstance(error, ConfigError | PortInUse):
+        return Unrecoverable(str(error))
+    if isinstance(error, ArgumentError):  # SQLAlchemy's word for a URL it cannot use
+        return Unrecoverable(f"a database URL is not usable: {error}")
+    if isinstance(error, ImportError):
+        return Unrecoverable(f"cannot import: {error}")
+    return None
 
 
 def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
@@ -27,7 +54,7 @@ def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
             probe.bind((host, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise CleaveError(
+                raise PortInUse(
                     f"port {port} on {host} is in use (choose another with {option})"
                 ) from None
             raise CleaveError(f"cannot listen on {host}:{port}: {error.strerror}") from None
