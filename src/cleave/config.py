@@ -240,6 +240,17 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
     var_root = Path(os.environ.get("CLEAVE_VAR") or root / "var")
     auth = file.table(raw, "auth")
     file.check_keys(("auth",), auth, AUTH_KEYS)
+    for key in AUTH_KEYS - {"jwks_refresh_seconds"}:
+        if key in auth:
+            file.text(("auth",), key, auth[key])
+    refresh = auth.get("jwks_refresh_seconds", 60.0)
+    if isinstance(refresh, bool) or not isinstance(refresh, int | float) or refresh < 0:
+        file.fail(
+            ("auth",), "jwks_refresh_seconds", "jwks_refresh_seconds must be seconds, 0 or more"
+        )
+    for key in SYSTEM_KEYS:
+        if key in system:
+            file.text(("system",), key, system[key])
     settings = file.table(raw, "settings")
     for service in settings:
         if service not in services:

@@ -123,6 +123,8 @@ async def test_each_unit_sizes_its_connection_pools_from_its_topology(tmp_path: 
         ("[topology.t]\n[settings.d]\nx = 1\n", 7, "settings for unknown service 'd'"),
         ("[topology.t]\nhttp_port = 'eighty'\n", 7, "'http_port' must be a port number"),
         ("[topology.t]\npool_size = 0\n", 7, "pool_size must be a whole number from 1"),
+        ("[topology.t]\n[auth]\njwks_refresh_seconds = 'soon'\n", 8, "must be seconds"),
+        ("[topology.t]\n[auth]\nissuer = 42\n", 8, "'issuer' must be a string"),
         ("[topology.t]\ntrusted_proxies = ['10.0.0.0/33']\n", 7, "is no address or network"),
         ("[topology.t]\n[topology.t.databases]\nd = 'sqlite://'\n", 8, "unknown service 'd'"),
     ],
