@@ -343,3 +343,26 @@ async def test_two_people_signed_in_through_the_gateway_never_share_a_session(
         assert answer.status_code == 303, answer.text
         assert "code=" not in answer.headers["location"]
         assert not stranger.cookies
+
+
+async def test_a_client_claiming_https_gets_no_secure_cookie_over_plain_http(
+    shop_behind_gateway: tuple[str, Any],
+) -> None:
+    public, credentials = shop_behind_gateway
+    issuer = f"{public}/api/identity/v1"
+    alice = credentials["users"]["alice"]
+    lies = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.23"}
+    async with httpx.AsyncClient(timeout=10, headers=lies) as browser:
+        started = await authorize(browser, issuer)
+        page = await browser.get(urljoin(str(started.url), started.headers["location"]))
+        form = {
+            "csrf": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
+            "next": parse_qs(urlsplit(str(page.url)).query)["next"][0],
+            "email": alice["email"],
+            "password": alice["password"],
+        }
+        signed_in = await browser.post(f"{issuer}/sign-in", data=form)
+    assert signed_in.status_code == 303, signed_in.text
+    cookies = signed_in.headers.get_list("set-cookie")
+    assert cookies
+    assert not [cookie for cookie in cookies if "secure" in cookie.lower()]
