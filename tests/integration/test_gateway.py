@@ -107,14 +107,16 @@ class Upstream:
 class Gateway:
     base: str
     upstream: Upstream
+    # Where unit b (serving `tally`) should be: nothing listens there unless a test says so.
+    other_port: int
 
 
 @contextlib.asynccontextmanager
 async def toy_gateway(tmp_path: Path, extra: str = "") -> AsyncIterator[Gateway]:
-    unit_port, gateway_port = free_port(), free_port()
+    unit_port, gateway_port, other_port = free_port(), free_port(), free_port()
     path = tmp_path / "cleave.toml"
     path.write_text(
-        TOY.format(extra=extra, a=unit_port, b=free_port(), grpc_a=free_port(), grpc_b=free_port())
+        TOY.format(extra=extra, a=unit_port, b=other_port, grpc_a=free_port(), grpc_b=free_port())
     )
     config = load_config(path, topology="two")
     upstream = Upstream()
@@ -126,7 +128,7 @@ async def toy_gateway(tmp_path: Path, extra: str = "") -> AsyncIterator[Gateway]
             while not server.started:
                 assert not task.done(), "the gateway did not start"
                 await asyncio.sleep(0.01)
-            yield Gateway(f"http://127.0.0.1:{gateway_port}", upstream)
+            yield Gateway(f"http://127.0.0.1:{gateway_port}", upstream, other_port)
     finally:
         server.should_exit = True
         await task
@@ -231,6 +233,22 @@ async def test_a_failing_unit_is_a_problem_with_the_request_id(tmp_path: Path) -
     assert down.headers["retry-after"] == "1"
     assert late.status_code == 504
     assert (late.json()["code"], late.json()["request_id"]) == ("gateway-timeout", "req-42")
+
+
+async def test_a_unit_that_hangs_up_without_answering_is_a_bad_gateway(tmp_path: Path) -> None:
+    async def hang_up(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async with toy_gateway(tmp_path) as gateway, httpx.AsyncClient(timeout=5) as client:
+        rude = await asyncio.start_server(hang_up, "127.0.0.1", gateway.other_port)
+        async with rude:
+            answer = await client.get(f"{gateway.base}/api/tally/v1/anything")
+    assert (answer.status_code, answer.headers["content-type"]) == (
+        502,
+        "application/problem+json",
+    )
+    assert (answer.json()["code"], answer.json()["title"]) == ("bad-gateway", "Bad Gateway")
+    assert answer.json()["request_id"] == answer.headers["x-request-id"]
 
 
 async def test_the_gateway_never_serves_a_units_metrics(tmp_path: Path) -> None:

@@ -125,8 +125,8 @@ class ReverseProxy:
         peer = request.client.host if request.client else ""
         proto, host = request.url.scheme, request.headers.get("host", "")
         if peer in self.trusted:
-            proto = _first(request.headers.get("x-forwarded-proto")) or proto
-            host = _first(request.headers.get("x-forwarded-host")) or host
+            proto = _nearest(request.headers.get("x-forwarded-proto")) or proto
+            host = _nearest(request.headers.get("x-forwarded-host")) or host
         client = self.trusted.client_of(peer, request.headers.getlist("x-forwarded-for"))
         return [
             *end_to_end(list(request.headers.raw), FORWARDING, OWN),
@@ -174,8 +174,10 @@ class ReverseProxy:
             async for chunk in upstream.aiter_raw():
                 yield chunk
         except httpx.TransportError as error:
-            # The status line has left already: all a proxy can do is end the answer short.
+            # The status line has left already: breaking the connection is the only way left to
+            # tell the client the answer is incomplete (ending it cleanly would pass it as whole).
             log.warning("upstream broke off", upstream=upstream_name, error=type(error).__name__)
+            raise
 
     @staticmethod
     def _problem(status: int, detail: str, request_id: str) -> Response:
@@ -194,9 +196,9 @@ def gateway_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
     )
 
 
-def _first(value: str | None) -> str:
-    """The first of a header's comma-separated values: the one the farthest proxy set."""
-    return (value or "").split(",")[0].strip()
+def _nearest(value: str | None) -> str:
+    """The last of a header's comma-separated values: the one the nearest (trusted) proxy set."""
+    return (value or "").split(",")[-1].strip()
 
 
 def create_gateway(
