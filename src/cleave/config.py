@@ -408,8 +408,9 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
         unit: UnitAddress.parse(file.text((*where, "addresses"), unit, text))
         for unit, text in file.table(table, "addresses", where).items()
     }
-    if unknown_units := sorted(set(addresses) - set(units)):
-        raise ConfigError(f"topology {name!r} gives addresses to unknown units: {unknown_units}")
+    for unit in addresses:
+        if unit not in units:
+            file.fail((*where, "addresses"), unit, f"an address for unknown unit {unit!r}")
     proxies = table.get("trusted_proxies", [])
     if not isinstance(proxies, list):
         file.fail(where, "trusted_proxies", "trusted_proxies must be a list of addresses")

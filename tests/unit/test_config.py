@@ -127,6 +127,7 @@ async def test_each_unit_sizes_its_connection_pools_from_its_topology(tmp_path: 
         ("[topology.t]\n[auth]\nissuer = 42\n", 8, "'issuer' must be a string"),
         ("[topology.t]\ntrusted_proxies = ['10.0.0.0/33']\n", 7, "is no address or network"),
         ("[topology.t]\n[topology.t.databases]\nd = 'sqlite://'\n", 8, "unknown service 'd'"),
+        ("[topology.t]\n[topology.t.addresses]\nv = 'h:1:2'\n", 8, "unknown unit 'v'"),
     ],
 )
 def test_a_wrong_key_is_one_line_naming_it_the_file_and_the_line(
