@@ -113,7 +113,7 @@ def test_a_split_whose_roles_do_not_exist_stops_at_once_with_one_line(tmp_path: 
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=150,
         check=False,
     )
     took = time.monotonic() - started
@@ -123,4 +123,6 @@ def test_a_split_whose_roles_do_not_exist_stops_at_once_with_one_line(tmp_path: 
     assert f'role "{nobody}" does not exist' in last
     assert "admin_url" in last  # the hint: how to have the roles created
     assert "restarting" not in ran.stderr
-    assert took < 60, f"took {took:.0f} s"
+    # As long as one unit takes to import and reach its database once (seconds on an idle
+    # machine, tens of seconds on a loaded one): never a second attempt.
+    assert took < 90, f"took {took:.0f} s"
