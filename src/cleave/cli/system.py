@@ -54,7 +54,7 @@ def up(
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
     from cleave.serving.claim import ServerClaim
-    from cleave.serving.server import check_port_free
+    from cleave.serving.server import check_port_free, unrecoverable
 
     config = config_for(topology)
     host = host or config.topology.host
@@ -101,7 +101,12 @@ def up(
                     return supervise_through_proxies(supervisor, stop=stop)
                 return supervisor.run(stop=stop)
 
-        run_sync(lambda: _serve_while_claimed(claim, serving))
+        try:
+            run_sync(lambda: _serve_while_claimed(claim, serving))
+        except Exception as error:
+            if (permanent := unrecoverable(error)) is not None:
+                raise permanent from None
+            raise
 
 
 async def _serve_while_claimed(
