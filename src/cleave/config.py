@@ -313,7 +313,6 @@ class _File:
     def line_of(self, table: tuple[str, ...], key: str) -> int | None:
         header = None if not table else ".".join(table)
         inside = header is None
-        dotted = f"{'.'.join(table[len(table) - 1 :])}." if table else ""
         for number, line in enumerate(self.lines, start=1):
             stripped = line.split("#", 1)[0].strip()
             if stripped.startswith("["):
@@ -326,7 +325,7 @@ class _File:
             if not inside:
                 continue
             name = stripped.partition("=")[0].strip().strip("\"'")
-            if "=" in stripped and name in (key, f"{dotted}{key}"):
+            if "=" in stripped and name == key:
                 return number
         return None
 
