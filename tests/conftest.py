@@ -20,7 +20,7 @@ from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
 from cleave.config import SystemConfig, load_config
 from cleave.runtime import Unit
 from cleave.telemetry import configure_logging
-from cleave.web.app import create_app
+from cleave.web.app import create_app, create_metrics_app
 from shop.identity.domain import USER_SCOPES
 from tests.services import POSTGRES, reachable
 
@@ -249,6 +249,15 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
         yield http
+
+
+async def scrape(unit: Unit) -> str:
+    """What Prometheus reads from the unit's own metrics port."""
+    transport = httpx.ASGITransport(app=create_metrics_app(unit))
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics.test") as http:
+        answer = await http.get("/metrics")
+        assert answer.status_code == 200
+        return answer.text
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
         assert time.monotonic() < deadline, "the order never left pending"
         time.sleep(0.02)
     assert status == "confirmed"
-    metrics = httpx.get(f"{server}/metrics").text
+    assert httpx.get(f"{server}/metrics").status_code == 404  # not on the public port
+    metrics = httpx.get(f"http://127.0.0.1:{env['CLEAVE_METRICS_PORT']}/metrics").text
     assert 'cleave_http_requests_total{method="POST"' in metrics
 
 

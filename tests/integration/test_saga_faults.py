@@ -22,7 +22,7 @@ from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.payment.contract import PaymentPort
 from shop.payment.handlers import LocalPayments
-from tests.conftest import eventually
+from tests.conftest import eventually, scrape
 from tests.integration.test_order_saga import order, payments_of, place, settled, stock
 from tests.integration.test_payment import AnswerLostProcessor, processor_file
 
@@ -150,7 +150,7 @@ async def test_a_step_past_the_pivot_that_keeps_failing_is_parked_and_resumed_by
         real = payments.capture
         payments.capture = unavailable("payment")  # type: ignore[method-assign]
         parked_before = metric(
-            (await shop.client.get("/metrics")).text,
+            await scrape(shop.unit),
             "cleave_sagas_parked_total",
             service="ordering",
             saga="place_order",
@@ -174,7 +174,7 @@ async def test_a_step_past_the_pivot_that_keeps_failing_is_parked_and_resumed_by
         assert (await list_sagas(context, status=NEEDS_ATTENTION))[0].attempts == 3
         pending = await shop.client.get(f"/api/ordering/v1/orders/{order_id}", headers=carol)
         assert pending.json()["status"] == "pending"  # neither end: a person decides
-        scraped = (await shop.client.get("/metrics")).text
+        scraped = await scrape(shop.unit)
         assert metric(scraped, "cleave_sagas_needing_attention", service="ordering") == 1
         assert (
             metric(
