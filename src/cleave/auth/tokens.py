@@ -21,6 +21,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
+from cleave.auth.units import act_for, is_unit
 from cleave.errors import Forbidden, Unauthorized
 
 ADMIN_SCOPE = "admin"
@@ -176,7 +177,10 @@ async def current_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a bearer token is required", code="missing-token")
     verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(token.strip())
+    principal = await verifier.verify(token.strip())
+    if not is_unit(principal.subject, principal.client_id, principal.scopes):
+        act_for(principal.subject)  # calls this request makes to other units act for this person
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
