@@ -1,5 +1,5 @@
-"""What a unit proves itself with: its confidential client at the provider (`unit-<unit>`), the secret it
-proves itself with, and the client-credentials tokens it sends with every call to another unit.
+"""Who a unit is to the other units: its confidential client at the provider (`unit-<unit>`),
+the secret it proves itself with, and the client-credentials tokens it sends with every call.
 
 Secrets come from `CLEAVE_CLIENT_SECRET_UNIT_<UNIT>` (a Kubernetes Secret hands them over), else
 from `var/<topology>/unit-clients.json`, which the provider's unit writes owner-only when it
