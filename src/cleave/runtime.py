@@ -269,21 +269,18 @@ class Unit:
         for service in self.services:
             if service.seed is not None:
                 seeded[service.name] = await service.seed(self.contexts[service.name])
-        if registered := await self.register_unit_clients():
-            provider = self.config.auth.provider
-            seeded[provider] = seeded.get(provider, 0) + registered
         return seeded
 
     async def register_unit_clients(self) -> int:
         """When this unit runs the system's own provider, register every unit's confidential
-        client there (in a topology of several units), each secret kept owner-only in var/ or
-        given in the environment; returns how many clients changed."""
+        client there (in a topology of several units), each secret given in the environment or
+        kept owner-only in var/; returns how many clients changed. Done at every start, not as
+        demo data: calls between units depend on it."""
         provider = self.contexts.get(self.config.auth.provider)
         if self.config.auth.issuer != SELF_ISSUER or provider is None:
             return 0
         registrar = provider.service.registers_clients
-        # The topology as the file names it: an admin command runs it collapsed into one unit.
-        units = self.config.topologies.get(self.config.topology.name, self.config.topology).units
+        units = self.config.topology.units
         if registrar is None or len(units) < 2:
             return 0
         changed = 0
@@ -292,6 +289,8 @@ class Unit:
         return changed
 
     async def start(self) -> None:
+        if registered := await self.register_unit_clients():
+            log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
         await self._serve_rpc()
         for name, relay in self.relays.items():

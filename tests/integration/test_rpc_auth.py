@@ -5,28 +5,44 @@ uses a port it did not declare fails the same way."""
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 import cleave.rpc.server as rpc_server
+from cleave.auth.client import fetch_client_credentials
 from cleave.auth.tokens import DevIssuer
-from cleave.auth.units import UNIT_SCOPE, acting_for, on_behalf_of, unit_client_id
-from cleave.config import SystemConfig
-from cleave.errors import ConfigError, RemoteFailure
+from cleave.auth.units import (
+    SECRETS_FILE,
+    UNIT_SCOPE,
+    acting_for,
+    client_credentials,
+    is_unit,
+    on_behalf_of,
+    unit_client_id,
+    unit_secret,
+)
+from cleave.config import SELF_ISSUER, SystemConfig
+from cleave.errors import CleaveError, ConfigError, RemoteFailure
 from cleave.money import Money
 from cleave.rpc.contract import RpcContract
 from cleave.rpc.server import RpcServer, ServedPort
 from cleave.runtime import Unit
+from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.customer.contract import CustomerPort
+from shop.identity.contract import client_secret
 from shop.identity.domain import USER_SCOPES
 from shop.payment.contract import PaymentOutcome, PaymentPort, payment_pb2
 from tests.integration.callers import CALLER, ISSUER, VERIFIER, remote_port, unit_token
 
+SQLITE = "sqlite+aiosqlite:///{var}/{service}.db"
 AUTHORISE = RpcContract.of(PaymentPort, payment_pb2).methods["authorise"]
 ALICE_PAYS = AUTHORISE.encode_call(("o-1", "alice", Money(amount=4242, currency="EUR"), "tok"), {})
 
@@ -167,3 +183,51 @@ async def test_in_the_monolith_a_service_using_a_port_it_did_not_declare_fails_t
         unit.context("catalog").port(PaymentPort)
     with pytest.raises(ConfigError, match="storefront calls CustomerPort without declaring it"):
         unit.context("storefront").port(CustomerPort)
+
+
+async def test_the_provider_unit_registers_every_unit_and_each_gets_a_token_only_it_can(
+    base_config: SystemConfig,
+) -> None:
+    """The split's identity unit, on SQLite: at start it registers `unit-<unit>` for every unit,
+    whose client-credentials token then passes the gRPC caller check; a person's client cannot
+    ask for that scope."""
+    split = base_config.with_topology("split")
+    config = replace(
+        split,
+        auth=replace(split.auth, issuer=SELF_ISSUER),
+        topology=replace(split.topology, broker="memory", database=SQLITE),
+    )
+    unit = Unit(config, "identity")
+    await unit.migrate()
+    await unit.seed()
+    await unit.start()
+    try:
+        app = create_app(unit, start_unit=False)
+        transport = httpx.ASGITransport(app=app)
+        assert stat.S_IMODE((config.var_dir / SECRETS_FILE).stat().st_mode) == 0o600
+        fetch = client_credentials(
+            config.issuer,
+            "unit-ordering",
+            lambda: unit_secret(config.var_dir, "ordering"),
+            transport=transport,
+        )
+        token, lifetime = await fetch()
+        assert lifetime > 60
+        principal = await app.state.verifier.verify(token)
+        assert is_unit(principal.subject, principal.client_id, principal.scopes)
+        assert principal.subject == "unit-ordering"
+        assert await unit.register_unit_clients() == 0  # a restart changes nothing
+
+        storefront_secret = client_secret(config.var_dir, "storefront")
+        assert storefront_secret is not None
+        with pytest.raises(CleaveError, match="may not ask for those scopes"):
+            await fetch_client_credentials(
+                config.issuer, "storefront", storefront_secret, [UNIT_SCOPE], transport=transport
+            )
+        wrong = client_credentials(
+            config.issuer, "unit-ordering", lambda: "guess", transport=transport
+        )
+        with pytest.raises(CleaveError, match="client authentication failed"):
+            await wrong()
+    finally:
+        await unit.stop()

@@ -64,15 +64,20 @@ def ensure_unit_secrets(state_dir: Path, units: Iterable[str]) -> dict[str, str]
     with _locked(state_dir / f".{SECRETS_FILE}.lock"):
         kept = _read(path)
         wanted: dict[str, str] = {}
+        generated: dict[str, str] = {}
         for unit in units:
             client_id = unit_client_id(unit)
-            given = os.environ.get(secret_variable(client_id))
-            wanted[client_id] = given or kept.get(client_id) or secrets.token_urlsafe(32)
-        if {**kept, **wanted} != kept:
+            if given := os.environ.get(secret_variable(client_id)):
+                wanted[client_id] = given  # never written down: its Secret holds it
+                continue
+            if not kept.get(client_id):
+                generated[client_id] = secrets.token_urlsafe(32)
+            wanted[client_id] = kept.get(client_id) or generated[client_id]
+        if generated:
             draft = path.with_suffix(".tmp")
             descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w") as handle:
-                json.dump({**kept, **wanted}, handle, indent=2)
+                json.dump({**kept, **generated}, handle, indent=2)
             draft.replace(path)
     return wanted
 
