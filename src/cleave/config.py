@@ -29,6 +29,8 @@ class Topology:
     addresses: Mapping[str, UnitAddress] = field(default_factory=dict)
     admin_url: str | None = None
     pool_size: int = 5
+    # A folder of certificates for TLS on gRPC between units (`cleave certs` makes them).
+    grpc_tls: str | None = None
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
@@ -154,6 +156,13 @@ class SystemConfig:
         )
         return template.format(service=service, var=self.var_dir)
 
+    @property
+    def grpc_tls_dir(self) -> Path | None:
+        """Where the units' gRPC certificates are, when the topology turns TLS on:
+        `CLEAVE_GRPC_TLS`, else its `grpc_tls` (`{var}` is its state folder), from the root."""
+        folder = os.environ.get("CLEAVE_GRPC_TLS") or self.topology.grpc_tls
+        return self.root / folder.format(var=self.var_dir) if folder else None
+
     def service_settings(self, service: str) -> Mapping[str, Any]:
         return self.settings.get(service, {})
 
@@ -269,4 +278,5 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
         addresses=addresses,
         pool_size=int(table.get("pool_size", 5)),
         admin_url=table.get("admin_url"),
+        grpc_tls=table.get("grpc_tls"),
     )

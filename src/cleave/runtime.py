@@ -34,6 +34,7 @@ from cleave.service.context import SystemFacts
 if TYPE_CHECKING:
     from cleave.rpc.client import RemotePort
     from cleave.rpc.server import RpcServer
+    from cleave.rpc.tls import UnitTls
 
 log = structlog.get_logger("cleave.runtime")
 
@@ -207,6 +208,7 @@ class Unit:
             address.grpc,
             service=provider.name,
             tokens=self.tokens,
+            tls=self._tls(),
         )
         self.remote_ports.append(port)
         return port
@@ -233,8 +235,16 @@ class Unit:
             self.config.topology.address_of(self.name).grpc,
             served,
             verifier=self.verifier or build_verifier(self.config),
+            tls=self._tls(),
         )
         await self.rpc_server.start()
+
+    def _tls(self) -> UnitTls | None:
+        """This unit's gRPC certificate, when the topology turns TLS on."""
+        from cleave.rpc.tls import UnitTls
+
+        folder = self.config.grpc_tls_dir
+        return UnitTls.load(folder, self.name) if folder is not None else None
 
     def _callers(self, protocol: type) -> frozenset[str]:
         """The client ids of the other units whose services declare calls to `protocol`."""

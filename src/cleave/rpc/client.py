@@ -26,6 +26,7 @@ from cleave.errors import (
 from cleave.rpc.contract import RpcContract, RpcMethod, explain
 from cleave.rpc.problems import problem_from
 from cleave.rpc.server import AUTHORIZATION_KEY, ON_BEHALF_OF_KEY
+from cleave.rpc.tls import UnitTls
 from cleave.telemetry import current_carrier
 
 P = TypeVar("P")
@@ -97,6 +98,7 @@ class RemotePort:
         *,
         service: str,
         tokens: UnitTokens | None = None,
+        tls: UnitTls | None = None,
         deadline: float = 5.0,
         attempts: int = 3,
         backoff: float = 0.05,
@@ -107,6 +109,7 @@ class RemotePort:
         self.target = target
         self.service = service
         self.tokens = tokens
+        self.tls = tls
         self.deadline = deadline
         self.attempts = attempts
         self.backoff = backoff
@@ -227,7 +230,10 @@ class RemotePort:
 
     def _connect(self) -> grpc.aio.Channel:
         # Made on first use, inside the running loop the channel belongs to.
-        if self._channel is None:
+        if self._channel is None and self.tls is not None:
+            credentials = self.tls.channel_credentials()
+            self._channel = grpc.aio.secure_channel(self.target, credentials, _CHANNEL_OPTIONS)
+        elif self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
         return self._channel
 

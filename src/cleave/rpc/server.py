@@ -32,6 +32,7 @@ from cleave.errors import (
 )
 from cleave.rpc.contract import RpcContract, RpcMethod
 from cleave.rpc.problems import STATUS_CODES, problem_metadata
+from cleave.rpc.tls import UnitTls
 from cleave.telemetry import context_of
 
 log = structlog.get_logger("cleave.rpc")
@@ -65,11 +66,13 @@ class RpcServer:
         ports: Sequence[ServedPort],
         *,
         verifier: TokenVerifier,
+        tls: UnitTls | None = None,
         reflection: bool | None = None,
     ) -> None:
         self.address = address
         self.ports = ports
         self.verifier = verifier
+        self.tls = tls
         self.reflection = (
             os.environ.get(REFLECTION_VARIABLE) == "1" if reflection is None else reflection
         )
@@ -106,7 +109,10 @@ class RpcServer:
                 server,
             )
         try:
-            self.port = server.add_insecure_port(self.address)
+            if self.tls is None:
+                self.port = server.add_insecure_port(self.address)
+            else:
+                self.port = server.add_secure_port(self.address, self.tls.server_credentials())
         except RuntimeError:
             raise ConfigError(f"cannot serve gRPC on {self.address}: address in use?") from None
         await server.start()
@@ -116,6 +122,7 @@ class RpcServer:
             address=self.address,
             port=self.port,
             services=names,
+            tls=self.tls is not None,
             reflection=self.reflection,
         )
         return self.port
