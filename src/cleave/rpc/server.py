@@ -33,7 +33,7 @@ from cleave.errors import (
 from cleave.rpc.contract import RpcContract, RpcMethod
 from cleave.rpc.problems import STATUS_CODES, problem_metadata
 from cleave.rpc.tls import UnitTls
-from cleave.telemetry import context_of
+from cleave.telemetry import trace_context_of
 
 log = structlog.get_logger("cleave.rpc")
 tracer = trace.get_tracer("cleave.rpc")
@@ -198,7 +198,7 @@ def _behaviour(served: ServedPort, method: RpcMethod, verifier: TokenVerifier) -
         acting = carrier.get(ON_BEHALF_OF_KEY) or None
         with tracer.start_as_current_span(
             span_name,
-            context=context_of(carrier),
+            context=trace_context_of(carrier),
             kind=trace.SpanKind.SERVER,
             attributes={
                 "rpc.system": "grpc",
