@@ -119,6 +119,7 @@ class DevIssuer:
         self.key = key
         self.issuer = issuer
         self.audience = audience
+        self._public: KeySet | None = None
 
     @classmethod
     def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
@@ -165,7 +166,10 @@ class DevIssuer:
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
 
     async def key_set(self, kid: str | None) -> KeySet:
-        return KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+        # Imported once: importing an RSA key costs more than verifying a signature with it.
+        if self._public is None:
+            self._public = KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+        return self._public
 
 
 # --- FastAPI dependencies: every route takes the acting principal from here ---------------------
