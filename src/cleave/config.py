@@ -34,6 +34,8 @@ class Topology:
     trusted_proxies: tuple[str, ...] = ()
     # Where each unit serves /metrics, apart from its API; None: no scrape endpoint at all.
     metrics_port: int | None = None
+    # A folder of certificates for TLS on gRPC between units (`cleave certs` makes them).
+    grpc_tls: str | None = None
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
@@ -171,6 +173,13 @@ class SystemConfig:
         )
         return template.format(service=service, var=self.var_dir)
 
+    @property
+    def grpc_tls_dir(self) -> Path | None:
+        """Where the units' gRPC certificates are, when the topology turns TLS on:
+        `CLEAVE_GRPC_TLS`, else its `grpc_tls` (`{var}` is its state folder), from the root."""
+        folder = os.environ.get("CLEAVE_GRPC_TLS") or self.topology.grpc_tls
+        return self.root / folder.format(var=self.var_dir) if folder else None
+
     def service_settings(self, service: str) -> Mapping[str, Any]:
         return self.settings.get(service, {})
 
@@ -297,6 +306,7 @@ TOPOLOGY_KEYS = frozenset(
         "addresses",
         "admin_url",
         "pool_size",
+        "grpc_tls",
         "trusted_proxies",
     }
 )
@@ -387,7 +397,7 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
         raise ConfigError(f"topology {name!r} places no unit for {', '.join(missing)}")
     if len(placed) != len(set(placed)):
         raise ConfigError(f"topology {name!r} places a service in two units")
-    for key in ("broker", "database", "host", "admin_url"):
+    for key in ("broker", "database", "host", "admin_url", "grpc_tls"):
         if key in table:
             file.text(where, key, table[key])
     ports = {
@@ -434,4 +444,5 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
         pool_size=pool_size,
         admin_url=table.get("admin_url"),
         trusted_proxies=tuple(str(entry) for entry in proxies),
+        grpc_tls=table.get("grpc_tls"),
     )

@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from cleave.config import UnitAddress, load_config
+from cleave.money import Money
+from cleave.rpc.contract import RpcContract
+from shop.payment.contract import PaymentPort, payment_pb2
 from tests.e2e.conftest import ROOT
 from tests.e2e.topology import running_topology
 
@@ -33,6 +38,8 @@ class Shop:
     base: str
     headers: dict[str, str]
     log: Path
+    # Where the payment service's unit serves gRPC, when it runs apart from ordering.
+    payment_grpc: str | None = None
 
     async def place(
         self, client: httpx.AsyncClient, sku: str, quantity: int, card: str
@@ -74,7 +81,25 @@ async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             check=True,
         )
         token = issued.stdout.strip()
-        yield Shop(running.base, {"Authorization": f"Bearer {token}"}, running.log)
+        topology = load_config(ROOT / "cleave.toml", topology=str(request.param)).topology
+        unit = topology.unit_of("payment")
+        address = running.environment.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")
+        payment_grpc = UnitAddress.parse(address).grpc if address else None
+        yield Shop(running.base, {"Authorization": f"Bearer {token}"}, running.log, payment_grpc)
+
+
+async def outside_authorise(address: str, token: str | None) -> grpc.StatusCode:
+    """Payment.Authorise straight on the payment unit, as a process in the network could."""
+    method = RpcContract.of(PaymentPort, payment_pb2).methods["authorise"]
+    request = method.encode_call(("o-probe", "alice", Money(amount=4242, currency="EUR"), "t"), {})
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with grpc.aio.insecure_channel(address) as channel:
+        call: Any = channel.unary_unary(method.path)
+        try:
+            await call(request, metadata=metadata, timeout=5)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
 
 
 async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:
@@ -90,6 +115,13 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         cancelled = await shop.place(client, "HOODIE-GREY", 1, "tok_decline")
         assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "payment_declined")
         assert await shop.stock(client, "HOODIE-GREY") == before - 2  # the reservation was released
+
+        if shop.payment_grpc:  # ordering's calls passed; nobody else's do, not even alice's
+            anonymous = await outside_authorise(shop.payment_grpc, None)
+            assert anonymous is grpc.StatusCode.UNAUTHENTICATED
+            alice = shop.headers["Authorization"].removeprefix("Bearer ")
+            as_alice = await outside_authorise(shop.payment_grpc, alice)
+            assert as_alice is grpc.StatusCode.PERMISSION_DENIED
 
         async def counted() -> bool:  # customer learns of the confirmed order through the broker
             me = await client.get(f"{shop.base}/api/customer/v1/customers/me", headers=shop.headers)

@@ -101,6 +101,13 @@ class ServiceContext:
         self.log = structlog.get_logger(service=service.name)
 
     def port(self, protocol: type[P]) -> P:
+        # The check a remote port's server makes, made here too: an undeclared call fails in the
+        # monolith first, not only once the services run apart.
+        if not self.service.may_call(protocol):
+            raise ConfigError(
+                f"{self.name} calls {protocol.__name__} without declaring it: "
+                f"add it to calls= in {self.name}'s Service"
+            )
         return self._ports.get(protocol)
 
     def signal(self, name: str) -> Signal:

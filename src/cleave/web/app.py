@@ -285,6 +285,7 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         service.name == unit.config.auth.provider for service in unit.services
     )
     app.state.verifier = build_verifier(unit.config, local_app=app if serves_provider else None)
+    unit.verifier = app.state.verifier  # its gRPC server checks callers with the same verifier
     _install_problem_handlers(app)
     routers = {
         f"/api/{service.name}/v1": service.router

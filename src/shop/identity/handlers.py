@@ -282,9 +282,10 @@ async def add_redirect_uris(uow: UnitOfWork, client_id: str, uris: tuple[str, ..
     )
 
 
-async def new_client_secret(uow: UnitOfWork, client_id: str) -> str:
-    """Replace a confidential client's secret; the new one is returned once, and kept hashed."""
-    secret = random_token()
+async def new_client_secret(uow: UnitOfWork, client_id: str, secret: str | None = None) -> str:
+    """Replace a confidential client's secret (with `secret`, or a new one, returned once); it is
+    kept hashed."""
+    secret = secret or random_token()
     changed = await store.set_values(
         uow.connection,
         store.clients,

@@ -92,6 +92,28 @@ async def seed(context: ServiceContext) -> int:
     return added
 
 
+async def register_client(
+    context: ServiceContext, client_id: str, scopes: frozenset[str], secret: str
+) -> bool:
+    """One of the system's own confidential clients (a unit's, for its calls to other units), as
+    the chassis asks for it: registered with this secret and only these scopes."""
+    async with context.unit_of_work() as uow:
+        row = await store.one(uow.connection, store.clients, id=client_id)
+        if row is None:
+            name = f"Cleave unit {client_id} (calls between services)"
+            await handlers.create_client(uow, client_id, name=name, scopes=scopes, secret=secret)
+            return True
+        changed = False
+        if row.scopes.split() != sorted(scopes):
+            scoped = " ".join(sorted(scopes))
+            await store.set_values(uow.connection, store.clients, {"id": client_id}, scopes=scoped)
+            changed = True
+        if not (row.secret_hash and await handlers.password_matches(row.secret_hash, secret)):
+            await handlers.new_client_secret(uow, client_id, secret)
+            changed = True
+        return changed
+
+
 async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
     """The API docs page's public client, redirecting to wherever this system serves its docs
     now (an address it served from before stays registered: a port change breaks nothing)."""
