@@ -33,6 +33,8 @@ class Shop:
     base: str
     headers: dict[str, str]
     log: Path
+    admin: dict[str, str]  # the console's API takes an admin's token where it asks for one
+    topology: str
 
     async def place(
         self, client: httpx.AsyncClient, sku: str, quantity: int, card: str
@@ -64,17 +66,21 @@ class Shop:
 @pytest.fixture(params=["monolith", "split", "payments-out"])
 async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shop]:
     async with running_topology(str(request.param), tmp_path) as running:
-        issued = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "cleave", "token", "--customer", "alice"],
-            cwd=ROOT,
-            env=running.environment,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        token = issued.stdout.strip()
-        yield Shop(running.base, {"Authorization": f"Bearer {token}"}, running.log)
+
+        async def token(*options: str) -> dict[str, str]:
+            issued = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "cleave", "token", *options],
+                cwd=ROOT,
+                env=running.environment,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return {"Authorization": f"Bearer {issued.stdout.strip()}"}
+
+        alice, admin = await token("--customer", "alice"), await token("--scope", "admin")
+        yield Shop(running.base, alice, running.log, admin, str(request.param))
 
 
 async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:
@@ -105,12 +111,14 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         wanted = {("customer", "consumer"), ("ordering", "producer"), ("payment", "client")}
 
         async def whole_order_trace() -> dict[str, Any] | None:
-            traces = (await client.get(f"{shop.base}/console/api/traces")).json()
+            traces = (
+                await client.get(f"{shop.base}/console/api/traces", headers=shop.admin)
+            ).json()
             for summary in traces:
                 if summary["root"] != "POST /api/ordering/v1/orders":
                     continue
                 url = f"{shop.base}/console/api/traces/{summary['trace_id']}"
-                detail: dict[str, Any] = (await client.get(url)).json()
+                detail: dict[str, Any] = (await client.get(url, headers=shop.admin)).json()
                 ids = {span["span_id"] for span in detail["spans"]}
                 kinds = {(span["service"], span["kind"]) for span in detail["spans"]}
                 orphans = [span for span in detail["spans"] if span["parent_id"] not in ids]
@@ -130,3 +138,9 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         kinds = {(span["service"], span["kind"]) for span in spans["spans"]}
         assert ("customer", "consumer") in kinds
         assert ("ordering", "producer") in kinds
+        # The units' spans reached the console with the system's secret; nobody else's would,
+        # and in front of several units its API wants an administrator.
+        stranger = await client.post(f"{shop.base}/v1/traces", content=b"")
+        assert stranger.status_code == 401
+        anonymous = await client.get(f"{shop.base}/console/api/traces")
+        assert anonymous.status_code == (200 if shop.topology == "monolith" else 401)
