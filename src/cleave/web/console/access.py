@@ -294,10 +294,10 @@ class ConsoleAccess:
         if login is None or not hmac.compare_digest(str(login["state"]), query.get("state", "")):
             return self._failed("This sign-in expired or was started in another browser.")
         if "iss" in query and query["iss"] != self.issuer:
-            return self._failed("The answer came from another identity provider.")
+            return self._failed("The answer came from another OpenID provider.")
         if "error" in query:
             return self._failed(
-                f"The identity provider said: {query.get('error_description') or query['error']}."
+                f"The OpenID provider said: {query.get('error_description') or query['error']}."
             )
         answer = await self._http(
             "POST",
@@ -317,13 +317,13 @@ class ConsoleAccess:
         )
         if answer.status_code != 200 or "access_token" not in issued:
             why = issued.get("error_description") or f"HTTP {answer.status_code}"
-            return self._failed(f"The identity provider refused the sign-in: {why}.")
+            return self._failed(f"The OpenID provider refused the sign-in: {why}.")
         assert self._verifier is not None
         try:
             principal = await self._verifier.verify(str(issued["access_token"]))
         except Problem as problem:
             return self._failed(
-                f"The identity provider's token does not check out: {problem.detail}."
+                f"The OpenID provider's token does not check out: {problem.detail}."
             )
         target = _safe_next(str(login["next"]))
         # A page of our own moves on, so the Strict cookie goes with the next request even when
@@ -381,7 +381,7 @@ class ConsoleAccess:
                 return await http.request(method, url, **options)
         except httpx.TransportError as error:
             raise ServiceUnavailable(
-                f"the identity provider at {self.issuer} is not answering: {error}",
+                f"the OpenID provider at {self.issuer} is not answering: {error}",
                 code="issuer-unavailable",
             ) from None
 
