@@ -48,7 +48,7 @@ SESSION_SECONDS = 3600
 LOGIN_SECONDS = 600
 # No script at all; the one stylesheet is the console's own; nothing may frame it.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; style-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
@@ -178,7 +178,8 @@ class ConsoleAccess:
 
         async def guarded(request: Request) -> Response:
             session = self.session_of(request)
-            if session is None and kind == "api" and "authorization" in request.headers:
+            bearer = self.sign_in and kind == "api" and "authorization" in request.headers
+            if session is None and bearer:
                 try:
                     principal = await self._bearer(request)
                 except Problem as problem:
@@ -321,9 +322,9 @@ class ConsoleAccess:
         assert self._verifier is not None
         try:
             principal = await self._verifier.verify(str(issued["access_token"]))
-        except Problem as problem:
+        except Unauthorized as refused:  # a provider that is away is a 503, from `_reporting`
             return self._failed(
-                f"The OpenID provider's token does not check out: {problem.detail}."
+                f"The OpenID provider's token does not check out: {refused.detail}."
             )
         target = _safe_next(str(login["next"]))
         # A page of our own moves on, so the Strict cookie goes with the next request even when
