@@ -282,3 +282,23 @@ def test_the_session_cookie_is_secure_over_https(split_config: SystemConfig) -> 
     assert cookie.startswith("__Secure-cleave_console=")
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert {"httponly", "samesite=strict", "secure", "path=/console"} <= flags
+
+
+async def test_a_monolith_off_loopback_signs_its_admin_in_through_its_own_provider(
+    provider: Provider,
+) -> None:
+    """The one-unit app serves the provider itself: the code is exchanged in-process."""
+    from cleave.web.app import create_app
+
+    app = create_app(provider.unit, start_unit=False, console=True, host="0.0.0.0")  # noqa: S104
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=provider.url, timeout=10
+    ) as monolith:
+        assert (await monolith.get("/console")).status_code == 303
+        arrived = await sign_in(monolith, provider, "admin")
+        assert arrived.status_code == 200, arrived.text
+        page = await monolith.get("/console")
+        assert page.status_code == 200
+        assert "Signed in as <b>admin</b>" in page.text
+        assert "This console is open" not in page.text
+        assert "id=messaging" in page.text  # the unit's own outbox, inbox and dead letters
