@@ -131,18 +131,22 @@ async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
     if not system.console_client or not system.console_redirect_uri:
         return 0
     row = await store.one(uow.connection, store.clients, id=system.console_client)
-    if row is None:
-        await handlers.create_client(
-            uow,
-            system.console_client,
-            name="Cleave console (public, PKCE)",
-            scopes=frozenset({ADMIN_SCOPE}),
-            redirect_uris=(system.console_redirect_uri,),
-            public=True,
-        )
-        return 1
-    if system.console_redirect_uri not in row.redirect_uris.split():
-        await handlers.add_redirect_uris(uow, system.console_client, (system.console_redirect_uri,))
+    uri = system.console_redirect_uri
+    try:
+        if row is None:
+            await handlers.create_client(
+                uow,
+                system.console_client,
+                name="Cleave console (public, PKCE)",
+                scopes=frozenset({ADMIN_SCOPE}),
+                redirect_uris=(uri,),
+                public=True,
+            )
+            return 1
+        if uri not in row.redirect_uris.split():
+            await handlers.add_redirect_uris(uow, system.console_client, (uri,))
+    except OAuthError as error:  # a plain-http public URL off loopback: no redirect allowed
+        uow.context.log.warning("the console cannot sign anyone in here", reason=error.description)
     return 0
 
 
