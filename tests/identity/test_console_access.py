@@ -130,7 +130,7 @@ async def test_an_admin_signs_in_with_pkce_and_reads_every_page(
     query = parse_qs(authorize.query)
     assert query["client_id"] == ["cleave-console"]
     assert query["code_challenge_method"] == ["S256"]
-    assert query["scope"] == ["admin"]
+    assert query["scope"] == ["openid email admin"]
 
     arrived = await sign_in(web, provider, "admin")
     assert arrived.status_code == 200, arrived.text
@@ -146,7 +146,7 @@ async def test_an_admin_signs_in_with_pkce_and_reads_every_page(
 
     page = await web.get("/console")
     assert page.status_code == 200
-    assert "Signed in as <b>admin</b>" in page.text
+    assert "Signed in as <b>admin@example.com</b>" in page.text
     assert_secured(page)
     assert "<script" not in page.text
     assert "style=" not in page.text
@@ -173,7 +173,7 @@ async def test_a_customer_signed_in_is_refused(web: httpx.AsyncClient, provider:
     assert arrived.status_code == 200, arrived.text
     page = await web.get("/console")
     assert page.status_code == 403
-    assert "alice" in page.text
+    assert "alice@example.com" in page.text
     assert "not an administrator" in page.text
     assert_secured(page)
     api = await web.get("/console/api/traces")
@@ -298,7 +298,7 @@ async def test_a_monolith_off_loopback_signs_its_admin_in_through_its_own_provid
         assert arrived.status_code == 200, arrived.text
         page = await monolith.get("/console")
         assert page.status_code == 200
-        assert "Signed in as <b>admin</b>" in page.text
+        assert "Signed in as <b>admin@example.com</b>" in page.text
         assert "This console is open" not in page.text
         assert "id=messaging" in page.text  # the unit's own outbox, inbox and dead letters
 
@@ -327,7 +327,7 @@ async def test_in_a_real_browser_the_admin_signs_in_and_the_strict_cookie_holds(
             await page.get_by_role("button", name="Sign in").click()
             await page.locator("#access").wait_for()
             assert page.url == f"{provider_config.public_url}/console"
-            assert "Signed in as admin" in await page.locator("#access").inner_text()
+            assert "Signed in as admin@example.com" in await page.locator("#access").inner_text()
             [session] = [c for c in await page.context.cookies() if c["name"] == "cleave_console"]
             assert (session["httpOnly"], session["sameSite"], session["path"]) == (
                 True,

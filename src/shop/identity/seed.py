@@ -125,9 +125,9 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
 
 
 async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
-    """The console's public client: it may ask only for the admin scope, which the provider
-    grants only to administrators; redirecting to the console's callback at every address this
-    system has served from."""
+    """The console's public client: it may ask for the admin scope (which the provider grants
+    only to administrators) and for whom it signed in; redirecting to the console's callback at
+    every address this system has served from."""
     if not system.console_client or not system.console_redirect_uri:
         return 0
     row = await store.one(uow.connection, store.clients, id=system.console_client)
@@ -138,7 +138,7 @@ async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
                 uow,
                 system.console_client,
                 name="Cleave console (public, PKCE)",
-                scopes=frozenset({ADMIN_SCOPE}),
+                scopes=frozenset({"openid", "email", ADMIN_SCOPE}),
                 redirect_uris=(uri,),
                 public=True,
             )

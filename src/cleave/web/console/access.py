@@ -4,12 +4,13 @@ The rule: the console is open only on a system of one unit that listens on loopb
 is reached there (`cleave up` of the monolith on 127.0.0.1), and its pages say so. Everywhere
 else (the gateway of a split, a monolith on another address or behind a public URL elsewhere)
 an administrator signs in through the system's OpenID provider: authorization code with PKCE
-(S256) as the public client `cleave-console`, asking for the `admin` scope, which the provider
-grants only to administrators; a token without it is a 403. The session is a cookie the console
-signs (HS256, a key of this process: a restart signs everyone out, and signing in again is one
-round trip), `HttpOnly`, `SameSite=Strict`, `Secure` over https, for an hour; it carries a CSRF
-token that every state-changing form sends back. Scripts may read the JSON API with an admin's
-bearer token instead (`cleave token --scope admin`).
+(S256) as the public client `cleave-console`, asking for the `admin` scope (which the provider
+grants only to administrators; a token without it is a 403) and for `openid email`, to show
+whom. The session is a cookie the console signs (HS256, a key of this process: a restart signs
+everyone out, and signing in again is one round trip), `HttpOnly`, `SameSite=Strict`, `Secure`
+over https, for an hour; it carries a CSRF token that every state-changing form sends back.
+Scripts may read the JSON API with an admin's bearer token instead (`cleave token --scope
+admin`).
 """
 
 from __future__ import annotations
@@ -71,13 +72,18 @@ def sign_in_required(config: SystemConfig, host: str) -> bool:
     return len(config.topology.units) > 1 or host not in LOOPBACK or public not in LOOPBACK
 
 
+SCOPES = "openid email admin"
+
+
 @dataclass(frozen=True)
 class Session:
-    """Who uses the console in this browser; `subject` is empty on an open console."""
+    """Who uses the console in this browser (`who`: their email, else their subject); both are
+    empty on an open console."""
 
     subject: str
     admin: bool
     csrf: str
+    who: str = ""
 
 
 def page(title: str, body: str, *, status: int = 200, head: str = "") -> HTMLResponse:
@@ -128,14 +134,18 @@ class ConsoleAccess:
         claims = self._unsealed(request.cookies.get(self.cookie, ""), "session")
         if claims is None:
             return None
-        return Session(str(claims["sub"]), bool(claims["admin"]), str(claims["csrf"]))
+        return Session(
+            str(claims["sub"]), bool(claims["admin"]), str(claims["csrf"]), str(claims["who"])
+        )
 
     def csrf_ok(self, session: Session, sent: str) -> bool:
         return bool(sent) and hmac.compare_digest(session.csrf, sent)
 
-    def start_session(self, response: Response, subject: str, *, admin: bool) -> Session:
-        session = Session(subject, admin, secrets.token_urlsafe(24))
-        claims = {"sub": subject, "admin": admin, "csrf": session.csrf}
+    def start_session(
+        self, response: Response, subject: str, *, admin: bool, who: str = ""
+    ) -> Session:
+        session = Session(subject, admin, secrets.token_urlsafe(24), who or subject)
+        claims = {"sub": subject, "admin": admin, "csrf": session.csrf, "who": session.who}
         self._set(response, self.cookie, self._sealed(claims, "session", SESSION_SECONDS))
         return session
 
@@ -186,7 +196,7 @@ class ConsoleAccess:
                     return self._problem(problem.status, problem.detail, problem.code)
                 if not principal.is_admin:
                     return self._problem(403, "the console is for administrators", "not-admin")
-                return await endpoint(request, Session(principal.subject, True, ""))
+                return await endpoint(request, Session(principal.subject, True, "", ""))
             opened = None
             if session is None and not self.sign_in and kind != "action":
                 opened = Response()  # an open console still keeps a session: for its CSRF token
@@ -229,7 +239,7 @@ class ConsoleAccess:
         return page(
             "Administrators only",
             f"<h1>Administrators only</h1><p>You are signed in as "
-            f"<b>{escape(session.subject)}</b>, who is not an administrator of this system.</p>"
+            f"<b>{escape(session.who)}</b>, who is not an administrator of this system.</p>"
             f"{self.sign_out_form(session)}",
             status=403,
         )
@@ -244,7 +254,7 @@ class ConsoleAccess:
                 "With several units, or on any other address, an administrator signs in.</p>"
             )
         return (
-            f"<p id=access>Signed in as <b>{escape(session.subject)}</b> (administrator). "
+            f"<p id=access>Signed in as <b>{escape(session.who)}</b> (administrator). "
             f"{self.sign_out_form(session)}</p>"
         )
 
@@ -277,7 +287,7 @@ class ConsoleAccess:
             "response_type": "code",
             "client_id": CONSOLE_CLIENT,
             "redirect_uri": self.redirect_uri,
-            "scope": "admin",
+            "scope": SCOPES,
             "state": login["state"],
             "code_challenge": create_s256_code_challenge(login["verifier"]),
             "code_challenge_method": "S256",
@@ -334,7 +344,8 @@ class ConsoleAccess:
             f'<h1>Signed in</h1><p><a href="{escape(target)}">Continue to the console</a></p>',
             head=f'<meta http-equiv=refresh content="0;url={escape(target)}">',
         )
-        self.start_session(response, principal.subject, admin=principal.is_admin)
+        who = await self._email(str(issued["access_token"]))
+        self.start_session(response, principal.subject, admin=principal.is_admin, who=who)
         response.delete_cookie(self.login_cookie, path=CONSOLE_CALLBACK_PATH)
         return response
 
@@ -361,6 +372,20 @@ class ConsoleAccess:
             f"<p><a href={SIGN_IN_PATH}>Try again</a></p>",
             status=400,
         )
+
+    async def _email(self, access_token: str) -> str:
+        """The person's email from the provider's userinfo, or nothing (then their subject)."""
+        endpoint = (await self._provider()).get("userinfo_endpoint")
+        if not isinstance(endpoint, str):
+            return ""
+        answer = await self._http(
+            "GET", endpoint, headers={"Authorization": f"Bearer {access_token}"}
+        )
+        try:
+            claims = answer.json() if answer.status_code == 200 else {}
+        except ValueError:
+            return ""
+        return str(claims.get("email", "")) if isinstance(claims, dict) else ""
 
     async def _provider(self) -> dict[str, Any]:
         if self._metadata is None:
