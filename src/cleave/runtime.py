@@ -29,7 +29,7 @@ from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
 from cleave.service import PortRegistry, Service, ServiceContext
-from cleave.service.context import SystemFacts
+from cleave.service.context import CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT, SystemFacts
 
 if TYPE_CHECKING:
     from cleave.rpc.client import RemotePort
@@ -74,6 +74,8 @@ def system_facts(config: SystemConfig) -> SystemFacts:
         state_dir=config.var_dir,
         docs_client=config.auth.docs_client,
         docs_redirect_uri=config.public_url + DOCS_OAUTH2_REDIRECT_PATH,
+        console_client=CONSOLE_CLIENT,
+        console_redirect_uri=config.public_url + CONSOLE_CALLBACK_PATH,
     )
 
 

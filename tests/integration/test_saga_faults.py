@@ -283,15 +283,20 @@ async def test_the_console_shows_a_parked_saga_with_its_history_and_resumes_it(
         catalog.commit_stock = unavailable("catalog")  # type: ignore[method-assign]
         order_id = await place(shop.client, alice, order(("STICKER-PACK", 1)))
         await eventually(lambda: list_sagas(shop.unit.context("ordering"), status=NEEDS_ATTENTION))
-        console = httpx.ASGITransport(app=create_app(shop.unit, start_unit=False, console=True))
-        async with httpx.AsyncClient(transport=console, base_url="http://shop.test") as web:
+        app = create_app(shop.unit, start_unit=False, console=True, host="127.0.0.1")
+        console = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=console, base_url="http://127.0.0.1") as web:
             overview = (await web.get("/console")).text
             assert f"/console/sagas/ordering/{order_id}" in overview
             page = (await web.get(f"/console/sagas/ordering/{order_id}")).text
             assert "needs_attention at commit_stock" in page
             assert page.count("catalog at 127.0.0.1:9002 is unavailable") >= 2
             catalog.commit_stock = real_commit  # type: ignore[method-assign]
-            resumed = await web.post(f"/console/sagas/ordering/{order_id}/retry")
+            retry = f"/console/sagas/ordering/{order_id}/retry"
+            assert (await web.post(retry)).status_code == 403  # the form's CSRF token is wanted
+            csrf = re.search(r'name=csrf value="([^"]+)"', page)
+            assert csrf is not None
+            resumed = await web.post(retry, data={"csrf": csrf.group(1)})
             assert resumed.status_code == 303
         done = await settled(shop.client, alice, order_id)
         assert done["status"] == "confirmed"

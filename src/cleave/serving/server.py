@@ -83,7 +83,7 @@ async def serve_unit(
             await unit.seed()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(unit, console=console),
+                create_app(unit, console=console, host=host),
                 host=host,
                 port=port,
                 log_config=None,

@@ -27,7 +27,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from cleave.config import SystemConfig
 from cleave.errors import EX_CONFIG, CleaveError, Unrecoverable
 from cleave.runtime import welcome_lines
-from cleave.web.console.collect import log_record_of
+from cleave.web.console.collect import log_record_of, span_export_headers, span_secret
 from cleave.web.console.store import TraceStore
 from cleave.web.gateway import create_gateway, gateway_server
 
@@ -125,10 +125,13 @@ class Supervisor:
         environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
         # Units send their spans to the gateway's console unless told to send them elsewhere;
         # only spans: the console receives no metrics (each unit serves its own /metrics).
+        console = f"http://{self.host}:{self.port}/v1/traces"
         if not environment.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            environment.setdefault(
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://{self.host}:{self.port}/v1/traces"
-            )
+            environment.setdefault("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", console)
+        if environment.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == console:
+            # The console takes spans only from this system's units: they send its secret.
+            secret = span_secret(self.config.var_dir)
+            environment["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = span_export_headers(secret)
         environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"

@@ -255,9 +255,12 @@ def _route_template(scope: Scope, path: str, services: frozenset[str]) -> str | 
     return prefix + route
 
 
-def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) -> FastAPI:
+def create_app(
+    unit: Unit, *, start_unit: bool = True, console: bool = False, host: str | None = None
+) -> FastAPI:
     """The unit's app. With `start_unit`, its lifespan starts and stops relays and workers;
-    with `console`, it serves the console at /console (what `cleave up` does)."""
+    with `console`, it serves the console at /console (what `cleave up` does), open only when
+    served on a loopback `host` (else an administrator signs in)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -315,7 +318,7 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
     )
     configure_tracing(f"cleave-{unit.name}")
     if console:
-        _mount_console(app, unit)
+        _mount_console(app, unit, host, serves_provider)
     for service in unit.services:
         # Last, so the site's catch-all (its friendly 404) never hides the chassis's own routes.
         if service.pages is not None:
@@ -334,9 +337,18 @@ def create_metrics_app(unit: Unit) -> Starlette:
     return Starlette(routes=[Route("/metrics", metrics)])
 
 
-def _mount_console(app: FastAPI, unit: Unit) -> None:
+def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: bool) -> None:
+    import httpx
+
     from cleave.runtime import load_services
-    from cleave.web.console import TraceStore, collect_here, console_routes
+    from cleave.web.console import (
+        ConsoleAccess,
+        TraceStore,
+        collect_here,
+        console_routes,
+        sign_in_required,
+        span_secret,
+    )
 
     store = TraceStore()
     collect_here(store)
@@ -345,7 +357,19 @@ def _mount_console(app: FastAPI, unit: Unit) -> None:
         return {name: error or "ok" for name, error in (await unit.readiness()).items()}
 
     services = load_services(unit.config)
-    app.router.routes.extend(console_routes(store, unit.config, services, health, unit))
+    access = ConsoleAccess(
+        unit.config,
+        sign_in=host is None or sign_in_required(unit.config, host),
+        verifier=app.state.verifier,
+        # The provider is in this app: the code is exchanged in-process, with no socket.
+        transport=httpx.ASGITransport(app=app) if serves_provider else None,
+    )
+    secret = span_secret(unit.config.var_dir)
+    app.router.routes.extend(
+        console_routes(
+            store, unit.config, services, health, unit, access=access, span_secret=secret
+        )
+    )
 
 
 async def _read_messaging_gauges(unit: Unit) -> None:

@@ -284,9 +284,13 @@ def create_gateway(
         Route("/api/{service}/{rest:path}", api, methods=methods),
     ]
     if store is not None:
-        from cleave.web.console import console_routes
+        from cleave.runtime import build_verifier
+        from cleave.web.console import ConsoleAccess, console_routes, span_secret
 
-        routes += console_routes(store, config, services, health)
+        # In front of several units, the console is an administrator's, signed in.
+        access = ConsoleAccess(config, sign_in=True, verifier=build_verifier(config))
+        secret = span_secret(config.var_dir)
+        routes += console_routes(store, config, services, health, access=access, span_secret=secret)
     # The site's pages own the root and every other path; without them, an index of the units.
     routes.append(
         Route("/{path:path}", pages, methods=methods) if site is not None else Route("/", index)

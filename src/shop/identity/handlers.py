@@ -71,7 +71,9 @@ async def password_matches(password_hash: str, password: str) -> bool:
 # --- accounts -------------------------------------------------------------------------------
 
 
-async def create_user(uow: UnitOfWork, account: Account, *, user_id: str | None = None) -> str:
+async def create_user(
+    uow: UnitOfWork, account: Account, *, user_id: str | None = None, admin: bool = False
+) -> str:
     """An account made by an operator or the seeder: a taken email is a plain conflict."""
     account = validate_account(account)
     if await store.one(uow.connection, store.users, email=account.email) is not None:
@@ -86,6 +88,7 @@ async def create_user(uow: UnitOfWork, account: Account, *, user_id: str | None 
         password_hash=await hash_password(account.password),
         disabled=False,
         created_at=utcnow(),
+        admin=admin,
     )
     return user_id
 
