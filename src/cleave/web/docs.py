@@ -63,6 +63,22 @@ def mount_docs(
     _declare_security(app, issuer, _protected(routers))
 
 
+def api_docs_app(
+    title: str, routers: Mapping[str, APIRouter], *, issuer: str, client_id: str | None
+) -> FastAPI:
+    """One document and docs page for services that run elsewhere (the gateway's `/docs`): an
+    app that only describes `routers` and never serves them; `DOCS_ROUTES` are what it answers."""
+    app = FastAPI(title=title, version="1", docs_url=None, redoc_url=None)
+    for prefix, router in routers.items():
+        app.include_router(router, prefix=prefix, tags=[prefix.split("/")[2]])
+    mount_docs(app, routers, issuer=issuer, client_id=client_id)
+    return app
+
+
+# The paths a docs app answers: the page, its document, the sign-in's return and the assets.
+DOCS_ROUTES = (DOCS_PATH, "/openapi.json", OAUTH2_REDIRECT_PATH, ASSETS_PATH + "/{file:path}")
+
+
 def _protected(routers: Mapping[str, APIRouter]) -> set[tuple[str, str]]:
     """(path, method) of every operation whose route takes the principal."""
     return {
