@@ -16,6 +16,7 @@ from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError
+from cleave.files import private_dir
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
@@ -105,6 +106,8 @@ class Unit:
         max_attempts: int = 5,
     ) -> None:
         self.config = config
+        if config.var_root.exists():  # made by an older version, or checked out: owner-only now
+            private_dir(config.var_root)
         units = config.topology.units
         self.name = name or next(iter(units))
         if self.name not in units:

@@ -22,6 +22,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from cleave.errors import Forbidden, Unauthorized
+from cleave.files import private_dir
 
 ADMIN_SCOPE = "admin"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
@@ -123,7 +124,7 @@ class DevIssuer:
     def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
         path = var_dir / cls.FILE
         if not path.exists():
-            var_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(var_dir)
             key = RSAKey.generate_key(
                 2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"}
             )

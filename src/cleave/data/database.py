@@ -26,6 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 from cleave.data import sqlite
 from cleave.errors import DatabaseUnavailable
+from cleave.files import private_file
 
 _READ_ONLY = "cleave_read_only"
 MAX_SQLITE_READERS = 4
@@ -55,7 +56,7 @@ class Database:
         self._checkpointing: asyncio.Task[None] | None = None
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(self.url.database))
             self.engine: AsyncEngine = create_async_engine(sqlite.inline_url(self.url))
             _configure_sqlite(self.engine)
         else:
