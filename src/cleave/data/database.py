@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, Dialect, event, text
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -276,6 +276,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # writers never deadlock upgrading a read lock.
         if not connection.get_execution_options().get(_READ_ONLY, False):
             sqlite.begin_immediate(connection.connection.driver_connection)
+
+
+# A 64-bit integer (money in minor units): BIGINT, and on SQLite its INTEGER, 64-bit already.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -14,7 +14,7 @@ from cleave.money import Money
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.catalog import handlers, store
-from shop.catalog.domain import ProductDraft
+from shop.catalog.domain import MAX_STOCK, ProductDraft
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("catalog"))]
@@ -36,7 +36,7 @@ class ProductIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     price: Money
-    stock: int = Field(default=0, ge=0)
+    stock: int = Field(default=0, ge=0, le=MAX_STOCK)
 
 
 class ProductChanges(BaseModel):
@@ -50,7 +50,9 @@ class ProductChanges(BaseModel):
 class StockAdjustment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delta: int = Field(description="Units to add (positive) or remove (negative).")
+    delta: int = Field(
+        ge=-MAX_STOCK, le=MAX_STOCK, description="Units to add (positive) or remove (negative)."
+    )
     reason: str = Field(min_length=1, max_length=200, examples=["recount"])
 
 
