@@ -67,9 +67,7 @@ def definition(context: ServiceContext) -> SagaDefinition:
             )
         except PaymentFailed as error:
             raise StepFailed(f"payment_{error.reason}") from error
-        return {
-            "card_token": None
-        }  # authorised: the saga no longer needs, so no longer keeps, the token
+        return {"card_token": None}  # authorised: the saga no longer needs, so no longer keeps, it
 
     async def void_payment(state: SagaState) -> None:
         await payments.void(state.id)
@@ -127,6 +125,7 @@ def definition(context: ServiceContext) -> SagaDefinition:
         on_completed=on_completed,
         on_failed=on_failed,
         on_progress=on_progress,
+        forward_only=frozenset({"card_token"}),  # a declined or failed order keeps no token
     )
 
 
