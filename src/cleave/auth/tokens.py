@@ -26,6 +26,10 @@ from cleave.files import private_dir
 
 ADMIN_SCOPE = "admin"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# Whom an access token speaks for: a "user", or a "client" on its own (the client credentials
+# grant). Without the claim, RFC 9068's convention holds: `sub` equal to `client_id` is a client.
+SUBJECT_TYPE_CLAIM = "sub_type"
+USER, CLIENT = "user", "client"
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,16 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     client_id: str | None = None
+    subject_type: str = USER
 
     @property
     def is_admin(self) -> bool:
         return ADMIN_SCOPE in self.scopes
+
+    @property
+    def is_client(self) -> bool:
+        """A client acting for itself: never the user who might share its name (RFC 9700 §4.15)."""
+        return self.subject_type == CLIENT
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and not self.is_admin:
@@ -89,10 +99,15 @@ class TokenVerifier:
         except (ValueError, TypeError):
             raise Unauthorized("invalid token: malformed", code="invalid-token") from None
         scope = decoded.claims.get("scope", "")
+        subject, client_id = str(decoded.claims["sub"]), decoded.claims.get("client_id")
+        kind = decoded.claims.get(SUBJECT_TYPE_CLAIM)
+        if kind not in (USER, CLIENT, None):
+            raise Unauthorized(f"invalid token: unknown {SUBJECT_TYPE_CLAIM}", code="invalid-token")
         return Principal(
-            subject=str(decoded.claims["sub"]),
+            subject=subject,
             scopes=frozenset(scope.split() if isinstance(scope, str) else ()),
-            client_id=decoded.claims.get("client_id"),
+            client_id=client_id,
+            subject_type=kind or (CLIENT if subject == client_id else USER),
         )
 
 
@@ -148,6 +163,7 @@ class DevIssuer:
         *,
         ttl_seconds: int = 3600,
         client_id: str = "dev",
+        subject_type: str = USER,
     ) -> str:
         now = int(time.time())
         claims = {
@@ -160,6 +176,7 @@ class DevIssuer:
             "jti": uuid.uuid4().hex,
             "client_id": client_id,
             "scope": " ".join(scopes),
+            SUBJECT_TYPE_CLAIM: subject_type,
         }
         header = {"alg": "RS256", "kid": self.key.kid, "typ": ACCESS_TOKEN_TYPE}
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
@@ -187,6 +204,12 @@ def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the principal, who must hold `scope` (or be an admin)."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.is_client and not principal.is_admin:
+            # These routes act for the person the token names; a client is no person.
+            raise Forbidden(
+                "this call acts for a signed-in user: a client's own token cannot make it",
+                code="client-token",
+            )
         principal.require(scope)
         return principal
 
