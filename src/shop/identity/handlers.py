@@ -28,6 +28,7 @@ from shop.identity.domain import (
     OAuthError,
     ThrottlePolicy,
     after_failure,
+    check_password_strength,
     granted_scopes,
     is_locked,
     pkce_matches,
@@ -74,6 +75,7 @@ async def password_matches(password_hash: str, password: str) -> bool:
 async def create_user(uow: UnitOfWork, account: Account, *, user_id: str | None = None) -> str:
     """An account made by an operator or the seeder: a taken email is a plain conflict."""
     account = validate_account(account)
+    await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     if await store.one(uow.connection, store.users, email=account.email) is not None:
         raise Conflict("that email is registered already", code="email-taken")
     user_id = user_id or uuid.uuid4().hex
@@ -95,6 +97,7 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
     """Self-service sign-up. A taken email answers exactly like a new one (None here, and the
     same page to the person), so sign-up never reveals who is registered."""
     account = validate_account(account)
+    await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     password_hash = await hash_password(account.password)
     if await store.one(uow.connection, store.users, email=account.email) is not None:
         return None
