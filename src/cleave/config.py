@@ -98,6 +98,17 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitConfig:
+    """`[rate_limit]`: requests to `/api/...` allowed per client address and per principal, in
+    the `limits` notation ("100/second;3000/minute"; "" for none), counted in `storage`:
+    "memory://" in each process, or a Redis URL (`CLEAVE_RATE_LIMIT_STORAGE`) shared by all."""
+
+    per_address: str = "200/second;6000/minute"
+    per_principal: str = "100/second;3000/minute"
+    storage: str = "memory://"
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     name: str
     root: Path
@@ -109,6 +120,7 @@ class SystemConfig:
     topology: Topology
     auth: AuthConfig
     settings: Mapping[str, Mapping[str, Any]]
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     @property
     def var_dir(self) -> Path:
@@ -231,8 +243,21 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
             docs_client=auth.get("docs_client"),
         ),
         settings=raw.get("settings", {}),
+        rate_limit=_rate_limit(path, raw.get("rate_limit", {})),
     )
     return config.with_topology(chosen) if chosen else config
+
+
+def _rate_limit(path: Path, table: Mapping[str, Any]) -> RateLimitConfig:
+    default = RateLimitConfig()
+    if unknown := sorted(set(table) - {"per_address", "per_principal", "storage"}):
+        raise ConfigError(f"{path}: [rate_limit] has no key {unknown[0]!r}")
+    return RateLimitConfig(
+        per_address=str(table.get("per_address", default.per_address)),
+        per_principal=str(table.get("per_principal", default.per_principal)),
+        storage=os.environ.get("CLEAVE_RATE_LIMIT_STORAGE")
+        or str(table.get("storage", default.storage)),
+    )
 
 
 def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topology:

@@ -194,7 +194,14 @@ async def current_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a bearer token is required", code="missing-token")
     verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(token.strip())
+    principal = await verifier.verify(token.strip())
+    # The app's rate limit per principal (cleave.web.guards), counted once the token is proven.
+    guard: Callable[[Principal], Awaitable[None]] | None = getattr(
+        request.app.state, "principal_guard", None
+    )
+    if guard is not None:
+        await guard(principal)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

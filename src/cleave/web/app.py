@@ -54,6 +54,7 @@ _TITLES = {
     405: "Method Not Allowed",
     409: "Conflict",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -90,6 +91,8 @@ def _install_problem_handlers(app: FastAPI) -> None:
             if error.status == 401
             else RETRY_LATER
             if error.status == 503
+            else {"Retry-After": str(error.extensions.get("retry_after", 1))}
+            if error.status == 429
             else None
         )
         return problem_response(
@@ -298,6 +301,9 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     mount_docs(app, routers, issuer=unit.config.issuer, client_id=unit.config.auth.docs_client)
+    from cleave.web.guards import install_rate_limits  # it imports problem_response from here
+
+    install_rate_limits(app, unit.config.rate_limit)  # inside the request context: ids on a 429
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(f"cleave-{unit.name}")
     if console:
