@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from joserfc import jwt
@@ -207,6 +207,14 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+# The scope each dependency below requires, so the OpenAPI document can say it per operation.
+_REQUIRED_SCOPE: dict[Callable[..., Any], str] = {}
+
+
+def required_scope(dependency: Callable[..., Any]) -> str | None:
+    return _REQUIRED_SCOPE.get(dependency)
+
+
 def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the principal, who must hold `scope` (or be an admin)."""
 
@@ -220,6 +228,7 @@ def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
         principal.require(scope)
         return principal
 
+    _REQUIRED_SCOPE[dependency] = scope
     return dependency
 
 
@@ -229,4 +238,5 @@ async def _admin(principal: CurrentPrincipal) -> Principal:
     return principal
 
 
+_REQUIRED_SCOPE[_admin] = ADMIN_SCOPE
 AdminPrincipal = Annotated[Principal, Depends(_admin)]

@@ -53,6 +53,7 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    413: "Content Too Large",
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -301,9 +302,9 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     mount_docs(app, routers, issuer=unit.config.issuer, client_id=unit.config.auth.docs_client)
-    from cleave.web.guards import install_rate_limits  # it imports problem_response from here
+    from cleave.web.guards import install_guards  # it imports problem_response from here
 
-    install_rate_limits(app, unit.config.rate_limit)  # inside the request context: ids on a 429
+    install_guards(app, unit.config.rate_limit)  # inside the request context: ids on a 429
     app.add_middleware(RequestContextMiddleware)
     configure_tracing(f"cleave-{unit.name}")
     if console:

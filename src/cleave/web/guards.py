@@ -1,4 +1,5 @@
-"""Guards in front of the API: rate limits per client address and per principal.
+"""Guards in front of the API: a bound on request bodies, and rate limits per client address
+and per principal.
 
 Counted by `limits` (sliding window counters) in memory or in Redis, as `[rate_limit]` says. The
 address is checked before any work is done, in a middleware; the principal once its token is
@@ -17,11 +18,11 @@ from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cleave.auth.tokens import Principal
 from cleave.config import RateLimitConfig
-from cleave.errors import ConfigError, TooManyRequests
+from cleave.errors import ConfigError, Problem, TooManyRequests
 from cleave.web.app import problem_response
 
 log = structlog.get_logger("cleave.web.guards")
@@ -73,6 +74,50 @@ def _rates(key: str, text: str) -> list[RateLimitItem]:
         ) from None
 
 
+# No body this system takes needs more than a few kilobytes: a megabyte is generous.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BodySizeLimit:
+    """Pure ASGI: a body declared larger than MAX_BODY_BYTES is refused unread (413); one sent
+    without a length stops being read once past it (the route answers 400)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = problem_response(
+                413,
+                f"a request body is at most {self.max_bytes} bytes",
+                code="body-too-large",
+                instance=scope["path"],
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise TooLarge(f"a request body is at most {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, bounded, send)
+
+
+class TooLarge(Problem):
+    status = 413
+    default_code = "body-too-large"
+
+
 class AddressRateLimit:
     """Pure ASGI: a request to /api/... from an address past its limit is refused unread."""
 
@@ -98,7 +143,8 @@ class AddressRateLimit:
         await self.app(scope, receive, send)
 
 
-def install_rate_limits(app: FastAPI, config: RateLimitConfig) -> None:
+def install_guards(app: FastAPI, config: RateLimitConfig) -> None:
+    app.add_middleware(BodySizeLimit)
     limiter = RateLimiter(config)
     app.state.principal_guard = limiter.guard_principal
     if limiter.per_address:

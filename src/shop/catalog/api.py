@@ -10,7 +10,7 @@ from sqlalchemy import Row
 
 from cleave.auth.tokens import AdminPrincipal
 from cleave.errors import NotFound
-from cleave.money import Money
+from cleave.money import Money, MoneyIn
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.catalog import handlers, store
@@ -35,7 +35,7 @@ class ProductIn(BaseModel):
     sku: str = Field(min_length=2, max_length=64, examples=["MUG-CLASSIC"])
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
-    price: Money
+    price: MoneyIn
     stock: int = Field(default=0, ge=0, le=MAX_STOCK)
 
 
@@ -44,7 +44,7 @@ class ProductChanges(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
-    price: Money | None = None
+    price: MoneyIn | None = None
 
 
 class StockAdjustment(BaseModel):
