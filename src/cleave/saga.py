@@ -41,8 +41,8 @@ from cleave.telemetry import (
     SAGA_DURATION,
     SAGAS_FINISHED,
     SAGAS_PARKED,
-    context_of,
     current_carrier,
+    trace_context_of,
     tracer,
 )
 
@@ -262,7 +262,7 @@ class SagaRunner:
         name = self.definition.name
         with tracer.start_as_current_span(
             _span_name(name, row.status, row.step, steps),
-            context=context_of(state.data.get(TRACE_KEY) or {}),
+            context=trace_context_of(state.data.get(TRACE_KEY) or {}),
             attributes={
                 "cleave.service": self.context.name,
                 "cleave.saga.name": name,

@@ -204,7 +204,7 @@ def _export_metrics_over_otlp(resource: Any) -> None:
 tracer = trace.get_tracer("cleave")
 
 
-def context_of(carrier: dict[str, str]) -> Context:
+def trace_context_of(carrier: dict[str, str]) -> Context:
     """The trace context a message or a saga carries, to continue its trace where it left off."""
     return propagate.extract(carrier)
 

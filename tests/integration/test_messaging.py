@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.config import SystemConfig, Topology
 from cleave.data.tables import inbox, outbox
-from cleave.errors import DatabaseUnavailable
+from cleave.data.unit_of_work import UnitOfWork
+from cleave.errors import ConfigError, DatabaseUnavailable
 from cleave.events import Envelope
-from cleave.messaging.consumer import list_dead_letters
+from cleave.messaging.consumer import Consumer, list_dead_letters
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
+from cleave.service import Subscription
 from tests.conftest import PostgresDatabases, eventually
 from tests.integration import toy
 
@@ -167,6 +169,33 @@ async def test_duplicate_deliveries_are_applied_once(toy_config: SystemConfig) -
             assert (await connection.execute(select(func.count()).select_from(inbox))).scalar() == 1
     finally:
         await unit.stop()
+
+
+async def test_a_renamed_handler_keeps_its_inbox_identity(toy_config: SystemConfig) -> None:
+    """The next release renames the handler's function; an event delivered again after the
+    deploy is recognised by the subscription's declared name and not applied twice."""
+    unit = await started(toy_config)
+    try:
+        envelope = Envelope.of(toy.NoteWritten(note_id="n1", text="once"), source="/test", trace={})
+        await unit.consumers["tally"].deliver(envelope)
+
+        async def count_written_note(event: toy.NoteWritten, uow: UnitOfWork) -> None:
+            await toy.count_note(event, uow)
+
+        renamed = Subscription(toy.NoteWritten, count_written_note, name="count_note")
+        next_release = Consumer(unit.context("tally"), [renamed])
+        await next_release.deliver(envelope)
+        assert await tally_of(unit, "once") == 1
+    finally:
+        await unit.stop()
+
+
+def test_a_subscription_name_is_declared_and_unique_in_its_service() -> None:
+    with pytest.raises(ConfigError, match="lower-case"):
+        Subscription(toy.NoteWritten, toy.count_note, name="Count Note")
+    twice = Subscription(toy.NoteWritten, toy.count_note, name="count_note")
+    with pytest.raises(ConfigError, match="two subscriptions named 'count_note'"):
+        replace(toy.tally_service, subscriptions=(twice, twice))
 
 
 async def test_a_failing_message_is_parked_then_replayed_once(toy_config: SystemConfig) -> None:

@@ -10,6 +10,7 @@ import pytest
 from cleave.errors import Conflict
 from cleave.money import Money
 from shop.payment import domain
+from shop.payment.contract import card_hint
 from shop.payment.processor import Declined, SimulatedProcessor
 
 TEN_EUROS = Money(amount=1000, currency="EUR")
@@ -76,10 +77,18 @@ def test_a_settled_payment_answers_a_repeated_authorise_the_same_way(
 
 @pytest.mark.parametrize(
     ("token", "hint"),
-    [("tok_visa", "visa"), ("tok_approve", "rove"), ("tok", "****"), ("", "****")],
+    [
+        ("tok_visa", "visa"),
+        ("tok_approve", "rove"),
+        ("1234", "****"),
+        ("tok", "****"),
+        ("", "****"),
+    ],
 )
-def test_a_payment_keeps_a_hint_of_the_card_never_the_token(token: str, hint: str) -> None:
-    assert domain.card_hint(token) == hint
+def test_orders_and_payments_keep_one_hint_of_the_card_never_the_token(
+    token: str, hint: str
+) -> None:
+    assert card_hint(token) == hint
 
 
 # --- the simulated processor -----------------------------------------------------------------

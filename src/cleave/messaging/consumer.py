@@ -23,7 +23,7 @@ from cleave.data.tables import dead_letters, inbox
 from cleave.errors import CleaveError, NotFound
 from cleave.events import Envelope
 from cleave.service import ServiceContext, Subscription
-from cleave.telemetry import EVENTS_CONSUMED, context_of, tracer
+from cleave.telemetry import EVENTS_CONSUMED, trace_context_of, tracer
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Consumer:
         """Apply one message in one transaction; False if the inbox shows it was applied before."""
         with tracer.start_as_current_span(
             f"process {envelope.type}",
-            context=context_of(envelope.trace_carrier),
+            context=trace_context_of(envelope.trace_carrier),
             kind=SpanKind.CONSUMER,
             attributes={
                 "cleave.service": self.context.name,

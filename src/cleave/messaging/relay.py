@@ -22,7 +22,7 @@ from cleave.data.unit_of_work import OUTBOX_CHANNEL, OUTBOX_SIGNAL
 from cleave.events import Envelope
 from cleave.messaging.broker import Broker
 from cleave.service import ServiceContext
-from cleave.telemetry import EVENTS_PUBLISHED, context_of, tracer
+from cleave.telemetry import EVENTS_PUBLISHED, trace_context_of, tracer
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class OutboxRelay:
             envelope = Envelope.from_json(raw)
             with tracer.start_as_current_span(
                 f"publish {envelope.type}",
-                context=context_of(envelope.trace_carrier),
+                context=trace_context_of(envelope.trace_carrier),
                 kind=SpanKind.PRODUCER,
                 attributes={
                     "cleave.service": self.context.name,

@@ -25,7 +25,7 @@ from cleave.errors import (
 )
 from cleave.rpc.contract import RpcContract, RpcMethod
 from cleave.rpc.problems import STATUS_CODES, problem_metadata
-from cleave.telemetry import context_of
+from cleave.telemetry import trace_context_of
 
 log = structlog.get_logger("cleave.rpc")
 tracer = trace.get_tracer("cleave.rpc")
@@ -123,7 +123,7 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
         }
         with tracer.start_as_current_span(
             span_name,
-            context=context_of(carrier),
+            context=trace_context_of(carrier),
             kind=trace.SpanKind.SERVER,
             attributes={
                 "rpc.system": "grpc",

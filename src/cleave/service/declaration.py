@@ -4,6 +4,7 @@ data. It never reads the topology: at run time it gets a `ServiceContext` whose 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import MetaData
 
+from cleave.errors import ConfigError
 from cleave.events import Event
 
 if TYPE_CHECKING:
@@ -38,14 +40,26 @@ class PortBinding(Generic[P]):
 
 @dataclass(frozen=True)
 class Subscription(Generic[E]):
-    """An event type a service consumes, and the handler that applies it in a unit of work."""
+    """An event type a service consumes, and the handler that applies it in a unit of work.
+
+    `name` is the subscription's identity in the inbox and the dead-letter store: it must never
+    change once deployed, so it is declared, never taken from the handler's Python name (a
+    renamed function would otherwise re-apply every redelivered event).
+    """
 
     event: type[E]
     handler: Callable[[E, UnitOfWork], Awaitable[None]]
+    name: str
 
-    @property
-    def name(self) -> str:
-        return self.handler.__name__
+    def __post_init__(self) -> None:
+        if not _SUBSCRIPTION_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"subscription name {self.name!r} must be lower-case letters, digits and "
+                "underscores, starting with a letter"
+            )
+
+
+_SUBSCRIPTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 Worker = Callable[["ServiceContext"], Awaitable[None]]
@@ -71,3 +85,8 @@ class Service:
     # The site's own pages, mounted at the root of the public address (`/`, and every path that
     # is not the API or the chassis's), in every topology; at most one service of a system.
     pages: APIRouter | None = None
+
+    def __post_init__(self) -> None:
+        names = [subscription.name for subscription in self.subscriptions]
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise ConfigError(f"service {self.name!r} has two subscriptions named {repeated[0]!r}")

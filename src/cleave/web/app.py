@@ -36,7 +36,7 @@ from cleave.telemetry import (
     OUTBOX_PENDING,
     SAGAS_NEEDING_ATTENTION,
     configure_tracing,
-    context_of,
+    trace_context_of,
     tracer,
 )
 from cleave.web.docs import mount_docs
@@ -188,7 +188,7 @@ class RequestContextMiddleware:
         if not path.startswith(_UNTRACED):
             span = tracer.start_span(
                 method,
-                context=context_of(carrier) if carrier else None,
+                context=trace_context_of(carrier) if carrier else None,
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,

@@ -18,8 +18,8 @@ service = Service(
     router=api.router,
     publishes=(CustomerCreated,),
     subscriptions=(
-        Subscription(OrderConfirmed, handlers.on_order_confirmed),
-        Subscription(UserRegistered, handlers.on_user_registered),
+        Subscription(OrderConfirmed, handlers.on_order_confirmed, name="on_order_confirmed"),
+        Subscription(UserRegistered, handlers.on_user_registered, name="on_user_registered"),
     ),
     port=PortBinding(CustomerPort, handlers.LocalCustomers, rpc=customer_pb2),
     seed=seed.seed,

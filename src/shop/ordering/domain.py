@@ -59,8 +59,3 @@ def outcome_of_failure(failed_step: str | None, reason: str | None) -> tuple[str
 def is_retryable(reason: str | None) -> bool:
     """Whether an order ended for a passing reason, so the customer may simply place it again."""
     return reason in RETRYABLE
-
-
-def card_hint(card_token: str) -> str:
-    """What an order keeps of the card: never the token itself."""
-    return card_token[-4:] if len(card_token) >= 4 else "****"

@@ -16,7 +16,8 @@ from cleave.service import ServiceContext
 from shop.customer.contract import CustomerPort
 from shop.ordering import saga, store
 from shop.ordering.contract import OrderPlaced
-from shop.ordering.domain import PENDING, Line, card_hint, validate_lines
+from shop.ordering.domain import PENDING, Line, validate_lines
+from shop.payment.contract import card_hint
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,3 @@ def failure_reason(status: str, reason: str | None) -> str | None:
 def capture_key(payment_id: str) -> str:
     """The processor's idempotency key for capturing a payment: asked again, the same capture."""
     return f"capture-{payment_id}"
-
-
-def card_hint(card_token: str) -> str:
-    """What a payment keeps of the card token: its last four characters, never the token."""
-    return card_token[-4:] if len(card_token) > 4 else "****"

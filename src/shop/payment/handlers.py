@@ -35,6 +35,7 @@ from shop.payment.contract import (
     PaymentPort,
     PaymentRefunded,
     PaymentVoided,
+    card_hint,
 )
 from shop.payment.processor import CardProcessor, Declined, SimulatedProcessor
 
@@ -119,7 +120,7 @@ class LocalPayments:
                         "customer_id": customer_id,
                         "amount": amount.amount,
                         "currency": amount.currency,
-                        "card_hint": domain.card_hint(card_token),
+                        "card_hint": card_hint(card_token),
                         "status": domain.AUTHORIZING,
                     },
                 )

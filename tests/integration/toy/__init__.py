@@ -69,5 +69,5 @@ tally_service = Service(
     name="tally",
     metadata=tally_metadata,
     migrations=HERE / "tally_migrations",
-    subscriptions=(Subscription(NoteWritten, count_note),),
+    subscriptions=(Subscription(NoteWritten, count_note, name="count_note"),),
 )

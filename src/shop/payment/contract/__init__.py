@@ -19,6 +19,12 @@ PaymentStatus = Literal[
 ]
 
 
+def card_hint(card_token: str) -> str:
+    """What any service may keep of a card token: its last four characters, and nothing at all
+    of a token so short that those would be the whole of it."""
+    return card_token[-4:] if len(card_token) > 4 else "****"
+
+
 class PaymentOutcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
