@@ -421,8 +421,9 @@ async def sign_out(request: Request, context: Context) -> Response:
     params = {name: value for name in _LOGOUT_PARAMS if (value := form.get(name))}
     if not _csrf_ok(request, form):
         csrf = _csrf(request)
+        hidden = {name: value for name, value in params.items() if name != "id_token_hint"}
         response = pages.sign_out(
-            action=request.url_for("sign_out").path, csrf=csrf, hidden=params, status=400
+            action=request.url_for("sign_out").path, csrf=csrf, hidden=hidden, status=400
         )
         return _with_csrf(request, response, csrf)
     return await _signed_out(request, context, params)
@@ -453,9 +454,12 @@ async def _hint_names(context: ServiceContext, params: dict[str, str], user_id: 
     async with context.read() as connection:
         keys = await tokens.public_key_set(connection, utcnow())
     try:
-        claims = jwt.decode(hint, keys, algorithms=[tokens.ALGORITHM]).claims
+        decoded = jwt.decode(hint, keys, algorithms=[tokens.ALGORITHM])
     except (JoseError, ValueError, TypeError):
         return False
+    if decoded.header.get("typ") != "JWT":  # an access token is no ID token
+        return False
+    claims = decoded.claims
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     return (
