@@ -100,8 +100,9 @@ class AuthConfig:
 @dataclass(frozen=True)
 class RateLimitConfig:
     """`[rate_limit]`: requests to `/api/...` allowed per client address and per principal, in
-    the `limits` notation ("100/second;3000/minute"; "" for none), counted in `storage`:
-    "memory://" in each process, or a Redis URL (`CLEAVE_RATE_LIMIT_STORAGE`) shared by all."""
+    the `limits` notation ("100/second;3000/minute"; "off" for none), counted in `storage`:
+    "memory://" in each process, or a Redis URL shared by all. Each key has its environment
+    override: `CLEAVE_RATE_LIMIT_PER_ADDRESS`, `..._PER_PRINCIPAL`, `..._STORAGE`."""
 
     per_address: str = "200/second;6000/minute"
     per_principal: str = "100/second;3000/minute"
@@ -249,15 +250,14 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
 
 
 def _rate_limit(path: Path, table: Mapping[str, Any]) -> RateLimitConfig:
-    default = RateLimitConfig()
-    if unknown := sorted(set(table) - {"per_address", "per_principal", "storage"}):
+    keys = ("per_address", "per_principal", "storage")
+    if unknown := sorted(set(table) - set(keys)):
         raise ConfigError(f"{path}: [rate_limit] has no key {unknown[0]!r}")
-    return RateLimitConfig(
-        per_address=str(table.get("per_address", default.per_address)),
-        per_principal=str(table.get("per_principal", default.per_principal)),
-        storage=os.environ.get("CLEAVE_RATE_LIMIT_STORAGE")
-        or str(table.get("storage", default.storage)),
-    )
+    values = {key: str(table[key]) for key in keys if key in table}
+    for key in keys:
+        if (override := os.environ.get(f"CLEAVE_RATE_LIMIT_{key.upper()}")) is not None:
+            values[key] = override
+    return RateLimitConfig(**values)
 
 
 def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topology:

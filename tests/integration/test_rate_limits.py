@@ -73,11 +73,18 @@ async def test_an_address_past_its_limit_gets_429_whoever_it_claims_to_be(
         assert (await other.get("/api/catalog/v1/products")).status_code == 200
 
 
-def test_cleave_toml_limits_the_api_by_default() -> None:
+def test_cleave_toml_limits_the_api_by_default_and_the_environment_overrides_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     limits = load_config(ROOT / "cleave.toml").rate_limit
     assert limits.per_address
     assert limits.per_principal
     assert limits.storage == "memory://"
+    monkeypatch.setenv("CLEAVE_RATE_LIMIT_PER_ADDRESS", "off")
+    monkeypatch.setenv("CLEAVE_RATE_LIMIT_STORAGE", "redis://cache:6379/0")
+    changed = load_config(ROOT / "cleave.toml").rate_limit
+    assert (changed.per_address, changed.storage) == ("off", "redis://cache:6379/0")
+    assert changed.per_principal == limits.per_principal
 
 
 def test_a_bad_rate_limit_is_a_one_line_error(tmp_path: Path, base_config: SystemConfig) -> None:

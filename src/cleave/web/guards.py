@@ -64,13 +64,13 @@ class RateLimiter:
 
 
 def _rates(key: str, text: str) -> list[RateLimitItem]:
-    if not text.strip():
+    if text.strip().lower() in ("", "off"):
         return []
     try:
         return list(parse_many(text))
     except ValueError:
         raise ConfigError(
-            f"[rate_limit] {key} = {text!r} is not a rate like '100/second;3000/minute'"
+            f"[rate_limit] {key} = {text!r} is not a rate like '100/second;3000/minute' or 'off'"
         ) from None
 
 
