@@ -106,8 +106,9 @@ class Unit:
         max_attempts: int = 5,
     ) -> None:
         self.config = config
-        if config.var_root.exists():  # made by an older version, or checked out: owner-only now
-            private_dir(config.var_root)
+        for state in (config.var_root, config.var_dir):
+            if state.exists():  # made by an older version, or checked out: owner-only now
+                private_dir(state)
         units = config.topology.units
         self.name = name or next(iter(units))
         if self.name not in units:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from cleave.config import SystemConfig
+from cleave.data.database import Database
 from cleave.runtime import Unit
 from cleave.web.app import create_app
 
@@ -64,6 +65,20 @@ async def test_every_folder_and_file_of_the_state_is_owner_only(
 async def test_a_state_folder_made_before_is_tightened(
     base_config: SystemConfig, usual_umask: None
 ) -> None:
-    base_config.var_root.mkdir(mode=0o755)
+    base_config.var_dir.mkdir(mode=0o755, parents=True)
+    base_config.var_root.chmod(0o755)
     Unit(base_config)
     assert stat.S_IMODE(base_config.var_root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(base_config.var_dir.stat().st_mode) == 0o700
+
+
+async def test_a_database_in_a_folder_of_someone_elses_leaves_that_folder_alone(
+    tmp_path: Path, usual_umask: None
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    database = Database("notes", f"sqlite+aiosqlite:///{shared}/new/notes.db")
+    await database.dispose()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE((shared / "new" / "notes.db").stat().st_mode) == 0o600
