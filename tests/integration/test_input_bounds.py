@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
+from cleave.runtime import Unit
 from shop.catalog.domain import MAX_PRICE, MAX_STOCK
 from tests.integration.test_order_saga import order, place, settled
 
@@ -119,3 +121,18 @@ async def test_an_empty_idempotency_key_is_a_400_every_time(
         assert assert_problem(response, 400)["code"] == "invalid-idempotency-key"
     listed = await client.get(ORDERS, headers=alice)
     assert listed.json()["items"] == []
+
+
+async def test_an_order_whose_total_would_overflow_is_rejected_saying_so(
+    client: httpx.AsyncClient, unit: Unit, customer_headers: Headers
+) -> None:
+    # A price from before the bound (written straight into catalog's table): the saga refuses
+    # the total it would make, at once and by name, and keeps nothing of it.
+    async with unit.context("catalog").database.transaction() as connection:
+        await connection.execute(
+            text("UPDATE products SET price_amount = :price WHERE sku = 'MUG-CLASSIC'"),
+            {"price": 2**62},
+        )
+    alice = customer_headers("alice")
+    done = await settled(client, alice, await place(client, alice, order(("MUG-CLASSIC", 2))))
+    assert (done["status"], done["reason"], done["total"]) == ("rejected", "total_too_large", None)
