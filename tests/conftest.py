@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
 from cleave.config import SystemConfig, load_config
 from cleave.runtime import Unit
 from cleave.telemetry import configure_logging
-from cleave.web.app import create_app
+from cleave.web.app import create_app, create_metrics_app
 from shop.identity.domain import USER_SCOPES
 from tests.services import POSTGRES, reachable
 
@@ -68,6 +68,7 @@ class PostgresDatabases:
         try:
             for database in self.created:
                 await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            self.created.clear()
         finally:
             await connection.close()
 
@@ -79,12 +80,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig:
-    for variable in ("CLEAVE_DATABASE", "CLEAVE_TOPOLOGY", "CLEAVE_CONFIG"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("CLEAVE_VAR", str(tmp_path / "var"))
-    config = load_config(ROOT / "cleave.toml")
+def suite_config(var_root: Path) -> SystemConfig:
+    """The shop's configuration as the service suites run it, with its state under `var_root`."""
+    config = replace(load_config(ROOT / "cleave.toml"), var_root=var_root)
     settings = {name: dict(values) for name, values in config.settings.items()}
     # Fast deadlines keep failure paths quick; the behaviour under test is the same.
     settings.setdefault("ordering", {}).update(step_deadline_seconds=3.0, retry_seconds=0.05)
@@ -95,25 +93,148 @@ def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig
 
 
 @pytest.fixture
-async def config(base_config: SystemConfig, backend: str) -> AsyncIterator[SystemConfig]:
-    if backend == "sqlite":
-        yield base_config
-        return
-    databases = PostgresDatabases()
-    await databases.create(list(base_config.services))
-    template = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
-    topology = replace(base_config.topology, database=template)
-    try:
-        yield replace(base_config, topology=topology)
-    finally:
-        await databases.drop()
+def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig:
+    for variable in ("CLEAVE_DATABASE", "CLEAVE_TOPOLOGY", "CLEAVE_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CLEAVE_VAR", str(tmp_path / "var"))
+    return suite_config(tmp_path / "var")
+
+
+def on_postgres(config: SystemConfig, databases: PostgresDatabases) -> SystemConfig:
+    database = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
+    return replace(config, topology=replace(config.topology, database=database))
+
+
+SEQUENCES = "(sequences)"  # the key of a database's sequence values among its tables' rows
+
+
+class MigratedShop:
+    """The shop migrated and seeded once per session and backend; each test starts from that
+    state, restored at a small part of the cost of migrating and seeding again (which hashes the
+    demo users' passwords and makes keys). SQLite: a copy of the files. PostgreSQL: one set of
+    databases for the session, emptied and refilled with the seeded rows before each test,
+    because creating and dropping databases costs a checkpoint each on a busy server."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.databases = PostgresDatabases()
+        self.built: set[str] = set()
+        self.seeded_rows: dict[str, dict[str, tuple[list[str], list[Any]]]] = {}
+
+    def var_root(self, backend: str) -> Path:
+        return self.root / backend
+
+    async def restore(self, config: SystemConfig, backend: str) -> SystemConfig:
+        """`config` on the seeded state: its own files, or the session's emptied databases."""
+        if backend == "postgresql":
+            config = on_postgres(config, self.databases)
+        if backend not in self.built:
+            await self._build(config, backend)
+            self.built.add(backend)
+        # A file the test already has (the development signing key its tokens use) stays.
+        for source in self.var_root(backend).rglob("*"):
+            copy = config.var_root / source.relative_to(self.var_root(backend))
+            if source.is_dir():
+                copy.mkdir(parents=True, exist_ok=True)
+            elif not copy.exists():
+                shutil.copy2(source, copy)
+        if backend == "postgresql":
+            for service, tables in self.seeded_rows.items():
+                await self._refill(self.databases.name(service), tables)
+        return config
+
+    async def _build(self, config: SystemConfig, backend: str) -> None:
+        if backend == "postgresql":
+            await self.databases.create(list(config.services))
+        built = Unit(replace(config, var_root=self.var_root(backend)))
+        try:
+            await built.migrate()
+            await built.seed()
+        finally:
+            await built.stop()
+        if backend == "postgresql":
+            for service in config.services:
+                self.seeded_rows[service] = await self._rows(self.databases.name(service))
+
+    @staticmethod
+    async def _rows(database: str) -> dict[str, tuple[list[str], list[Any]]]:
+        connection = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}")
+        try:
+            names = await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+            rows: dict[str, tuple[list[str], list[Any]]] = {}
+            for (table,) in names:
+                records = await connection.fetch(f'SELECT * FROM "{table}"')
+                columns = list(records[0].keys()) if records else []
+                rows[table] = (columns, [tuple(record) for record in records])
+            # Each sequence where seeding left it, so the next row gets the id it would have.
+            sequences = await connection.fetch(
+                "SELECT schemaname || '.' || sequencename, coalesce(last_value, start_value), "
+                "last_value IS NOT NULL FROM pg_sequences WHERE schemaname = 'public'"
+            )
+            rows[SEQUENCES] = ([], [tuple(sequence) for sequence in sequences])
+            return rows
+        finally:
+            await connection.close()
+
+    @staticmethod
+    async def _refill(database: str, tables: dict[str, tuple[list[str], list[Any]]]) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN)
+        try:  # a connection the last test left open must not hold a lock on its tables
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await connection.close()
+        connection = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}")
+        try:
+            async with connection.transaction():
+                await connection.execute("SET LOCAL lock_timeout = '10s'")
+                # DELETE, not TRUNCATE: for a few rows it is far cheaper (no new files to sync),
+                # and with triggers off (foreign keys included) the order of tables is free.
+                await connection.execute("SET LOCAL session_replication_role = replica")
+                for table in tables:
+                    if table != SEQUENCES:
+                        await connection.execute(f'DELETE FROM "{table}"')
+                for table, (columns, records) in tables.items():
+                    if table == SEQUENCES:
+                        for name, value, called in records:
+                            await connection.execute(
+                                "SELECT setval($1, $2, $3)", name, value, called
+                            )
+                    elif records:
+                        await connection.copy_records_to_table(
+                            table, records=records, columns=columns
+                        )
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedShop]:
+    shop = MigratedShop(tmp_path_factory.mktemp("migrated-shop"))
+    yield shop
+    if shop.databases.created:
+        asyncio.run(shop.databases.drop())
+
+
+@pytest.fixture
+async def config(
+    base_config: SystemConfig, backend: str, migrated_shop: MigratedShop
+) -> SystemConfig:
+    """The shop's configuration on a migrated and seeded state of its own."""
+    return await migrated_shop.restore(base_config, backend)
 
 
 @pytest.fixture
 async def unit(config: SystemConfig) -> AsyncIterator[Unit]:
     """The monolith's one unit: migrated, seeded and running (relays and workers started)."""
     running = Unit(config)
-    await running.migrate()
+    await running.migrate()  # a no-op on the copy, unless a migration is newer than the session
     await running.seed()
     await running.start()
     try:
@@ -128,6 +249,15 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
         yield http
+
+
+async def scrape(unit: Unit) -> str:
+    """What Prometheus reads from the unit's own metrics port."""
+    transport = httpx.ASGITransport(app=create_metrics_app(unit))
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics.test") as http:
+        answer = await http.get("/metrics")
+        assert answer.status_code == 200
+        return answer.text
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cleave.errors import ConfigError
 
@@ -29,6 +30,12 @@ class Topology:
     addresses: Mapping[str, UnitAddress] = field(default_factory=dict)
     admin_url: str | None = None
     pool_size: int = 5
+    # Peers (addresses or CIDR networks) whose X-Forwarded-* the gateway believes: none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    # Where each unit serves /metrics, apart from its API; None: no scrape endpoint at all.
+    metrics_port: int | None = None
+    # A folder of certificates for TLS on gRPC between units (`cleave certs` makes them).
+    grpc_tls: str | None = None
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
@@ -38,19 +45,27 @@ class Topology:
 
     def address_of(self, unit: str) -> UnitAddress:
         """Where a unit listens: `addresses.<unit>` in the file, an environment override
-        (`CLEAVE_ADDRESS_<UNIT>=host:http_port:grpc_port`, as Kubernetes sets it), or else
-        consecutive ports after the topology's own `http_port` and `grpc_port`."""
+        (`CLEAVE_ADDRESS_<UNIT>=host:http_port:grpc_port[:metrics_port]`, as Kubernetes sets
+        it), or else consecutive ports after the topology's own `http_port` and `grpc_port`.
+        Unless the address names one, unit N's metrics port is `metrics_port` + N."""
         if unit not in self.units:
             raise ConfigError(f"unknown unit {unit!r} in topology {self.name!r}")
+        metrics = self.metrics_base()
+        index = 0 if len(self.units) == 1 else list(self.units).index(unit) + 1
+        metrics_port = None if metrics is None else metrics + index
         override = os.environ.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")
         if override:
-            return UnitAddress.parse(override)
+            return UnitAddress.parse(override, metrics_port)
         if unit in self.addresses:
-            return self.addresses[unit]
-        if len(self.units) == 1:
-            return UnitAddress(self.host, self.http_port, self.grpc_port)
-        index = list(self.units).index(unit) + 1
-        return UnitAddress(self.host, self.http_port + index, self.grpc_port + index)
+            given = self.addresses[unit]
+            return given if given.metrics_port else replace(given, metrics_port=metrics_port)
+        return UnitAddress(self.host, self.http_port + index, self.grpc_port + index, metrics_port)
+
+    def metrics_base(self) -> int | None:
+        """`CLEAVE_METRICS_PORT`, else the topology's `metrics_port`; 0 turns metrics off."""
+        override = os.environ.get("CLEAVE_METRICS_PORT")
+        port = int(override) if override and override.isdigit() else self.metrics_port
+        return port or None
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,8 @@ class UnitAddress:
     host: str
     http_port: int
     grpc_port: int
+    # The unit's own scrape port, apart from its API (None: metrics are not served).
+    metrics_port: int | None = None
 
     @property
     def http(self) -> str:
@@ -68,12 +85,14 @@ class UnitAddress:
         return f"{self.host}:{self.grpc_port}"
 
     @classmethod
-    def parse(cls, text: str) -> UnitAddress:
+    def parse(cls, text: str, metrics_port: int | None = None) -> UnitAddress:
+        """`host:http_port:grpc_port[:metrics_port]`; without the last, `metrics_port`."""
         host, _, ports = text.partition(":")
-        http_port, _, grpc_port = ports.partition(":")
-        if not (host and http_port.isdigit() and grpc_port.isdigit()):
-            raise ConfigError(f"address {text!r} is not host:http_port:grpc_port")
-        return cls(host, int(http_port), int(grpc_port))
+        numbers = ports.split(":")
+        if not (host and len(numbers) in (2, 3) and all(n.isdigit() for n in numbers)):
+            raise ConfigError(f"address {text!r} is not host:http_port:grpc_port[:metrics_port]")
+        metrics = int(numbers[2]) if len(numbers) == 3 else metrics_port
+        return cls(host, int(numbers[0]), int(numbers[1]), metrics or None)
 
 
 SELF_ISSUER = "self"
@@ -167,6 +186,13 @@ class SystemConfig:
         )
         return template.format(service=service, var=self.var_dir)
 
+    @property
+    def grpc_tls_dir(self) -> Path | None:
+        """Where the units' gRPC certificates are, when the topology turns TLS on:
+        `CLEAVE_GRPC_TLS`, else its `grpc_tls` (`{var}` is its state folder), from the root."""
+        folder = os.environ.get("CLEAVE_GRPC_TLS") or self.topology.grpc_tls
+        return self.root / folder.format(var=self.var_dir) if folder else None
+
     def service_settings(self, service: str) -> Mapping[str, Any]:
         return self.settings.get(service, {})
 
@@ -209,24 +235,50 @@ def find_config(start: Path | None = None) -> Path:
 def load_config(path: Path | None = None, topology: str | None = None) -> SystemConfig:
     path = path or find_config()
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from None
+    file = _File(path, text)
+    file.check_keys((), raw, TOP_LEVEL_TABLES)
     root = path.resolve().parent
-    system = raw.get("system", {})
-    services: dict[str, str] = dict(raw.get("services", {}))
+    system = file.table(raw, "system")
+    file.check_keys(("system",), system, SYSTEM_KEYS)
+    services = {
+        str(k): file.text(("services",), k, v) for k, v in file.table(raw, "services").items()
+    }
     if not services:
         raise ConfigError(f"{path}: [services] lists no service")
     topologies = {
-        name: _topology(name, table, list(services))
-        for name, table in raw.get("topology", {}).items()
+        name: _topology(
+            file, name, file.table(raw["topology"], name, ("topology",)), list(services)
+        )
+        for name in file.table(raw, "topology")
     }
     if not topologies:
         raise ConfigError(f"{path}: no [topology.<name>] table")
     var_root = Path(os.environ.get("CLEAVE_VAR") or root / "var")
-    auth = raw.get("auth", {})
+    auth = file.table(raw, "auth")
+    file.check_keys(("auth",), auth, AUTH_KEYS)
+    for key in AUTH_KEYS - {"jwks_refresh_seconds"}:
+        if key in auth:
+            file.text(("auth",), key, auth[key])
+    refresh = auth.get("jwks_refresh_seconds", 60.0)
+    if isinstance(refresh, bool) or not isinstance(refresh, int | float) or refresh < 0:
+        file.fail(
+            ("auth",), "jwks_refresh_seconds", "jwks_refresh_seconds must be seconds, 0 or more"
+        )
+    for key in SYSTEM_KEYS:
+        if key in system:
+            file.text(("system",), key, system[key])
+    settings = file.table(raw, "settings")
+    for service in settings:
+        if service not in services:
+            file.fail(("settings",), service, f"settings for unknown service {service!r}")
+        file.table(settings, service, ("settings",))
+    file.table(raw, "commands")
     chosen = topology or os.environ.get("CLEAVE_TOPOLOGY") or system.get("default_topology")
     config = SystemConfig(
         name=system.get("name", root.name),
@@ -243,31 +295,128 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
             jwks_refresh_seconds=float(auth.get("jwks_refresh_seconds", 60.0)),
             docs_client=auth.get("docs_client"),
         ),
-        settings=raw.get("settings", {}),
-        rate_limit=_rate_limit(path, raw.get("rate_limit", {})),
+        settings=settings,
+        rate_limit=_rate_limit(file, file.table(raw, "rate_limit")),
     )
     return config.with_topology(chosen) if chosen else config
 
 
-def _rate_limit(path: Path, table: Mapping[str, Any]) -> RateLimitConfig:
-    keys = ("per_address", "per_principal", "storage")
-    if unknown := sorted(set(table) - set(keys)):
-        raise ConfigError(f"{path}: [rate_limit] has no key {unknown[0]!r}")
-    values = {key: str(table[key]) for key in keys if key in table}
-    for key in keys:
+# Every key the file may hold, per table: anything else is a mistake worth one clear line.
+TOP_LEVEL_TABLES = frozenset(
+    {"system", "services", "topology", "auth", "commands", "settings", "rate_limit"}
+)
+SYSTEM_KEYS = frozenset({"name", "default_topology"})
+AUTH_KEYS = frozenset(
+    {"issuer", "provider", "audience", "public_url", "jwks_refresh_seconds", "docs_client"}
+)
+RATE_LIMIT_KEYS = ("per_address", "per_principal", "storage")
+TOPOLOGY_KEYS = frozenset(
+    {
+        "units",
+        "broker",
+        "database",
+        "databases",
+        "host",
+        "http_port",
+        "grpc_port",
+        "metrics_port",
+        "addresses",
+        "admin_url",
+        "pool_size",
+        "grpc_tls",
+        "trusted_proxies",
+    }
+)
+
+
+class _File:
+    """The file being read, to say where in it a wrong key is: tomllib keeps no line numbers,
+    so the line is found again in the text, within the key's own table."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, table: tuple[str, ...], key: str) -> int | None:
+        header = None if not table else ".".join(table)
+        inside = header is None
+        for number, line in enumerate(self.lines, start=1):
+            stripped = line.split("#", 1)[0].strip()
+            if stripped.startswith("["):
+                name = stripped.strip("[]").replace(" ", "").replace('"', "").replace("'", "")
+                own = ".".join((*table, key))
+                if name == own or name.startswith(f"{own}."):
+                    return number  # the key is a table of its own: [topology.split.addresses]
+                inside = name == header
+                continue
+            if not inside:
+                continue
+            name = stripped.partition("=")[0].strip().strip("\"'")
+            if "=" in stripped and name == key:
+                return number
+        return None
+
+    def fail(self, table: tuple[str, ...], key: str, message: str) -> NoReturn:
+        line = self.line_of(table, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        raise ConfigError(f"{where}: {message}")
+
+    def check_keys(
+        self, table: tuple[str, ...], values: Mapping[str, Any], known: frozenset[str]
+    ) -> None:
+        for key in values:
+            if key not in known:
+                place = f"[{'.'.join(table)}]" if table else "the file's top level"
+                self.fail(
+                    table,
+                    key,
+                    f"unknown key {key!r} in {place} (known: {', '.join(sorted(known))})",
+                )
+
+    def table(
+        self, values: Mapping[str, Any], key: str, table: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        found = values.get(key, {})
+        if not isinstance(found, dict):
+            self.fail(table, key, f"{key!r} must be a table")
+        return found
+
+    def text(self, table: tuple[str, ...], key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            self.fail(table, key, f"{key!r} must be a string")
+        return value
+
+    def port(self, table: tuple[str, ...], key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            self.fail(table, key, f"{key!r} must be a port number (0 to 65535), not {value!r}")
+        return value
+
+
+def _rate_limit(file: _File, table: Mapping[str, Any]) -> RateLimitConfig:
+    file.check_keys(("rate_limit",), table, frozenset(RATE_LIMIT_KEYS))
+    values = {
+        key: file.text(("rate_limit",), key, table[key]) for key in RATE_LIMIT_KEYS if key in table
+    }
+    for key in RATE_LIMIT_KEYS:
         if (override := os.environ.get(f"CLEAVE_RATE_LIMIT_{key.upper()}")) is not None:
             values[key] = override
     return RateLimitConfig(**values)
 
 
-def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topology:
+def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[str]) -> Topology:
+    where = ("topology", name)
+    file.check_keys(where, table, TOPOLOGY_KEYS)
     units_spec = table.get("units", {ALL_SERVICES: [ALL_SERVICES]})
     if units_spec == "one-per-service":
         units: dict[str, tuple[str, ...]] = {service: (service,) for service in services}
-    else:
+    elif isinstance(units_spec, dict):
         units = {}
-        for unit, members in dict(units_spec).items():
+        for unit, members in units_spec.items():
+            if not isinstance(members, list):
+                file.fail(where, "units", f"unit {unit!r} of topology {name!r} is not a list")
             units[unit] = tuple(services) if list(members) == [ALL_SERVICES] else tuple(members)
+    else:
+        file.fail(where, "units", 'units must be a table of lists or "one-per-service"')
     placed = [service for members in units.values() for service in members]
     for service in placed:
         if service not in services:
@@ -276,22 +425,52 @@ def _topology(name: str, table: Mapping[str, Any], services: list[str]) -> Topol
         raise ConfigError(f"topology {name!r} places no unit for {', '.join(missing)}")
     if len(placed) != len(set(placed)):
         raise ConfigError(f"topology {name!r} places a service in two units")
-    addresses = {
-        unit: UnitAddress.parse(str(text))
-        for unit, text in dict(table.get("addresses", {})).items()
+    for key in ("broker", "database", "host", "admin_url", "grpc_tls"):
+        if key in table:
+            file.text(where, key, table[key])
+    ports = {
+        key: file.port(where, key, table[key])
+        for key in ("http_port", "grpc_port", "metrics_port")
+        if key in table
     }
-    if unknown_units := sorted(set(addresses) - set(units)):
-        raise ConfigError(f"topology {name!r} gives addresses to unknown units: {unknown_units}")
+    pool_size = table.get("pool_size", 5)
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        file.fail(where, "pool_size", f"pool_size must be a whole number from 1, not {pool_size!r}")
+    databases = file.table(table, "databases", where)
+    for service, url in databases.items():
+        if service not in services:
+            file.fail((*where, "databases"), service, f"a database for unknown service {service!r}")
+        file.text((*where, "databases"), service, url)
+    addresses = {
+        unit: UnitAddress.parse(file.text((*where, "addresses"), unit, text))
+        for unit, text in file.table(table, "addresses", where).items()
+    }
+    for unit in addresses:
+        if unit not in units:
+            file.fail((*where, "addresses"), unit, f"an address for unknown unit {unit!r}")
+    proxies = table.get("trusted_proxies", [])
+    if not isinstance(proxies, list):
+        file.fail(where, "trusted_proxies", "trusted_proxies must be a list of addresses")
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(str(entry), strict=False)
+        except ValueError:
+            file.fail(
+                where, "trusted_proxies", f"{entry!r} in trusted_proxies is no address or network"
+            )
     return Topology(
         name=name,
         units=units,
         broker=os.environ.get("CLEAVE_BROKER") or table.get("broker", "memory"),
         database=table.get("database", "sqlite+aiosqlite:///{var}/{service}.db"),
-        databases=dict(table.get("databases", {})),
+        databases=databases,
         host=table.get("host", "127.0.0.1"),
-        http_port=int(table.get("http_port", 8000)),
-        grpc_port=int(table.get("grpc_port", 9000)),
+        http_port=ports.get("http_port", 8000),
+        grpc_port=ports.get("grpc_port", 9000),
+        metrics_port=ports.get("metrics_port") or None,
         addresses=addresses,
-        pool_size=int(table.get("pool_size", 5)),
+        pool_size=pool_size,
         admin_url=table.get("admin_url"),
+        trusted_proxies=tuple(str(entry) for entry in proxies),
+        grpc_tls=table.get("grpc_tls"),
     )

@@ -14,6 +14,16 @@ class ConfigError(CleaveError):
     """The configuration is wrong: the CLI prints it on one line and exits 2."""
 
 
+# sysexits.h's EX_CONFIG: the process cannot run as configured (os.EX_CONFIG is Unix-only).
+EX_CONFIG = 78
+
+
+class Unrecoverable(CleaveError):
+    """A unit cannot start for a reason no restart fixes (a missing role or database, a bad URL
+    or password, a port in use, a service that cannot be imported): the CLI prints it on one line
+    and exits `EX_CONFIG`, so that a supervisor stops instead of restarting it forever."""
+
+
 class DatabaseUnavailable(CleaveError):
     """A service's database cannot be reached."""
 

@@ -13,6 +13,14 @@ from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
 from cleave.auth.tokens import DevIssuer, TokenVerifier
+from cleave.auth.units import (
+    UNIT_SCOPE,
+    UnitTokens,
+    client_credentials,
+    ensure_unit_secrets,
+    unit_client_id,
+    unit_secret,
+)
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError
@@ -22,11 +30,12 @@ from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
 from cleave.service import PortRegistry, Service, ServiceContext
-from cleave.service.context import SystemFacts
+from cleave.service.context import CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT, SystemFacts
 
 if TYPE_CHECKING:
     from cleave.rpc.client import RemotePort
     from cleave.rpc.server import RpcServer
+    from cleave.rpc.tls import UnitTls
 
 log = structlog.get_logger("cleave.runtime")
 
@@ -66,6 +75,8 @@ def system_facts(config: SystemConfig) -> SystemFacts:
         state_dir=config.var_dir,
         docs_client=config.auth.docs_client,
         docs_redirect_uri=config.public_url + DOCS_OAUTH2_REDIRECT_PATH,
+        console_client=CONSOLE_CLIENT,
+        console_redirect_uri=config.public_url + CONSOLE_CALLBACK_PATH,
     )
 
 
@@ -94,6 +105,24 @@ def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) ->
     return TokenVerifier(issuer, config.auth.audience, dev)
 
 
+def build_unit_tokens(config: SystemConfig, unit: str) -> UnitTokens:
+    """The tokens a unit sends with its calls to other units: client credentials from the
+    configured issuer, or, with the development issuer of tests, tokens it signs with its key."""
+    client_id = unit_client_id(unit)
+    issuer = config.issuer
+    if issuer.startswith(("http://", "https://")):
+        fetch = client_credentials(issuer, client_id, lambda: unit_secret(config.var_dir, unit))
+        return UnitTokens(client_id, fetch)
+    dev = DevIssuer.load_or_create(config.var_root, issuer, config.auth.audience)
+    lifetime = 600
+
+    async def sign() -> tuple[str, float]:
+        token = dev.issue(client_id, [UNIT_SCOPE], ttl_seconds=lifetime, client_id=client_id)
+        return token, float(lifetime)
+
+    return UnitTokens(client_id, sign)
+
+
 class Unit:
     """One process's worth of services. In the monolith, every service."""
 
@@ -114,6 +143,7 @@ class Unit:
         if self.name not in units:
             raise ConfigError(f"unknown unit {self.name!r} in topology {config.topology.name!r}")
         every_service = load_services(config)
+        self.every_service = every_service
         self.services = [every_service[service] for service in units[self.name]]
         self.broker = broker or create_broker(config.topology.broker)
         self.ports = PortRegistry()
@@ -138,6 +168,10 @@ class Unit:
                     service.port.protocol, service.port.factory(self.contexts[service.name])
                 )
         self.remote_ports: list[RemotePort] = []
+        # This unit's own credentials for calls to other units, made with its first remote port.
+        self.tokens: UnitTokens | None = None
+        # The verifier of the unit's HTTP app, shared with its gRPC server when it has one.
+        self.verifier: TokenVerifier | None = None
         for service in self.services:
             for protocol in service.calls:
                 if not self.ports.provides(protocol):
@@ -173,8 +207,14 @@ class Unit:
         from cleave.rpc.contract import RpcContract
 
         address = self.config.topology.address_of(self.config.topology.unit_of(provider.name))
+        if self.tokens is None:
+            self.tokens = build_unit_tokens(self.config, self.name)
         port = RemotePort(
-            RpcContract.of(protocol, provider.port.rpc), address.grpc, service=provider.name
+            RpcContract.of(protocol, provider.port.rpc),
+            address.grpc,
+            service=provider.name,
+            tokens=self.tokens,
+            tls=self._tls(),
         )
         self.remote_ports.append(port)
         return port
@@ -189,13 +229,37 @@ class Unit:
 
         served = [
             ServedPort(
-                s.name, RpcContract.of(s.port.protocol, s.port.rpc), self.ports.get(s.port.protocol)
+                s.name,
+                RpcContract.of(s.port.protocol, s.port.rpc),
+                self.ports.get(s.port.protocol),
+                callers=self._callers(s.port.protocol),
             )
             for s in offered
             if s.port is not None and s.port.rpc is not None
         ]
-        self.rpc_server = RpcServer(self.config.topology.address_of(self.name).grpc, served)
+        self.rpc_server = RpcServer(
+            self.config.topology.address_of(self.name).grpc,
+            served,
+            verifier=self.verifier or build_verifier(self.config),
+            tls=self._tls(),
+        )
         await self.rpc_server.start()
+
+    def _tls(self) -> UnitTls | None:
+        """This unit's gRPC certificate, when the topology turns TLS on."""
+        from cleave.rpc.tls import UnitTls
+
+        folder = self.config.grpc_tls_dir
+        return UnitTls.load(folder, self.name) if folder is not None else None
+
+    def _callers(self, protocol: type) -> frozenset[str]:
+        """The client ids of the other units whose services declare calls to `protocol`."""
+        return frozenset(
+            unit_client_id(unit)
+            for unit, services in self.config.topology.units.items()
+            if unit != self.name
+            and any(self.every_service[service].may_call(protocol) for service in services)
+        )
 
     def context(self, service: str) -> ServiceContext:
         try:
@@ -223,7 +287,26 @@ class Unit:
                 seeded[service.name] = await service.seed(self.contexts[service.name])
         return seeded
 
+    async def register_unit_clients(self) -> int:
+        """When this unit runs the system's own provider, register every unit's confidential
+        client there (in a topology of several units), each secret given in the environment or
+        kept owner-only in var/; returns how many clients changed. Done at every start, not as
+        demo data: calls between units depend on it."""
+        provider = self.contexts.get(self.config.auth.provider)
+        if self.config.auth.issuer != SELF_ISSUER or provider is None:
+            return 0
+        registrar = provider.service.registers_clients
+        units = self.config.topology.units
+        if registrar is None or len(units) < 2:
+            return 0
+        changed = 0
+        for client_id, secret in ensure_unit_secrets(self.config.var_dir, units).items():
+            changed += await registrar(provider, client_id, frozenset({UNIT_SCOPE}), secret)
+        return changed
+
     async def start(self) -> None:
+        if registered := await self.register_unit_clients():
+            log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
         await self._serve_rpc()
         for name, relay in self.relays.items():

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cleave.auth.units import acting_for, on_behalf_of
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
 from cleave.data.statements import Prepared
@@ -50,6 +51,8 @@ RUNNING, COMPENSATING, COMPLETED, FAILED = "running", "compensating", "completed
 NEEDS_ATTENTION = "needs_attention"
 STATUSES = (RUNNING, COMPENSATING, COMPLETED, FAILED, NEEDS_ATTENTION)
 TRACE_KEY = "_trace"
+# The end user the saga acts for (who started it), so its calls to other units say so too.
+ACTING_KEY = "_on_behalf_of"
 
 
 class StepFailed(Exception):
@@ -117,7 +120,7 @@ async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str
             status=RUNNING,
             step=0,
             # The saga's steps continue the trace of the request that started it.
-            data=json.dumps({**data, TRACE_KEY: current_carrier()}),
+            data=json.dumps({**data, TRACE_KEY: current_carrier(), ACTING_KEY: on_behalf_of()}),
             attempts=0,
             step_started_at=None,  # the first step's clock starts when a runner takes it up
             next_attempt_at=now,
@@ -260,14 +263,17 @@ class SagaRunner:
         )
         steps = self.definition.steps
         name = self.definition.name
-        with tracer.start_as_current_span(
-            _span_name(name, row.status, row.step, steps),
-            context=trace_context_of(state.data.get(TRACE_KEY) or {}),
-            attributes={
-                "cleave.service": self.context.name,
-                "cleave.saga.name": name,
-                "cleave.saga.id": row.id,
-            },
+        with (
+            acting_for(state.data.get(ACTING_KEY)),
+            tracer.start_as_current_span(
+                _span_name(name, row.status, row.step, steps),
+                context=trace_context_of(state.data.get(TRACE_KEY) or {}),
+                attributes={
+                    "cleave.service": self.context.name,
+                    "cleave.saga.name": name,
+                    "cleave.saga.id": row.id,
+                },
+            ),
         ):
             if row.status == RUNNING:
                 if row.step >= len(steps):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+
+from tests.conftest import PG_ADMIN_DSN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +65,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
     }
-    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
+    # A port of its own for /metrics, so that two systems on one machine never meet.
+    environment.update(
+        CLEAVE_VAR=str(tmp_path / "var"),
+        CLEAVE_LOG_FORMAT="json",
+        CLEAVE_METRICS_PORT=str(free_port()),
+    )
     return environment
 
 
@@ -81,3 +93,89 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@dataclass
+class ReadmeSplit:
+    """`cleave up --topology split`, started exactly as the README says, on a fresh machine."""
+
+    base: str
+    environment: dict[str, str]
+    log: Path
+    prefix: str
+
+    def tail(self, characters: int = 5000) -> str:
+        return self.log.read_text()[-characters:]
+
+
+async def _drop_roles_and_databases(prefix: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        databases = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{prefix}%"
+        )
+        for row in databases:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
+        roles = await connection.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"{prefix}%"
+        )
+        for row in roles:
+            await connection.execute(f'DROP ROLE IF EXISTS "{row[0]}"')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSplit]:
+    """One split for the tests that share it (a start costs about 20 s). Nothing is created for
+    it beforehand: each service's role and database get names that do not exist yet, and
+    `cleave up` provisions them through the `admin_url` of the shipped cleave.toml. Only what
+    isolation needs is set, through the environment: state folder, ports, broker namespace."""
+    from cleave.config import load_config
+    from tests.conftest import require_server
+    from tests.integration.test_brokers import Brokers
+    from tests.services import POSTGRES, RABBITMQ
+
+    require_server("PostgreSQL", POSTGRES)
+    require_server("RabbitMQ", RABBITMQ)
+    folder = tmp_path_factory.mktemp("readme-split")
+    prefix = f"cleave_r{uuid.uuid4().hex[:10]}"
+    config = load_config(ROOT / "cleave.toml", topology="split")
+    brokers = Brokers("rabbitmq", f"readme{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
+    }
+    environment.update(
+        CLEAVE_VAR=str(folder / "var"),
+        CLEAVE_LOG_FORMAT="json",
+        CLEAVE_PORT=str(port),
+        CLEAVE_METRICS_PORT=str(free_port()),
+        CLEAVE_DATABASE=f"postgresql+asyncpg://{prefix}_{{service}}@127.0.0.1:5432/{prefix}_{{service}}",
+        CLEAVE_BROKER=brokers.url,
+    )
+    for unit in config.topology.units:
+        address = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
+        environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = address
+    log = folder / "split.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cleave", "up", "--topology", "split"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    split = ReadmeSplit(f"http://127.0.0.1:{port}", environment, log, prefix)
+    try:
+        wait_until_ready(split.base, process, log, within=180)
+        yield split
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        asyncio.run(brokers.delete_everything(list(config.services)))
+        asyncio.run(_drop_roles_and_databases(prefix))

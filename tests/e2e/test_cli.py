@@ -47,7 +47,8 @@ def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
         assert time.monotonic() < deadline, "the order never left pending"
         time.sleep(0.02)
     assert status == "confirmed"
-    metrics = httpx.get(f"{server}/metrics").text
+    assert httpx.get(f"{server}/metrics").status_code == 404  # not on the public port
+    metrics = httpx.get(f"http://127.0.0.1:{env['CLEAVE_METRICS_PORT']}/metrics").text
     assert 'cleave_http_requests_total{method="POST"' in metrics
 
 
@@ -102,7 +103,9 @@ def test_admin_commands_act_on_the_running_system_and_say_so(
 ) -> None:
     listed = cleave("users", "list", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[0].split() == ["id", "email", "name", "state"]
+    assert listed.stdout.splitlines()[0].split() == ["id", "email", "name", "state", "role"]
+    [administrator] = [line for line in listed.stdout.splitlines() if "admin@example.com" in line]
+    assert administrator.split()[-1] == "admin"  # the seed's demo administrator
     assert f"on topology monolith (running at {server})" in listed.stderr
     letters = cleave("dlq", "list", env=env)
     assert f"on topology monolith (running at {server})" in letters.stderr
@@ -245,7 +248,12 @@ def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[s
             "users", "create", "dan@example.com", "--name", "Dan", "--id", "dan", env=env
         ).stdout
     )
-    assert "dan@example.com" in cleave("users", "list", env=env).stdout
+    made = cleave("users", "create", "eve@example.com", "--name", "Eve", "--admin", env=env)
+    assert made.returncode == 0, made.stderr
+    listed = cleave("users", "list", env=env).stdout
+    assert "dan@example.com" in listed
+    [eve] = [line for line in listed.splitlines() if "eve@example.com" in line]
+    assert eve.split()[-1] == "admin"  # an administrator, as asked
     assert cleave("users", "disable", "dan", env=env).returncode == 0
     assert "disabled" in cleave("users", "list", env=env).stdout
     # The new key is published now and signs only after the lead time, by when every service has it.

@@ -39,7 +39,11 @@ async def test_an_orders_path_is_one_waterfall_in_the_console(
             assert time.monotonic() < deadline
 
     page = await browser.new_page(viewport={"width": 1300, "height": 1000})
+    refused: list[str] = []  # what the console's CSP blocked: nothing, its pages need no inline
+    page.on("console", lambda message: refused.append(message.text))
     await page.goto(f"{server}/console")
+    # The monolith on loopback: open, and it says so.
+    assert "This console is open" in await page.locator("#access").inner_text()
     assert await page.locator("svg.topology [data-service=payment]").count() == 1
     assert "ok" in await page.locator("#health").inner_text()
     await (
@@ -65,5 +69,11 @@ async def test_an_orders_path_is_one_waterfall_in_the_console(
     assert "publish shop.ordering.order_cancelled.v1" in text
     logs = await page.locator("#logs").inner_text()
     assert "saga compensating" in logs  # the trace's own logs, next to its spans
+    bar = waterfall.locator(".lane rect").first
+    assert float(await bar.get_attribute("width") or 0) > 0
+    box = await waterfall.locator(".lane svg").first.bounding_box()
+    assert box is not None
+    assert box["width"] > 300  # the stylesheet applied: the lane fills the row
+    assert not [text for text in refused if "Content Security Policy" in text], refused
     await page.screenshot(path=str(tmp_path / "waterfall.png"), full_page=True)
     assert (tmp_path / "waterfall.png").stat().st_size > 10_000

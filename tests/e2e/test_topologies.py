@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from cleave.config import UnitAddress, load_config
+from cleave.money import Money
+from cleave.rpc.contract import RpcContract
+from shop.payment.contract import PaymentPort, payment_pb2
 from tests.e2e.conftest import ROOT
 from tests.e2e.topology import running_topology
 
@@ -33,6 +38,10 @@ class Shop:
     base: str
     headers: dict[str, str]
     log: Path
+    admin: dict[str, str]  # the console's API takes an admin's token where it asks for one
+    topology: str
+    # Where the payment service's unit serves gRPC, when it runs apart from ordering.
+    payment_grpc: str | None = None
 
     async def place(
         self, client: httpx.AsyncClient, sku: str, quantity: int, card: str
@@ -64,17 +73,39 @@ class Shop:
 @pytest.fixture(params=["monolith", "split", "payments-out"])
 async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shop]:
     async with running_topology(str(request.param), tmp_path) as running:
-        issued = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "cleave", "token", "--customer", "alice"],
-            cwd=ROOT,
-            env=running.environment,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        token = issued.stdout.strip()
-        yield Shop(running.base, {"Authorization": f"Bearer {token}"}, running.log)
+
+        async def token(*options: str) -> dict[str, str]:
+            issued = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "cleave", "token", *options],
+                cwd=ROOT,
+                env=running.environment,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return {"Authorization": f"Bearer {issued.stdout.strip()}"}
+
+        alice, admin = await token("--customer", "alice"), await token("--scope", "admin")
+        topology = load_config(ROOT / "cleave.toml", topology=str(request.param)).topology
+        unit = topology.unit_of("payment")
+        address = running.environment.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")
+        payment_grpc = UnitAddress.parse(address).grpc if address else None
+        yield Shop(running.base, alice, running.log, admin, str(request.param), payment_grpc)
+
+
+async def outside_authorise(address: str, token: str | None) -> grpc.StatusCode:
+    """Payment.Authorise straight on the payment unit, as a process in the network could."""
+    method = RpcContract.of(PaymentPort, payment_pb2).methods["authorise"]
+    request = method.encode_call(("o-probe", "alice", Money(amount=4242, currency="EUR"), "t"), {})
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with grpc.aio.insecure_channel(address) as channel:
+        call: Any = channel.unary_unary(method.path)
+        try:
+            await call(request, metadata=metadata, timeout=5)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
 
 
 async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:
@@ -91,6 +122,13 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "payment_declined")
         assert await shop.stock(client, "HOODIE-GREY") == before - 2  # the reservation was released
 
+        if shop.payment_grpc:  # ordering's calls passed; nobody else's do, not even alice's
+            unsigned = await outside_authorise(shop.payment_grpc, None)
+            assert unsigned is grpc.StatusCode.UNAUTHENTICATED
+            alice = shop.headers["Authorization"].removeprefix("Bearer ")
+            as_alice = await outside_authorise(shop.payment_grpc, alice)
+            assert as_alice is grpc.StatusCode.PERMISSION_DENIED
+
         async def counted() -> bool:  # customer learns of the confirmed order through the broker
             me = await client.get(f"{shop.base}/api/customer/v1/customers/me", headers=shop.headers)
             return bool(me.json()["confirmed_orders"] == 1)
@@ -105,12 +143,14 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         wanted = {("customer", "consumer"), ("ordering", "producer"), ("payment", "client")}
 
         async def whole_order_trace() -> dict[str, Any] | None:
-            traces = (await client.get(f"{shop.base}/console/api/traces")).json()
+            traces = (
+                await client.get(f"{shop.base}/console/api/traces", headers=shop.admin)
+            ).json()
             for summary in traces:
                 if summary["root"] != "POST /api/ordering/v1/orders":
                     continue
                 url = f"{shop.base}/console/api/traces/{summary['trace_id']}"
-                detail: dict[str, Any] = (await client.get(url)).json()
+                detail: dict[str, Any] = (await client.get(url, headers=shop.admin)).json()
                 ids = {span["span_id"] for span in detail["spans"]}
                 kinds = {(span["service"], span["kind"]) for span in detail["spans"]}
                 orphans = [span for span in detail["spans"] if span["parent_id"] not in ids]
@@ -130,3 +170,9 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         kinds = {(span["service"], span["kind"]) for span in spans["spans"]}
         assert ("customer", "consumer") in kinds
         assert ("ordering", "producer") in kinds
+        # The units' spans reached the console with the system's secret; nobody else's would,
+        # and in front of several units its API wants an administrator.
+        stranger = await client.post(f"{shop.base}/v1/traces", content=b"")
+        assert stranger.status_code == 401
+        anonymous = await client.get(f"{shop.base}/console/api/traces")
+        assert anonymous.status_code == (200 if shop.topology == "monolith" else 401)

@@ -41,7 +41,11 @@ class Running:
 async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Running]:
     config = load_config(ROOT / "cleave.toml", topology=topology)
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    environment.update(CLEAVE_VAR=str(tmp_path / "var"), CLEAVE_LOG_FORMAT="json")
+    environment.update(
+        CLEAVE_VAR=str(tmp_path / "var"),
+        CLEAVE_LOG_FORMAT="json",
+        CLEAVE_METRICS_PORT=str(free_port()),
+    )
     databases, brokers = PostgresDatabases(), None
     if topology != "monolith":
         require_server("PostgreSQL", POSTGRES)
@@ -55,7 +59,7 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
         environment["CLEAVE_BROKER"] = brokers.url
         for unit in config.topology.units:
             key = f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}"
-            environment[key] = f"127.0.0.1:{free_port()}:{free_port()}"
+            environment[key] = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
     port = free_port()
     log = tmp_path / "shop.log"
     with log.open("wb") as output:

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from cleave.events import Envelope
 from cleave.runtime import Unit
 from shop.ordering.contract import OrderConfirmed
-from tests.conftest import eventually
+from tests.conftest import eventually, scrape
 from tests.integration.test_order_saga import order, place, settled
 
 Headers = Callable[[str], dict[str, str]]
@@ -118,7 +118,7 @@ async def test_saga_and_consumer_metrics_move_with_outcomes(
     )
     assert metric("cleave_events_consumed_total", **handler, outcome="retried") >= 4
 
-    scraped = (await client.get("/metrics")).text
+    scraped = await scrape(unit)
     assert 'cleave_dead_letters{service="customer"} 1.0' in scraped
     assert 'cleave_outbox_pending{service="ordering"}' in scraped
     assert 'cleave_db_connections_in_use{service="catalog"}' in scraped
@@ -134,3 +134,36 @@ async def test_requests_are_named_and_counted_by_their_whole_route_template(
     assert metric("cleave_http_requests_total", **labels) == before + 1
     served = [span for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER]
     assert [span.name for span in served] == [f"GET {route}"]
+
+
+def series(scraped: str) -> set[str]:
+    """The HTTP metric series a scrape shows: one per distinct set of labels."""
+    return {
+        line.split(" ")[0]
+        for line in scraped.splitlines()
+        if line.startswith(("cleave_http_requests_total{", "cleave_http_request_duration"))
+    }
+
+
+async def test_made_up_paths_and_methods_create_no_metric_series(
+    unit: Unit, client: httpx.AsyncClient
+) -> None:
+    import secrets
+
+    await client.get("/api/nothing-here/x")  # the one series every unknown service shares
+    await client.request("BREW", "/api/catalog/v1/products")
+    before = series(await scrape(unit))
+    for _ in range(100):
+        await client.get(f"/api/{secrets.token_hex(6)}/x")
+        await client.request(secrets.token_hex(3).upper(), "/api/catalog/v1/products")
+    after = series(await scrape(unit))
+    assert after == before
+    assert any('service="unknown"' in name for name in after)
+    assert any('method="OTHER"' in name for name in after)
+
+
+async def test_the_api_port_serves_no_metrics(unit: Unit, client: httpx.AsyncClient) -> None:
+    answer = await client.get("/metrics")
+    assert answer.status_code == 404
+    assert "cleave_http_requests_total" not in answer.text
+    assert "cleave_http_requests_total" in await scrape(unit)

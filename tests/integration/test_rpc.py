@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cleave.errors import Conflict, NotFound, Problem, ServiceUnavailable, Unprocessable
 from cleave.money import Money
-from cleave.rpc.client import CircuitBreaker, remote_port
+from cleave.rpc.client import CircuitBreaker
 from cleave.rpc.contract import RpcContract
 from cleave.rpc.protogen import generate
 from cleave.rpc.server import RpcServer, ServedPort
@@ -34,6 +34,7 @@ from shop.catalog.contract import (
 )
 from shop.payment.contract import PaymentFailed, PaymentOutcome, PaymentPort, payment_pb2
 from tests.conftest import eventually
+from tests.integration.callers import CALLER, VERIFIER, remote_port
 
 PROTOS = Path(__file__).parent / "protos"
 
@@ -136,15 +137,18 @@ def counter() -> FakeCounter:
 
 def serving(counter: FakeCounter, counter_pb2: ModuleType) -> list[ServedPort]:
     return [
-        ServedPort("counter", RpcContract.of(CounterPort, counter_pb2), counter),
-        ServedPort("catalog", RpcContract.of(CatalogPort, catalog_pb2), FakeCatalog()),
-        ServedPort("payment", RpcContract.of(PaymentPort, payment_pb2), FakePayments()),
+        ServedPort("counter", RpcContract.of(CounterPort, counter_pb2), counter, CALLERS),
+        ServedPort("catalog", RpcContract.of(CatalogPort, catalog_pb2), FakeCatalog(), CALLERS),
+        ServedPort("payment", RpcContract.of(PaymentPort, payment_pb2), FakePayments(), CALLERS),
     ]
+
+
+CALLERS = frozenset({CALLER})
 
 
 @pytest.fixture
 async def server(counter: FakeCounter, counter_pb2: ModuleType) -> AsyncIterator[RpcServer]:
-    running = RpcServer("127.0.0.1:0", serving(counter, counter_pb2))
+    running = RpcServer("127.0.0.1:0", serving(counter, counter_pb2), verifier=VERIFIER)
     await running.start()
     try:
         yield running
@@ -273,7 +277,7 @@ async def test_arguments_the_contract_refuses_are_a_problem_not_a_crash(server: 
 async def test_a_stopped_unit_trips_the_breaker_and_is_called_again_once_back(
     counter: FakeCounter, counter_pb2: ModuleType
 ) -> None:
-    first = RpcServer("127.0.0.1:0", serving(counter, counter_pb2))
+    first = RpcServer("127.0.0.1:0", serving(counter, counter_pb2), verifier=VERIFIER)
     port = await first.start()
     breaker = CircuitBreaker(threshold=3, cool_down=0.5)
     remote = remote_port(
@@ -291,13 +295,13 @@ async def test_a_stopped_unit_trips_the_breaker_and_is_called_again_once_back(
     assert errors[-1].code == "circuit-open"
     assert "circuit open after 3 failures" in errors[-1].detail
 
-    again = RpcServer(f"127.0.0.1:{port}", serving(counter, counter_pb2))
+    again = RpcServer(f"127.0.0.1:{port}", serving(counter, counter_pb2), verifier=VERIFIER)
     await again.start()
     try:
 
         async def answers() -> bool:
             try:
-                return await remote.total() == 1
+                return bool(await remote.total() == 1)
             except ServiceUnavailable:
                 return False
 
@@ -337,7 +341,7 @@ async def test_reflection_is_off_unless_asked_for(
     assert off.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
     monkeypatch.setenv("CLEAVE_GRPC_REFLECTION", "1")
-    reflecting = RpcServer("127.0.0.1:0", serving(counter, counter_pb2))
+    reflecting = RpcServer("127.0.0.1:0", serving(counter, counter_pb2), verifier=VERIFIER)
     await reflecting.start()
     try:
         assert "shop.catalog.v1.Catalog" in await list_services(target(reflecting))
@@ -348,7 +352,7 @@ async def test_reflection_is_off_unless_asked_for(
 async def test_a_port_already_taken_is_a_clear_error(
     server: RpcServer, counter: FakeCounter, counter_pb2: ModuleType
 ) -> None:
-    clash = RpcServer(target(server), serving(counter, counter_pb2))
+    clash = RpcServer(target(server), serving(counter, counter_pb2), verifier=VERIFIER)
     with pytest.raises(Exception, match=f"cannot serve gRPC on {target(server)}"):
         await clash.start()
 

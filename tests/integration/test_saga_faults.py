@@ -22,7 +22,7 @@ from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.payment.contract import PaymentPort
 from shop.payment.handlers import LocalPayments
-from tests.conftest import eventually
+from tests.conftest import eventually, scrape
 from tests.integration.test_order_saga import order, payments_of, place, settled, stock
 from tests.integration.test_payment import AnswerLostProcessor, processor_file
 
@@ -150,7 +150,7 @@ async def test_a_step_past_the_pivot_that_keeps_failing_is_parked_and_resumed_by
         real = payments.capture
         payments.capture = unavailable("payment")  # type: ignore[method-assign]
         parked_before = metric(
-            (await shop.client.get("/metrics")).text,
+            await scrape(shop.unit),
             "cleave_sagas_parked_total",
             service="ordering",
             saga="place_order",
@@ -174,7 +174,7 @@ async def test_a_step_past_the_pivot_that_keeps_failing_is_parked_and_resumed_by
         assert (await list_sagas(context, status=NEEDS_ATTENTION))[0].attempts == 3
         pending = await shop.client.get(f"/api/ordering/v1/orders/{order_id}", headers=carol)
         assert pending.json()["status"] == "pending"  # neither end: a person decides
-        scraped = (await shop.client.get("/metrics")).text
+        scraped = await scrape(shop.unit)
         assert metric(scraped, "cleave_sagas_needing_attention", service="ordering") == 1
         assert (
             metric(
@@ -283,15 +283,20 @@ async def test_the_console_shows_a_parked_saga_with_its_history_and_resumes_it(
         catalog.commit_stock = unavailable("catalog")  # type: ignore[method-assign]
         order_id = await place(shop.client, alice, order(("STICKER-PACK", 1)))
         await eventually(lambda: list_sagas(shop.unit.context("ordering"), status=NEEDS_ATTENTION))
-        console = httpx.ASGITransport(app=create_app(shop.unit, start_unit=False, console=True))
-        async with httpx.AsyncClient(transport=console, base_url="http://shop.test") as web:
+        app = create_app(shop.unit, start_unit=False, console=True, host="127.0.0.1")
+        console = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=console, base_url="http://127.0.0.1") as web:
             overview = (await web.get("/console")).text
             assert f"/console/sagas/ordering/{order_id}" in overview
             page = (await web.get(f"/console/sagas/ordering/{order_id}")).text
             assert "needs_attention at commit_stock" in page
             assert page.count("catalog at 127.0.0.1:9002 is unavailable") >= 2
             catalog.commit_stock = real_commit  # type: ignore[method-assign]
-            resumed = await web.post(f"/console/sagas/ordering/{order_id}/retry")
+            retry = f"/console/sagas/ordering/{order_id}/retry"
+            assert (await web.post(retry)).status_code == 403  # the form's CSRF token is wanted
+            csrf = re.search(r'name=csrf value="([^"]+)"', page)
+            assert csrf is not None
+            resumed = await web.post(retry, data={"csrf": csrf.group(1)})
             assert resumed.status_code == 303
         done = await settled(shop.client, alice, order_id)
         assert done["status"] == "confirmed"

@@ -10,8 +10,9 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from cleave.auth.units import acting_for
 from cleave.config import SystemConfig, UnitAddress
-from cleave.errors import ServiceUnavailable
+from cleave.errors import Forbidden, ServiceUnavailable
 from cleave.money import Money
 from cleave.rpc.client import RemotePort
 from cleave.runtime import Unit
@@ -107,6 +108,21 @@ async def test_failures_in_other_units_reach_the_saga_as_its_own_failures(
         cancelled = await settled(shop, bob, declined)
         assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "payment_declined")
         assert await stock(catalog, "MUG-CLASSIC") == before  # released over gRPC too
+
+
+async def test_a_call_acting_for_one_customer_cannot_charge_another(
+    split: dict[str, Unit], customer_headers: Headers
+) -> None:
+    """Ownership holds across units: the subject the call acts for travels with it."""
+    payments = split["ordering"].ports.get(PaymentPort)
+    amount = Money(amount=4242, currency="EUR")
+    with acting_for("bob"), pytest.raises(Forbidden, match="acting for bob"):
+        await payments.authorise("o-bob-1", "alice", amount, "tok_approve")
+    async with client(split["payment"]) as payment:
+        assert all(
+            p["order_id"] != "o-bob-1"
+            for p in await payments_of(payment, customer_headers("alice"))
+        )
 
 
 async def test_the_monolith_calls_its_ports_directly_and_serves_no_grpc(

@@ -102,3 +102,85 @@ async def test_each_unit_sizes_its_connection_pools_from_its_topology(tmp_path: 
         assert pool.size() == 3  # type: ignore[attr-defined]
     finally:
         await unit.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            '[topology.split]\nunits = "one-per-service"\nhttp_port = 8000\nhtp_port = 8001\n',
+            9,
+            "unknown key 'htp_port' in [topology.split]",
+        ),
+        (
+            "[topology.a]\nbroker = 'memory'\n[topology.b]\nbrokr = 'memory'\n",
+            9,
+            "unknown key 'brokr' in [topology.b]",
+        ),
+        ("[topology.t]\n[auth]\nissuer = 'self'\naudiance = 'x'\n", 9, "unknown key 'audiance'"),
+        ("[system]\nname = 'x'\ndefault_topolgy = 't'\n[topology.t]\n", 8, "'default_topolgy'"),
+        ("[topology.t]\n[setings.a]\nx = 1\n", 7, "unknown key 'setings' in the file's top"),
+        ("[topology.t]\n[settings.d]\nx = 1\n", 7, "settings for unknown service 'd'"),
+        ("[topology.t]\nhttp_port = 'eighty'\n", 7, "'http_port' must be a port number"),
+        ("[topology.t]\npool_size = 0\n", 7, "pool_size must be a whole number from 1"),
+        ("[topology.t]\n[auth]\njwks_refresh_seconds = 'soon'\n", 8, "must be seconds"),
+        ("[topology.t]\n[auth]\nissuer = 42\n", 8, "'issuer' must be a string"),
+        ("[topology.t]\ntrusted_proxies = ['10.0.0.0/33']\n", 7, "is no address or network"),
+        ("[topology.t]\n[topology.t.databases]\nd = 'sqlite://'\n", 8, "unknown service 'd'"),
+        ("[topology.t]\n[topology.t.addresses]\nv = 'h:1:2'\n", 8, "unknown unit 'v'"),
+    ],
+)
+def test_a_wrong_key_is_one_line_naming_it_the_file_and_the_line(
+    tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    text = str(raised.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}:{line}: "), text
+    assert message in text
+
+
+def test_every_documented_topology_key_is_read(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[topology.full]
+units = { core = ["a", "b"], c = ["c"] }
+broker = "amqp://guest:guest@127.0.0.1:5672/"
+database = "postgresql+asyncpg://{service}@db/{service}"
+host = "127.0.0.2"
+http_port = 7000
+grpc_port = 7100
+metrics_port = 7200
+pool_size = 2
+admin_url = "postgresql://postgres@db/postgres"
+trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
+[topology.full.databases]
+c = "sqlite+aiosqlite:///{var}/c.db"
+[topology.full.addresses]
+c = "127.0.0.3:7301:7302:7303"
+""",
+        ),
+        topology="full",
+    )
+    topology = config.topology
+    assert topology.admin_url == "postgresql://postgres@db/postgres"
+    assert topology.trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    assert (topology.host, topology.pool_size) == ("127.0.0.2", 2)
+    assert topology.address_of("core").http_port == 7001
+    assert topology.address_of("core").metrics_port == 7201  # unit N scrapes on metrics_port + N
+    assert topology.address_of("c").metrics_port == 7303
+    assert config.database_url("c").endswith("/c.db")
+
+
+def test_the_shipped_split_provisions_through_its_admin_url_and_trusts_no_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CLEAVE_METRICS_PORT", raising=False)
+    shipped = load_config(Path(__file__).parents[2] / "cleave.toml", topology="split")
+    assert shipped.topology.admin_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert shipped.topology.trusted_proxies == ()
+    assert shipped.topology.address_of("catalog").metrics_port is not None

@@ -165,7 +165,16 @@ def test_a_unit_deployment_runs_its_unit_as_a_non_root_user_with_probes_and_secr
         "CLEAVE_DATABASE_ORDERING": {"name": "cleave-databases", "key": "ordering"},
         "CLEAVE_DATABASE_STOREFRONT": {"name": "cleave-databases", "key": "storefront"},
         "CLEAVE_BROKER": {"name": "cleave-broker", "key": "url"},
+        # The provider's unit registers every unit's client, so it holds every unit's secret.
+        "CLEAVE_CLIENT_SECRET_UNIT_CORE": {"name": "cleave-unit-clients", "key": "unit-core"},
+        "CLEAVE_CLIENT_SECRET_UNIT_PAYMENTS": {
+            "name": "cleave-unit-clients",
+            "key": "unit-payments",
+        },
     }
+    payments = by_kind(documents, "Deployment")["payments"]["spec"]["template"]["spec"]
+    own = [item["name"] for item in payments["containers"][0]["env"] if "SECRET" in item["name"]]
+    assert own == ["CLEAVE_CLIENT_SECRET_UNIT_PAYMENTS"]  # its own secret, no other unit's
     # The site's pages own every path the API does not: the storefront's unit serves them.
     ingress = by_kind(documents, "Ingress")["shop"]["spec"]["rules"][0]["http"]["paths"]
     routes = {p["path"]: p["backend"]["service"]["name"] for p in ingress}
@@ -198,6 +207,11 @@ def test_compose_runs_the_split_topology_and_matches_the_compose_specification()
         # A unit's container holds its own services' database URLs and no other.
         own = {f"CLEAVE_DATABASE_{s.upper()}" for s in split.units[unit]}
         assert {k for k in services[unit]["environment"] if k.startswith("CLEAVE_DATABASE")} == own
+        secrets = {k for k in services[unit]["environment"] if k.startswith("CLEAVE_CLIENT_")}
+        everyone = {f"CLEAVE_CLIENT_SECRET_UNIT_{u.upper()}" for u in split.units}
+        assert secrets == (
+            everyone if unit == "identity" else {f"CLEAVE_CLIENT_SECRET_UNIT_{unit.upper()}"}
+        )
 
 
 def test_the_files_follow_whatever_services_cleave_toml_lists(tmp_path: Path) -> None:

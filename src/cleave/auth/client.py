@@ -29,6 +29,7 @@ __all__ = [
     "OAuthError",
     "authorization_code_token",
     "client_credentials_token",
+    "fetch_client_credentials",
 ]
 
 
@@ -52,6 +53,38 @@ def client_credentials_token(
     endpoints = discover(issuer)
     with OAuth2Client(client_id, secret, scope=" ".join(scopes) or None, timeout=10) as client:
         return _checked(lambda: client.fetch_token(endpoints["token_endpoint"]))
+
+
+async def fetch_client_credentials(
+    issuer: str,
+    client_id: str,
+    secret: str,
+    scopes: Iterable[str] = (),
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """The client credentials grant from inside a running unit, without blocking its loop."""
+    try:
+        async with AsyncOAuth2Client(
+            client_id,
+            secret,
+            scope=" ".join(scopes) or None,
+            timeout=10,
+            transport=transport,
+            trust_env=False,
+        ) as client:
+            discovery = issuer.rstrip("/") + DISCOVERY_PATH
+            response = await client.request("GET", discovery, withhold_token=True)
+            if response.status_code != 200:
+                raise CleaveError(
+                    f"{issuer} has no discovery document (HTTP {response.status_code})"
+                )
+            endpoint = response.json()["token_endpoint"]
+            return dict(await client.fetch_token(endpoint, grant_type="client_credentials"))
+    except httpx.HTTPError as error:
+        raise CleaveError(f"the token request to {issuer} failed: {error}") from None
+    except OAuthError as error:
+        raise CleaveError(f"the provider refused: {error.description or error.error}") from None
 
 
 def authorization_code_token(

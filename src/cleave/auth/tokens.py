@@ -21,6 +21,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
+from cleave.auth.units import act_for, is_unit
 from cleave.errors import Forbidden, Unauthorized
 from cleave.files import private_dir
 
@@ -134,6 +135,7 @@ class DevIssuer:
         self.key = key
         self.issuer = issuer
         self.audience = audience
+        self._public: KeySet | None = None
 
     @classmethod
     def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
@@ -182,7 +184,10 @@ class DevIssuer:
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
 
     async def key_set(self, kid: str | None) -> KeySet:
-        return KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+        # Imported once: importing an RSA key costs more than verifying a signature with it.
+        if self._public is None:
+            self._public = KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+        return self._public
 
 
 # --- FastAPI dependencies: every route takes the acting principal from here ---------------------
@@ -201,6 +206,8 @@ async def current_principal(request: Request) -> Principal:
     )
     if guard is not None:
         await guard(principal)
+    if not is_unit(principal.subject, principal.client_id, principal.scopes):
+        act_for(principal.subject)  # calls this request makes to other units act for this person
     return principal
 
 

@@ -10,11 +10,11 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 # Each command module registers its commands on the one Typer app when imported.
-from cleave.cli import dlq, sagas, system
+from cleave.cli import certs, dlq, sagas, system
 from cleave.cli.app import app, err
-from cleave.errors import CleaveError, ConfigError
+from cleave.errors import EX_CONFIG, CleaveError, ConfigError, Unrecoverable
 
-__all__ = ["dlq", "main", "sagas", "system"]
+__all__ = ["certs", "dlq", "main", "sagas", "system"]
 
 
 def _add_service_commands() -> None:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _add_service_commands()
     except ConfigError as error:
-        err.print(f"error: {error}")
+        err.print(f"error: {error}", markup=False)
         sys.exit(2)
     command = typer.main.get_command(app)
     arguments = argv if argv is not None else sys.argv[1:]
@@ -79,8 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {error.format_message()}")
         sys.exit(error.exit_code)
     except ConfigError as error:
-        err.print(f"error: {error}")
+        err.print(f"error: {error}", markup=False)
         sys.exit(2)
+    except Unrecoverable as error:
+        err.print(f"error: {error}", markup=False)
+        sys.exit(EX_CONFIG)
     except CleaveError as error:
-        err.print(f"error: {error}")
+        err.print(f"error: {error}", markup=False)
         sys.exit(1)

@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 def up(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8000).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            envvar="CLEAVE_PORT",
+            help="Port to listen on (default: the topology's http_port, 8000).",
+        ),
     ] = None,
     topology: TopologyOption = None,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
@@ -48,7 +54,7 @@ def up(
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
     from cleave.serving.claim import ServerClaim
-    from cleave.serving.server import check_port_free
+    from cleave.serving.server import check_port_free, unrecoverable
 
     config = config_for(topology)
     host = host or config.topology.host
@@ -63,10 +69,20 @@ def up(
             from cleave.serving.server import serve_unit
 
             unit = next(iter(config.topology.units))
+            metrics_port = config.topology.address_of(unit).metrics_port
+            if metrics_port is not None:
+                check_port_free(host, metrics_port, option="metrics_port or CLEAVE_METRICS_PORT")
 
             def serving(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
                 return serve_unit(
-                    config, unit, host=host, port=port, seed=seed, console=True, stop=stop
+                    config,
+                    unit,
+                    host=host,
+                    port=port,
+                    seed=seed,
+                    console=True,
+                    stop=stop,
+                    metrics_port=metrics_port,
                 )
         else:
             from cleave.serving.supervisor import Supervisor
@@ -85,7 +101,12 @@ def up(
                     return supervise_through_proxies(supervisor, stop=stop)
                 return supervisor.run(stop=stop)
 
-        run_sync(lambda: _serve_while_claimed(claim, serving))
+        try:
+            run_sync(lambda: _serve_while_claimed(claim, serving))
+        except Exception as error:
+            if (permanent := unrecoverable(error)) is not None:
+                raise permanent from None
+            raise
 
 
 async def _serve_while_claimed(
@@ -118,8 +139,10 @@ def run(
     migrate: Annotated[bool, typer.Option(help="Migrate the unit's databases first.")] = True,
     seed: Annotated[bool, typer.Option(help="Add the demo data that is missing.")] = True,
 ) -> None:
-    """Run one unit alone, as its container does: its services' HTTP and gRPC ports."""
-    from cleave.serving.server import check_port_free, serve_unit
+    """Run one unit alone, as its container does: its services' HTTP and gRPC ports.
+
+    A failure no restart can fix exits 78 (EX_CONFIG) with one line; any other exits 1."""
+    from cleave.serving.server import check_port_free, serve_unit, unrecoverable
 
     config = config_for(topology)
     if unit not in config.topology.units:
@@ -129,18 +152,28 @@ def run(
         )
     address = config.topology.address_of(unit)
     bind = host or address.host
-    check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
-    run_sync(
-        lambda: serve_unit(
-            config,
-            unit,
-            host=bind,
-            port=address.http_port,
-            migrate=migrate,
-            seed=seed,
-            announce=False,
+    try:
+        check_port_free(bind, address.http_port, option=f"CLEAVE_ADDRESS_{unit.upper()}")
+        if address.metrics_port is not None:
+            check_port_free(
+                bind, address.metrics_port, option="metrics_port or CLEAVE_METRICS_PORT"
+            )
+        run_sync(
+            lambda: serve_unit(
+                config,
+                unit,
+                host=bind,
+                port=address.http_port,
+                migrate=migrate,
+                seed=seed,
+                announce=False,
+                metrics_port=address.metrics_port,
+            )
         )
-    )
+    except Exception as error:
+        if (permanent := unrecoverable(error)) is not None:
+            raise permanent from None
+        raise
 
 
 @app.command()

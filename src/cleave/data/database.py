@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,6 +237,20 @@ async def _translate_unavailable(database: Database) -> AsyncIterator[None]:
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05", "53300", "3D000", "28")
 # SQLite has no SQLSTATE: only a file that cannot be opened means the database is unreachable.
 _SQLITE_UNAVAILABLE = ("unable to open database",)
+
+
+# Of those, the ones a retry never fixes by itself: no such database, no such role or a wrong
+# password (28xxx), until someone provisions or corrects them.
+_MISCONFIGURED_SQLSTATES = ("3D000", "28")
+
+
+def is_misconfigured(error: DatabaseUnavailable) -> bool:
+    """Whether the database is unreachable because of how it is configured, not for now."""
+    cause = error.__cause__
+    if isinstance(cause, socket.gaierror):  # a host name that does not resolve: a wrong URL
+        return True
+    sqlstate = _sqlstate_of(cause.orig if isinstance(cause, DBAPIError) else cause)
+    return sqlstate is not None and sqlstate.startswith(_MISCONFIGURED_SQLSTATES)
 
 
 def _is_connection_error(error: DBAPIError) -> bool:

@@ -72,3 +72,33 @@ def check_files(folder: OutOption = "deploy") -> None:
             "run `cleave deploy render`"
         )
     out.print(f"{len(files)} deployment files match cleave.toml")
+
+
+@deploy_app.command("secrets")
+def unit_secrets(
+    topology: Annotated[
+        str, typer.Option("--topology", "-t", help="The topology whose units need clients.")
+    ] = "split",
+) -> None:
+    """Print a Kubernetes Secret with a fresh secret for each unit's client, for
+    `kubectl apply -f -` (once: applying it again changes every unit's secret)."""
+    import secrets
+
+    import yaml
+
+    from cleave.auth.units import unit_client_id
+    from cleave.config import find_config, load_config
+    from cleave.deploy.system import UNIT_CLIENTS_SECRET
+
+    config = load_config(find_config(), topology=topology)
+    units = config.topology.units
+    if len(units) < 2:
+        raise CleaveError(f"topology {topology!r} is one unit: no call crosses a process")
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": UNIT_CLIENTS_SECRET},
+        "type": "Opaque",
+        "stringData": {unit_client_id(unit): secrets.token_urlsafe(32) for unit in units},
+    }
+    typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cleave.auth.units import secret_variable
 from cleave.config import SystemConfig, Topology, service_database_variable
 from cleave.deploy.system import SPLIT, System, address_value, address_variable
 from cleave.errors import ConfigError
@@ -65,6 +66,11 @@ def compose(system: System, out: str) -> dict[str, Any]:
             "environment": {
                 **common,
                 **{service_database_variable(s): database_urls[s] for s in members},
+                # Each unit's client secret, a development default unless the shell sets one.
+                **{
+                    secret_variable(client): f"${{{secret_variable(client)}:-{client}-dev}}"
+                    for client in system.unit_clients_of(topology, unit)
+                },
                 "OTEL_SERVICE_NAME": unit,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
             },

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from cleave.auth.units import secret_variable
 from cleave.config import Topology, UnitAddress, service_database_variable
 from cleave.deploy.system import (
     ADMIN_SECRET,
@@ -16,6 +17,7 @@ from cleave.deploy.system import (
     IMAGE,
     OTLP_ENDPOINT,
     UID,
+    UNIT_CLIENTS_SECRET,
     VAR_PATH,
     System,
     address_value,
@@ -156,6 +158,10 @@ def _deployment(system: System, topology: Topology, unit: str) -> dict[str, Any]
     env = [
         *_database_env(members),
         *_broker_env(topology),
+        *(
+            _secret_env(secret_variable(client), UNIT_CLIENTS_SECRET, client)
+            for client in system.unit_clients_of(topology, unit)
+        ),
         {"name": "OTEL_SERVICE_NAME", "value": unit},
     ]
     container = _container(

@@ -1,6 +1,10 @@
 """The gRPC server of a unit: every port it offers, plus the standard `grpc.health.v1` health
 service; reflection only when `CLEAVE_GRPC_REFLECTION=1`. A call whose caller gives up still
-runs to its end, so a retry finds it done rather than half-done."""
+runs to its end, so a retry finds it done rather than half-done.
+
+No port answers an anonymous caller: every call carries a unit's access token, verified like any
+other, and only the units whose services declare `calls=` the port may use its methods; anything
+else is UNAUTHENTICATED or PERMISSION_DENIED, and logged with who tried."""
 
 from __future__ import annotations
 
@@ -17,14 +21,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from opentelemetry import trace
 
+from cleave.auth.tokens import Principal, TokenVerifier
+from cleave.auth.units import acting_for, is_unit
 from cleave.errors import (
     ConfigError,
     DatabaseUnavailable,
     Problem,
     ServiceUnavailable,
+    Unauthorized,
 )
 from cleave.rpc.contract import RpcContract, RpcMethod
 from cleave.rpc.problems import STATUS_CODES, problem_metadata
+from cleave.rpc.tls import UnitTls
 from cleave.telemetry import trace_context_of
 
 log = structlog.get_logger("cleave.rpc")
@@ -33,6 +41,9 @@ tracer = trace.get_tracer("cleave.rpc")
 REFLECTION_VARIABLE = "CLEAVE_GRPC_REFLECTION"
 # Without SO_REUSEPORT a port already taken is an error at start, not a silently shared port.
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+# Call metadata: the calling unit's token, and the end user the call acts for, if any.
+AUTHORIZATION_KEY = "authorization"
+ON_BEHALF_OF_KEY = "x-cleave-on-behalf-of"
 
 
 @dataclass(frozen=True)
@@ -42,16 +53,26 @@ class ServedPort:
     service: str
     contract: RpcContract
     implementation: object
+    # The client ids of the units allowed to call it: those whose services declare the port.
+    callers: frozenset[str] = frozenset()
 
 
 class RpcServer:
     """Serves a unit's ports and the standard health service on one address."""
 
     def __init__(
-        self, address: str, ports: Sequence[ServedPort], *, reflection: bool | None = None
+        self,
+        address: str,
+        ports: Sequence[ServedPort],
+        *,
+        verifier: TokenVerifier,
+        tls: UnitTls | None = None,
+        reflection: bool | None = None,
     ) -> None:
         self.address = address
         self.ports = ports
+        self.verifier = verifier
+        self.tls = tls
         self.reflection = (
             os.environ.get(REFLECTION_VARIABLE) == "1" if reflection is None else reflection
         )
@@ -67,7 +88,7 @@ class RpcServer:
                 served.contract.service_name,
                 {
                     method.path.rsplit("/", 1)[1]: grpc.unary_unary_rpc_method_handler(
-                        _behaviour(served, method)
+                        _behaviour(served, method, self.verifier)
                     )
                     for method in served.contract.methods.values()
                 },
@@ -88,7 +109,10 @@ class RpcServer:
                 server,
             )
         try:
-            self.port = server.add_insecure_port(self.address)
+            if self.tls is None:
+                self.port = server.add_insecure_port(self.address)
+            else:
+                self.port = server.add_secure_port(self.address, self.tls.server_credentials())
         except RuntimeError:
             raise ConfigError(f"cannot serve gRPC on {self.address}: address in use?") from None
         await server.start()
@@ -98,6 +122,7 @@ class RpcServer:
             address=self.address,
             port=self.port,
             services=names,
+            tls=self.tls is not None,
             reflection=self.reflection,
         )
         return self.port
@@ -111,7 +136,43 @@ class RpcServer:
         self._server = None
 
 
-def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, detail: str, caller: str | None = None) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.caller = code, detail, caller
+
+
+async def _caller(
+    verifier: TokenVerifier, served: ServedPort, carrier: dict[str, str]
+) -> Principal:
+    """The calling unit, proven by its token and allowed by the port's declared callers."""
+    scheme, _, token = carrier.get(AUTHORIZATION_KEY, "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
+    try:
+        principal = await verifier.verify(token.strip())
+    except Unauthorized as error:
+        raise _Refused(grpc.StatusCode.UNAUTHENTICATED, error.detail) from None
+    except ServiceUnavailable as error:
+        raise _Refused(grpc.StatusCode.UNAVAILABLE, error.detail) from None
+    caller = principal.client_id or principal.subject
+    if not is_unit(principal.subject, principal.client_id, principal.scopes):
+        raise _Refused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{served.service}'s port answers only the system's own units",
+            caller,
+        )
+    if principal.subject not in served.callers:
+        raise _Refused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{principal.subject} runs no service that declares calls to "
+            f"{served.contract.protocol.__name__}",
+            caller,
+        )
+    return principal
+
+
+def _behaviour(served: ServedPort, method: RpcMethod, verifier: TokenVerifier) -> Any:
     implementation = getattr(served.implementation, method.name)
     span_name = f"{served.contract.service_name}/{method.path.rsplit('/', 1)[1]}"
 
@@ -121,6 +182,20 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
             for key, value in context.invocation_metadata() or ()
             if isinstance(value, str)
         }
+        try:
+            await _caller(verifier, served, carrier)
+        except _Refused as refused:
+            log.warning(
+                "rpc refused",
+                service=served.service,
+                method=method.name,
+                code=refused.code.name,
+                caller=refused.caller or "unknown",
+                reason=refused.detail,
+                peer=context.peer(),
+            )
+            await context.abort(refused.code, refused.detail)
+        acting = carrier.get(ON_BEHALF_OF_KEY) or None
         with tracer.start_as_current_span(
             span_name,
             context=trace_context_of(carrier),
@@ -135,7 +210,8 @@ def _behaviour(served: ServedPort, method: RpcMethod) -> Any:
             try:
                 arguments = method.decode_call(payload, served.service)
                 # Shielded: a caller that gives up never leaves this side half-done.
-                result = await _shielded(implementation(**arguments))
+                with acting_for(acting):
+                    result = await _shielded(implementation(**arguments))
                 return method.encode_result(result)
             except Problem as problem:
                 code = STATUS_CODES.get(problem.status, grpc.StatusCode.UNKNOWN)

@@ -3,6 +3,7 @@
 from cleave.data.unit_of_work import UnitOfWork
 from cleave.service.context import PortRegistry, ServiceContext, SystemFacts
 from cleave.service.declaration import (
+    ClientRegistrar,
     PortBinding,
     Seeder,
     Service,
@@ -12,6 +13,7 @@ from cleave.service.declaration import (
 )
 
 __all__ = [
+    "ClientRegistrar",
     "PortBinding",
     "PortRegistry",
     "Seeder",

@@ -61,6 +61,11 @@ class PortRegistry:
         return implementation  # type: ignore[return-value]
 
 
+# The console's public client at the system's provider, and where it receives the answer.
+CONSOLE_CLIENT = "cleave-console"
+CONSOLE_CALLBACK_PATH = "/console/callback"
+
+
 @dataclass(frozen=True)
 class SystemFacts:
     """What any service may know of the system it runs in, whichever service it is."""
@@ -76,6 +81,9 @@ class SystemFacts:
     # The public client the API docs page signs in as, and where it receives the answer.
     docs_client: str | None = None
     docs_redirect_uri: str = ""
+    # The public client the console signs its administrators in as, and its callback.
+    console_client: str | None = None
+    console_redirect_uri: str = ""
 
 
 class ServiceContext:
@@ -101,6 +109,13 @@ class ServiceContext:
         self.log = structlog.get_logger(service=service.name)
 
     def port(self, protocol: type[P]) -> P:
+        # The check a remote port's server makes, made here too: an undeclared call fails in the
+        # monolith first, not only once the services run apart.
+        if not self.service.may_call(protocol):
+            raise ConfigError(
+                f"{self.name} calls {protocol.__name__} without declaring it: "
+                f"add it to calls= in {self.name}'s Service"
+            )
         return self._ports.get(protocol)
 
     def signal(self, name: str) -> Signal:

@@ -42,7 +42,7 @@ class PortBinding(Generic[P]):
 class Subscription(Generic[E]):
     """An event type a service consumes, and the handler that applies it in a unit of work.
 
-    `name` is the subscription's identity in the inbox and the dead-letter store: it must never
+    `name` is the subscription's key in the inbox and the dead-letter store: it must never
     change once deployed, so it is declared, never taken from the handler's Python name (a
     renamed function would otherwise re-apply every redelivered event).
     """
@@ -66,6 +66,9 @@ Worker = Callable[["ServiceContext"], Awaitable[None]]
 Seeder = Callable[["ServiceContext"], Awaitable[int]]
 # A line for the person who has just started the system (where the demo accounts are, say).
 Welcome = Callable[["SystemFacts"], str]
+# How the system's own provider registers one of the system's confidential clients (a unit's):
+# (its context, client id, scopes, secret) → whether anything changed. Idempotent.
+ClientRegistrar = Callable[["ServiceContext", str, frozenset[str], str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,13 @@ class Service:
     # The site's own pages, mounted at the root of the public address (`/`, and every path that
     # is not the API or the chassis's), in every topology; at most one service of a system.
     pages: APIRouter | None = None
+    # Only the system's own OpenID provider (`[auth] provider`): registers the units' clients.
+    registers_clients: ClientRegistrar | None = None
+
+    def may_call(self, protocol: type) -> bool:
+        """Whether this service may use a port: its own, or one it declares in `calls=`. The same
+        rule holds in-process and for the units a port answers over gRPC."""
+        return protocol in self.calls or (self.port is not None and self.port.protocol is protocol)
 
     def __post_init__(self) -> None:
         names = [subscription.name for subscription in self.subscriptions]

@@ -14,10 +14,37 @@ import structlog
 import uvicorn
 
 from cleave.config import SystemConfig
-from cleave.errors import CleaveError
+from cleave.errors import CleaveError, ConfigError, DatabaseUnavailable, Unrecoverable
 from cleave.runtime import Unit, welcome_lines
 from cleave.telemetry import configure_logging
-from cleave.web.app import create_app
+from cleave.web.app import create_app, create_metrics_app
+
+
+class PortInUse(CleaveError):
+    """The address a server must listen on is taken."""
+
+
+def unrecoverable(error: BaseException) -> Unrecoverable | None:
+    """The failure as `Unrecoverable`, with what to do about it, when restarting the unit can
+    never fix it; None when it may pass (a database or broker that is not up yet)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from cleave.data.database import is_misconfigured
+
+    if isinstance(error, Unrecoverable):
+        return error
+    if isinstance(error, DatabaseUnavailable) and is_misconfigured(error):
+        return Unrecoverable(
+            f"{error} (create it with `cleave migrate --admin-url URL`, or set admin_url in the "
+            "topology so that `cleave up` does)"
+        )
+    if isinstance(error, ConfigError | PortInUse):
+        return Unrecoverable(str(error))
+    if isinstance(error, ArgumentError):  # SQLAlchemy's word for a URL it cannot use
+        return Unrecoverable(f"a database URL is not usable: {error}")
+    if isinstance(error, ImportError):
+        return Unrecoverable(f"cannot import: {error}")
+    return None
 
 
 def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
@@ -27,7 +54,7 @@ def check_port_free(host: str, port: int, *, option: str = "--port") -> None:
             probe.bind((host, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise CleaveError(
+                raise PortInUse(
                     f"port {port} on {host} is in use (choose another with {option})"
                 ) from None
             raise CleaveError(f"cannot listen on {host}:{port}: {error.strerror}") from None
@@ -44,6 +71,7 @@ async def serve_unit(
     announce: bool = True,
     console: bool = False,
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve `unit_name` until the process is told to stop, or until `stop` is set."""
     configure_logging(unit=unit_name)
@@ -55,7 +83,7 @@ async def serve_unit(
             await unit.seed()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(unit, console=console),
+                create_app(unit, console=console, host=host),
                 host=host,
                 port=port,
                 log_config=None,
@@ -67,6 +95,7 @@ async def serve_unit(
             topology=config.topology.name,
             services=[service.name for service in unit.services],
             http=f"http://{host}:{port}",
+            metrics=f"http://{host}:{metrics_port}/metrics" if metrics_port else None,
         )
         if announce:
             from rich.console import Console
@@ -79,24 +108,40 @@ async def serve_unit(
             )
             for line in welcome_lines(config):
                 screen.print(f"  {line}", markup=False)
-        if stop is None:
-            await server.serve()
-        else:
-            await _serve_until(server, stop)
+        servers = [server]
+        if metrics_port is not None:
+            servers.append(
+                uvicorn.Server(
+                    uvicorn.Config(
+                        create_metrics_app(unit),
+                        host=host,
+                        port=metrics_port,
+                        log_config=None,
+                        access_log=False,
+                        lifespan="off",
+                    )
+                )
+            )
+        await _serve_until(servers, stop or asyncio.Event())
     finally:
         await unit.stop()
 
 
-async def _serve_until(server: uvicorn.Server, stop: asyncio.Event) -> None:
-    """Serve, and shut down gracefully (as on Ctrl-C) once `stop` is set."""
+async def _serve_until(servers: list[uvicorn.Server], stop: asyncio.Event) -> None:
+    """Serve, and shut every server down gracefully (as on Ctrl-C) once `stop` is set or any
+    one of them stops (a signal reaches each in turn: each passes it on when it is done)."""
 
     async def shut_down_when_stopped() -> None:
         await stop.wait()
-        server.should_exit = True
+        for server in servers:
+            server.should_exit = True
 
     stopper = asyncio.create_task(shut_down_when_stopped())
+    serving = [asyncio.create_task(server.serve()) for server in servers]
     try:
-        await server.serve()
+        await asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await asyncio.gather(*serving)
     finally:
         stopper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import sys
 import time
@@ -19,19 +20,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from cleave.config import SystemConfig
-from cleave.errors import CleaveError
+from cleave.errors import EX_CONFIG, CleaveError, Unrecoverable
 from cleave.runtime import welcome_lines
-from cleave.web.console.collect import log_record_of
+from cleave.web.console.collect import log_record_of, span_export_headers, span_secret
 from cleave.web.console.store import TraceStore
-from cleave.web.gateway import create_gateway
+from cleave.web.gateway import create_gateway, gateway_server
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+@dataclass
+class Backoff:
+    """How long to wait before restarting a unit that exited: doubling from `first` up to `cap`,
+    each wait drawn at random from its upper half so that units that fell together do not
+    return in lockstep, and back to `first` once the unit had run `healthy_after` seconds."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    healthy_after: float = 60.0
+    current: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.current = self.first
+
+    def after_exit(self, ran_for: float) -> float:
+        """The wait before the next start, for a unit that had run `ran_for` seconds."""
+        if ran_for >= self.healthy_after:
+            self.current = self.first
+        wait = random.uniform(self.current / 2, self.current)
+        self.current = min(self.current * 2, self.cap)
+        return wait
 
 
 @dataclass
@@ -40,6 +63,10 @@ class Child:
     colour: str
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    # When the running process was started (before it ran), and the error it last printed.
+    started_at: float = 0.0
+    last_error: str = ""
+    backoff: Backoff = field(default_factory=Backoff)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Cleared while a unit is held down: it is not restarted until released.
     released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,6 +100,8 @@ class Supervisor:
             for index, unit in enumerate(config.topology.units)
         ]
         self._stopping = asyncio.Event()
+        # The unit that cannot start and its one line, once one has exited with EX_CONFIG.
+        self.failure: tuple[str, str] | None = None
         self.store = TraceStore()  # the console's: spans over OTLP, logs from the units' output
         self._width = max(len(unit) for unit in config.topology.units)
 
@@ -96,10 +125,13 @@ class Supervisor:
         environment["CLEAVE_PUBLIC_URL"] = self.config.public_url
         # Units send their spans to the gateway's console unless told to send them elsewhere;
         # only spans: the console receives no metrics (each unit serves its own /metrics).
+        console = f"http://{self.host}:{self.port}/v1/traces"
         if not environment.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            environment.setdefault(
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://{self.host}:{self.port}/v1/traces"
-            )
+            environment.setdefault("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", console)
+        if environment.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == console:
+            # The console takes spans only from this system's units: they send its secret.
+            secret = span_secret(self.config.var_dir)
+            environment["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = span_export_headers(secret)
         environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
@@ -112,6 +144,7 @@ class Supervisor:
         self.console.print(f"[{child.colour}]{child.unit:>{self._width}} │[/] {escape(text)}")
 
     async def _spawn(self, child: Child) -> None:
+        child.started_at = time.monotonic()
         child.process = await asyncio.create_subprocess_exec(
             *self._command(child.unit),
             cwd=self.config.root,
@@ -126,6 +159,8 @@ class Supervisor:
         assert process.stdout is not None
         async for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
+            if line.startswith("error: "):  # the one line a unit that cannot start prints
+                child.last_error = line.removeprefix("error: ")
             self.say(child, line)
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
@@ -133,18 +168,22 @@ class Supervisor:
                         self.store.add_log(record)
 
     async def _watch(self, child: Child) -> None:
-        """Restart the unit whenever it exits while the supervisor is not stopping."""
-        delay = 1.0
+        """Restart the unit whenever it exits while the supervisor is not stopping, unless it
+        exited saying no restart can help (EX_CONFIG): then stop everything, saying why."""
         while True:
             assert child.process is not None
             code = await child.process.wait()
             await asyncio.gather(*child.tasks, return_exceptions=True)
             if self._stopping.is_set():
                 return
-            started = time.monotonic()
+            if code == EX_CONFIG:
+                self.failure = (child.unit, child.last_error or f"exit code {code}")
+                self._stopping.set()
+                return
+            delay = child.backoff.after_exit(time.monotonic() - child.started_at)
             self.console.print(
                 f"[bold red]unit {child.unit} exited with code {code}; "
-                f"restarting in {delay:.0f} s[/]"
+                f"restarting in {delay:.1f} s[/]"
             )
             await asyncio.sleep(delay)
             await child.released.wait()
@@ -152,8 +191,6 @@ class Supervisor:
                 return
             child.restarts += 1
             await self._spawn(child)
-            # A unit that stays up for a minute has recovered: the next crash restarts promptly.
-            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
 
     def child(self, unit: str) -> Child:
         for child in self.children:
@@ -231,14 +268,8 @@ class Supervisor:
             await self.wait_until_ready()
             if self._stopping.is_set():
                 return
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_gateway(self.config, store=self.store),
-                    host=self.host,
-                    port=self.port,
-                    log_config=None,
-                    access_log=False,
-                )
+            server = gateway_server(
+                create_gateway(self.config, store=self.store), self.host, self.port
             )
             self.console.print(
                 f"[bold]Cleave[/] is up: http://{self.host}:{self.port}  (topology "
@@ -259,6 +290,12 @@ class Supervisor:
             await asyncio.gather(*watchers, return_exceptions=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.failure is not None:
+                unit, line = self.failure
+                raise Unrecoverable(
+                    f"unit {unit} cannot start: {line} — a restart cannot fix this, so every "
+                    "unit was stopped; fix it and run `cleave up` again"
+                )
 
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()

@@ -21,7 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cleave.config import SELF_ISSUER
@@ -57,7 +59,9 @@ _TITLES = {
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -154,6 +158,10 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
 # Paths with no trace of their own: probes, scrapes, the console and its OTLP receiver.
 _UNTRACED = ("/livez", "/readyz", "/metrics", "/console", "/v1/traces")
+# RFC 9110's methods and PATCH: any other is counted and traced as "OTHER".
+STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
 _PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
@@ -165,8 +173,11 @@ class RequestContextMiddleware:
     The span is named after the route the router picked (`scope["route"]`) once it has answered.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, services: frozenset[str] = frozenset()) -> None:
         self.app = app
+        # Label values come from this unit's own declarations, never from what a client sends:
+        # a made-up path or method must not create a new metric series.
+        self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,7 +194,7 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
         path: str = scope["path"]
-        method: str = scope["method"]
+        method = scope["method"] if scope["method"] in STANDARD_METHODS else "OTHER"
         span = None
         if not path.startswith(_UNTRACED):
             span = tracer.start_span(
@@ -215,7 +226,7 @@ class RequestContextMiddleware:
             raise
         finally:
             structlog.contextvars.reset_contextvars(**bound)
-            route = _route_template(scope, path)
+            route = _route_template(scope, path, self.services)
             if span is not None:
                 assert token is not None
                 otel_context.detach(token)
@@ -228,24 +239,32 @@ class RequestContextMiddleware:
                 span.end()
             if path.startswith("/api/"):
                 service = path.split("/", 3)[2]
+                service = service if service in self.services else "unknown"
                 HTTP_REQUESTS.labels(service, route or "unmatched", method, str(status)).inc()
                 HTTP_DURATION.labels(service, route or "unmatched", method).observe(
                     time.perf_counter() - started
                 )
 
 
-def _route_template(scope: Scope, path: str) -> str | None:
+def _route_template(scope: Scope, path: str, services: frozenset[str]) -> str | None:
     """The template of the route that answered, in full: a service's router knows its routes
-    without the `/api/<service>/v1` it is mounted at, so that prefix is put back."""
+    without the `/api/<service>/v1` it is mounted at, so that prefix is put back (only for a
+    service of this unit: any other path is the client's own words, never a label)."""
     route: str | None = getattr(scope.get("route"), "path", None)
-    if route is None or not path.startswith("/api/"):
+    prefix = "/".join(path.split("/", 4)[:4])
+    if route is None or not path.startswith("/api/") or route.startswith(prefix):
         return route
-    return "/".join(path.split("/", 4)[:4]) + route
+    if prefix.split("/")[2] not in services:
+        return route
+    return prefix + route
 
 
-def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) -> FastAPI:
+def create_app(
+    unit: Unit, *, start_unit: bool = True, console: bool = False, host: str | None = None
+) -> FastAPI:
     """The unit's app. With `start_unit`, its lifespan starts and stops relays and workers;
-    with `console`, it serves the console at /console (what `cleave up` does)."""
+    with `console`, it serves the console at /console (what `cleave up` does), open only when
+    served on a loopback `host` (else an administrator signs in)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -273,6 +292,7 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         service.name == unit.config.auth.provider for service in unit.services
     )
     app.state.verifier = build_verifier(unit.config, local_app=app if serves_provider else None)
+    unit.verifier = app.state.verifier  # its gRPC server checks callers with the same verifier
     _install_problem_handlers(app)
     routers = {
         f"/api/{service.name}/v1": service.router
@@ -296,19 +316,16 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
-        await _read_messaging_gauges(unit)
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
-
     mount_docs(app, routers, issuer=unit.config.issuer, client_id=unit.config.auth.docs_client)
     from cleave.web.guards import install_guards  # it imports problem_response from here
 
     install_guards(app, unit.config.rate_limit)  # inside the request context: ids on a 429
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware, services=frozenset(service.name for service in unit.services)
+    )
     configure_tracing(f"cleave-{unit.name}")
     if console:
-        _mount_console(app, unit)
+        _mount_console(app, unit, host, serves_provider)
     for service in unit.services:
         # Last, so the site's catch-all (its friendly 404) never hides the chassis's own routes.
         if service.pages is not None:
@@ -316,9 +333,29 @@ def create_app(unit: Unit, *, start_unit: bool = True, console: bool = False) ->
     return app
 
 
-def _mount_console(app: FastAPI, unit: Unit) -> None:
+def create_metrics_app(unit: Unit) -> Starlette:
+    """The unit's Prometheus scrape endpoint, `/metrics`, served on a port of its own: counters
+    say a lot about a system, so they stay off the API port and the public gateway."""
+
+    async def metrics(_request: Request) -> PlainTextResponse:
+        await _read_messaging_gauges(unit)
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", metrics)])
+
+
+def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: bool) -> None:
+    import httpx
+
     from cleave.runtime import load_services
-    from cleave.web.console import TraceStore, collect_here, console_routes
+    from cleave.web.console import (
+        ConsoleAccess,
+        TraceStore,
+        collect_here,
+        console_routes,
+        sign_in_required,
+        span_secret,
+    )
 
     store = TraceStore()
     collect_here(store)
@@ -327,7 +364,19 @@ def _mount_console(app: FastAPI, unit: Unit) -> None:
         return {name: error or "ok" for name, error in (await unit.readiness()).items()}
 
     services = load_services(unit.config)
-    app.router.routes.extend(console_routes(store, unit.config, services, health, unit))
+    access = ConsoleAccess(
+        unit.config,
+        sign_in=host is None or sign_in_required(unit.config, host),
+        verifier=app.state.verifier,
+        # The provider is in this app: the code is exchanged in-process, with no socket.
+        transport=httpx.ASGITransport(app=app) if serves_provider else None,
+    )
+    secret = span_secret(unit.config.var_dir)
+    app.router.routes.extend(
+        console_routes(
+            store, unit.config, services, health, unit, access=access, span_secret=secret
+        )
+    )
 
 
 async def _read_messaging_gauges(unit: Unit) -> None:

@@ -3,42 +3,202 @@
 It routes `/api/<service>/...` to the unit that runs the service, so clients see one API whatever
 the topology, and every other path to the unit of the service that serves the site's pages (its
 `pages` router), when one does; `/readyz` is ready when every unit is. In Kubernetes an Ingress
-with the same path rules takes its place. Its client keeps no cookie jar, and every `Set-Cookie`
-of an answer reaches the browser.
+with the same path rules takes its place.
+
+It is a streaming reverse proxy on httpx: request and response bodies flow through as they come
+(server-sent events arrive event by event), every response header line is passed on as often as
+it appears, hop-by-hop headers stay behind, and it keeps nothing of one client for another (no
+cookie jar). It sets `X-Forwarded-For/Proto/Host` itself; a client's own are believed only from a
+peer in the topology's `trusted_proxies`. A unit's own `/metrics` is never served through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import ipaddress
+import uuid
+from collections.abc import AsyncIterator, Iterable
 
 import httpx
+import structlog
+import uvicorn
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
-from cleave.web.app import problem_response
+from cleave.web.app import RETRY_LATER, problem_response
 from cleave.web.clients import cookieless_client
 from cleave.web.console.store import TraceStore
+
+log = structlog.get_logger("cleave.web.gateway")
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
+# What a client says about where a request came from: replaced by what the gateway saw.
+FORWARDING = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
+# Set by the gateway itself (httpx names the upstream host; the request id is the gateway's).
+OWN = frozenset({b"host", b"x-request-id"})
+# The gateway's own server states these for the answer it sends (as nginx does).
+RESTATED = frozenset({b"date", b"server"})
+# Requests carry a body only when they say so; a GET is never sent on as a chunked upload.
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class TrustedProxies:
+    """The peers whose `X-Forwarded-*` the gateway believes: addresses or networks (CIDR)."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+
+    def __contains__(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip().strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def client_of(self, peer: str, forwarded_for: list[str]) -> str:
+        """The address the request came from: the peer, or, behind trusted proxies, the nearest
+        address in their `X-Forwarded-For` chain that is not itself a trusted proxy."""
+        hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+        client = peer
+        while client in self and hops:
+            client = hops.pop()
+        return client
+
+
+def connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
+    """The header names a `Connection` header lists: hop-by-hop for this one message."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    )
+
+
+def end_to_end(headers: RawHeaders, *also: frozenset[bytes]) -> RawHeaders:
+    """The header lines that are about the message itself, in order, repeated ones kept."""
+    dropped = HOP_BY_HOP.union(connection_tokens(headers), *also)
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
+
+
+class ReverseProxy:
+    """Forwards one request to an upstream base URL and streams the answer back."""
+
+    def __init__(
+        self,
+        *,
+        trusted_proxies: Iterable[str] = (),
+        timeout_seconds: float = 30.0,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        self.trusted = TrustedProxies(trusted_proxies)
+        # Read timeout per chunk: a stream of events stays open as long as events keep coming.
+        timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
+        self.client = cookieless_client(timeout=timeout, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def upstream_headers(self, request: Request, request_id: str) -> RawHeaders:
+        peer = request.client.host if request.client else ""
+        proto, host = request.url.scheme, request.headers.get("host", "")
+        if peer in self.trusted:
+            proto = _nearest(request.headers.get("x-forwarded-proto")) or proto
+            host = _nearest(request.headers.get("x-forwarded-host")) or host
+        client = self.trusted.client_of(peer, request.headers.getlist("x-forwarded-for"))
+        return [
+            *end_to_end(list(request.headers.raw), FORWARDING, OWN),
+            (b"x-forwarded-for", client.encode("latin-1")),
+            (b"x-forwarded-proto", proto.encode("latin-1")),
+            (b"x-forwarded-host", host.encode("latin-1")),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+
+    async def forward(self, request: Request, base_url: str, *, upstream_name: str) -> Response:
+        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
+        target = base_url + request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        has_body = any(key in _BODY_HEADERS for key, _ in request.headers.raw)
+        outgoing = self.client.build_request(
+            request.method,
+            target,
+            headers=self.upstream_headers(request, request_id),
+            content=request.stream() if has_body else None,
+        )
+        try:
+            upstream = await self.client.send(outgoing, stream=True)
+        except httpx.TimeoutException:
+            return self._problem(504, f"{upstream_name} did not answer in time", request_id)
+        except httpx.ConnectError:
+            return self._problem(503, f"{upstream_name} is not answering", request_id)
+        except httpx.TransportError as error:
+            detail = f"{upstream_name} broke off its answer: {type(error).__name__}"
+            return self._problem(502, detail, request_id)
+        response = StreamingResponse(
+            self._body(upstream, upstream_name),
+            status_code=upstream.status_code,
+            background=BackgroundTask(upstream.aclose),
+        )
+        # Every header line as it came (each Set-Cookie its own line), and nothing else.
+        response.raw_headers = end_to_end(upstream.headers.raw, RESTATED)
+        if "x-request-id" not in upstream.headers:
+            response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
+        return response
+
+    @staticmethod
+    async def _body(upstream: httpx.Response, upstream_name: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx.TransportError as error:
+            # The status line has left already: breaking the connection is the only way left to
+            # tell the client the answer is incomplete (ending it cleanly would pass it as whole).
+            log.warning("upstream broke off", upstream=upstream_name, error=type(error).__name__)
+            raise
+
+    @staticmethod
+    def _problem(status: int, detail: str, request_id: str) -> Response:
+        headers = {"x-request-id": request_id, **(RETRY_LATER if status == 503 else {})}
+        code = {502: "bad-gateway", 503: "unavailable", 504: "gateway-timeout"}[status]
+        return problem_response(status, detail, code=code, headers=headers, request_id=request_id)
+
+
+def gateway_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
+    """The gateway's HTTP server. Uvicorn's own proxy-header handling is off: it would believe
+    any local client's `X-Forwarded-For`; the gateway decides that itself (`trusted_proxies`)."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+        )
+    )
+
+
+def _nearest(value: str | None) -> str:
+    """The last of a header's comma-separated values: the one the nearest (trusted) proxy set."""
+    return (value or "").split(",")[-1].strip()
 
 
 def create_gateway(
@@ -47,7 +207,8 @@ def create_gateway(
     """The gateway; with a `store`, also the console, fed by the units over OTLP."""
     topology = config.topology
     unit_urls = {unit: topology.address_of(unit).http for unit in topology.units}
-    client = cookieless_client(timeout=timeout_seconds)
+    proxy = ReverseProxy(trusted_proxies=topology.trusted_proxies, timeout_seconds=timeout_seconds)
+    client = proxy.client
     from cleave.runtime import load_services, site_service
 
     services = load_services(config)
@@ -58,9 +219,9 @@ def create_gateway(
         try:
             yield
         finally:
-            await client.aclose()
+            await proxy.aclose()
 
-    async def proxy(request: Request) -> Response:
+    async def api(request: Request) -> Response:
         service = request.path_params["service"]
         if service not in config.services:
             return problem_response(
@@ -74,28 +235,8 @@ def create_gateway(
 
     async def forward(request: Request, service: str) -> Response:
         unit = topology.unit_of(service)
-        target = unit_urls[unit] + request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        try:
-            upstream = await client.request(
-                request.method, target, headers=headers, content=await request.body()
-            )
-        except httpx.TransportError as error:
-            return problem_response(
-                503,
-                f"unit {unit!r} (serving {service}) is not answering: {error}",
-                code="unavailable",
-            )
-        response = Response(upstream.content, upstream.status_code)
-        # Every header line as it came, so each Set-Cookie stays a line of its own.
-        response.raw_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in upstream.headers.multi_items()
-            if k.lower() not in HOP_BY_HOP
-        ] + [(b"content-length", str(len(upstream.content)).encode())]
-        return response
+        name = f"unit {unit!r} (serving {service})"
+        return await proxy.forward(request, unit_urls[unit], upstream_name=name)
 
     async def unit_ready(unit: str) -> str:
         try:
@@ -113,6 +254,10 @@ def create_gateway(
 
     async def livez(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    async def no_metrics(request: Request) -> Response:
+        # Each unit's counters are for its own scraper, on the unit's metrics port, never public.
+        return problem_response(404, "metrics are not served here", instance=request.url.path)
 
     async def index(_request: Request) -> HTMLResponse:
         rows = "".join(
@@ -135,12 +280,17 @@ def create_gateway(
     routes: list[BaseRoute] = [
         Route("/livez", livez),
         Route("/readyz", readyz),
-        Route("/api/{service}/{rest:path}", proxy, methods=methods),
+        Route("/metrics", no_metrics, methods=methods),
+        Route("/api/{service}/{rest:path}", api, methods=methods),
     ]
     if store is not None:
-        from cleave.web.console import console_routes
+        from cleave.runtime import build_verifier
+        from cleave.web.console import ConsoleAccess, console_routes, span_secret
 
-        routes += console_routes(store, config, services, health)
+        # In front of several units, the console is an administrator's, signed in.
+        access = ConsoleAccess(config, sign_in=True, verifier=build_verifier(config))
+        secret = span_secret(config.var_dir)
+        routes += console_routes(store, config, services, health, access=access, span_secret=secret)
     # The site's pages own the root and every other path; without them, an index of the units.
     routes.append(
         Route("/{path:path}", pages, methods=methods) if site is not None else Route("/", index)

@@ -19,7 +19,7 @@ from cleave.errors import Unauthorized, Unprocessable
 from cleave.service import ServiceContext
 from cleave.service.api import context_of
 from shop.identity import handlers, pages, store, tokens
-from shop.identity.domain import Account, OAuthError, granted_scopes
+from shop.identity.domain import Account, OAuthError, granted_scopes, person_scopes
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("identity"))]
@@ -182,7 +182,7 @@ async def authorize(request: Request, context: Context) -> Response:
             client,
             user_id=user.id,
             redirect_uri=redirect_uri,
-            scopes=scopes,
+            scopes=person_scopes(scopes, admin=user.admin),
             code_challenge=challenge,
             nonce=query.get("nonce"),
             auth_time=auth_time,

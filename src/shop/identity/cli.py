@@ -182,6 +182,9 @@ def create_user(
     email: Annotated[str, typer.Argument()],
     name: Annotated[str, typer.Option(help="The person's name.")],
     user_id: Annotated[str | None, typer.Option("--id", help="Defaults to a new id.")] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An administrator (the console, admin routes).")
+    ] = False,
     topology: TopologyOption = None,
 ) -> None:
     """Create an account; its generated password is printed once."""
@@ -194,7 +197,9 @@ def create_user(
 
     async def work(context: ServiceContext) -> str:
         async with context.unit_of_work() as uow:
-            return await handlers.create_user(uow, Account(email, name, password), user_id=user_id)
+            return await handlers.create_user(
+                uow, Account(email, name, password), user_id=user_id, admin=admin
+            )
 
     created = _run(topology, work)
     _print(f"user {created} created\npassword: {password}")
@@ -202,16 +207,17 @@ def create_user(
 
 @users.command("list")
 def list_users(topology: TopologyOption = None) -> None:
-    """Every account: id, email, name and whether it is disabled."""
+    """Every account: id, email, name, whether it is disabled, and administrators."""
     from shop.identity import store
 
     async def work(context: ServiceContext) -> list[Any]:
         async with context.read() as connection:
             return await store.all_rows(connection, store.users, "email")
 
-    listing = table("id", "email", "name", "state")
+    listing = table("id", "email", "name", "state", "role")
     for row in _run(topology, work):
-        listing.add_row(row.id, row.email, row.name, "disabled" if row.disabled else "active")
+        state = "disabled" if row.disabled else "active"
+        listing.add_row(row.id, row.email, row.name, state, "admin" if row.admin else "")
     out.print(listing)
 
 

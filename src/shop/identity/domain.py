@@ -25,6 +25,7 @@ SCORED_LENGTH = 72
 USER_SCOPES = frozenset(
     {"openid", "profile", "email", "orders:read", "orders:write", "payments:read"}
 )
+ADMIN_SCOPE = "admin"
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 
 
@@ -79,6 +80,12 @@ def granted_scopes(requested: str | None, allowed: frozenset[str]) -> frozenset[
         return allowed
     asked = frozenset(requested.split())
     return asked if asked <= allowed else None
+
+
+def person_scopes(granted: frozenset[str], *, admin: bool) -> frozenset[str]:
+    """What a person's token carries of what the client may have: the admin scope only for an
+    administrator, whichever client asked (RFC 6749 §3.3 lets the provider grant less)."""
+    return granted if admin else granted - {ADMIN_SCOPE}
 
 
 def pkce_matches(verifier: str, challenge: str) -> bool:

@@ -72,7 +72,9 @@ async def password_matches(password_hash: str, password: str) -> bool:
 # --- accounts -------------------------------------------------------------------------------
 
 
-async def create_user(uow: UnitOfWork, account: Account, *, user_id: str | None = None) -> str:
+async def create_user(
+    uow: UnitOfWork, account: Account, *, user_id: str | None = None, admin: bool = False
+) -> str:
     """An account made by an operator or the seeder: a taken email is a plain conflict."""
     account = validate_account(account)
     await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
@@ -89,6 +91,7 @@ async def create_user(uow: UnitOfWork, account: Account, *, user_id: str | None 
         password_hash=await hash_password(account.password),
         disabled=False,
         created_at=utcnow(),
+        admin=admin,
     )
     return user_id
 
@@ -297,9 +300,10 @@ async def add_redirect_uris(uow: UnitOfWork, client_id: str, uris: tuple[str, ..
     )
 
 
-async def new_client_secret(uow: UnitOfWork, client_id: str) -> str:
-    """Replace a confidential client's secret; the new one is returned once, and kept hashed."""
-    secret = random_token()
+async def new_client_secret(uow: UnitOfWork, client_id: str, secret: str | None = None) -> str:
+    """Replace a confidential client's secret (with `secret`, or a new one, returned once); it is
+    kept hashed."""
+    secret = secret or random_token()
     changed = await store.set_values(
         uow.connection,
         store.clients,

@@ -18,7 +18,7 @@ from cleave.files import private_dir
 from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
 from shop.identity.contract import CREDENTIALS_FILE, read_credentials
-from shop.identity.domain import USER_SCOPES, Account, OAuthError
+from shop.identity.domain import ADMIN_SCOPE, USER_SCOPES, Account, OAuthError
 from shop.storefront import contract as storefront
 
 DEMO_USERS = [
@@ -26,6 +26,8 @@ DEMO_USERS = [
     ("bob", "bob@example.com", "Bob Example"),
     ("carol", "carol@example.com", "Carol Example"),
 ]
+# The demo administrator: signs in to the console and may hold the admin scope.
+DEMO_ADMIN = ("admin", "admin@example.com", "Demo Admin")
 CLI_CLIENT = "cleave-cli"
 CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 ADMIN_CLIENT = "cleave-admin"
@@ -45,7 +47,9 @@ def welcome(system: SystemFacts) -> str:
     names = ", ".join(user_id for user_id, _, _ in DEMO_USERS[:-1]) + f" and {DEMO_USERS[-1][0]}"
     return (
         f"Demo users {names}: their passwords are in {system.state_dir / CREDENTIALS_FILE}; "
-        "`cleave token --customer alice` signs one in for curl."
+        "`cleave token --customer alice` signs one in for curl. "
+        f"The demo administrator {DEMO_ADMIN[1]} (password in the same file) signs in to "
+        "the console wherever it asks for a sign-in (several units, or not on loopback)."
     )
 
 
@@ -55,12 +59,14 @@ async def seed(context: ServiceContext) -> int:
     added = 0
     async with context.unit_of_work() as uow:
         await tokens.ensure_signing_key(uow.connection, utcnow())
-        for user_id, email, name in DEMO_USERS:
+        for user_id, email, name in [*DEMO_USERS, DEMO_ADMIN]:
             if await store.one(uow.connection, store.users, id=user_id) is not None:
                 continue
             password = credentials["users"].get(user_id, {}).get("password")
             password = password or secrets.token_urlsafe(12)
-            await handlers.create_user(uow, Account(email, name, password), user_id=user_id)
+            admin = user_id == DEMO_ADMIN[0]
+            account = Account(email, name, password)
+            await handlers.create_user(uow, account, user_id=user_id, admin=admin)
             credentials["users"][user_id] = {"email": email, "password": password}
             added += 1
         if await store.one(uow.connection, store.clients, id=CLI_CLIENT) is None:
@@ -75,6 +81,7 @@ async def seed(context: ServiceContext) -> int:
             credentials["clients"][CLI_CLIENT] = {"redirect_uri": CLI_REDIRECT_URI}
             added += 1
         added += await _ensure_docs_client(uow, context.system)
+        added += await _ensure_console_client(uow, context.system)
         if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
             # A secret this system's seed wrote before is kept, never rotated behind its back.
             kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
@@ -91,6 +98,28 @@ async def seed(context: ServiceContext) -> int:
     if added:
         write_credentials(var_dir, credentials)
     return added
+
+
+async def register_client(
+    context: ServiceContext, client_id: str, scopes: frozenset[str], secret: str
+) -> bool:
+    """One of the system's own confidential clients (a unit's, for its calls to other units), as
+    the chassis asks for it: registered with this secret and only these scopes."""
+    async with context.unit_of_work() as uow:
+        row = await store.one(uow.connection, store.clients, id=client_id)
+        if row is None:
+            name = f"Cleave unit {client_id} (calls between services)"
+            await handlers.create_client(uow, client_id, name=name, scopes=scopes, secret=secret)
+            return True
+        changed = False
+        if row.scopes.split() != sorted(scopes):
+            scoped = " ".join(sorted(scopes))
+            await store.set_values(uow.connection, store.clients, {"id": client_id}, scopes=scoped)
+            changed = True
+        if not (row.secret_hash and await handlers.password_matches(row.secret_hash, secret)):
+            await handlers.new_client_secret(uow, client_id, secret)
+            changed = True
+        return changed
 
 
 async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
@@ -115,6 +144,32 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
         await store.set_values(
             uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
         )
+    return 0
+
+
+async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
+    """The console's public client: it may ask for the admin scope (which the provider grants
+    only to administrators) and for whom it signed in; redirecting to the console's callback at
+    every address this system has served from."""
+    if not system.console_client or not system.console_redirect_uri:
+        return 0
+    row = await store.one(uow.connection, store.clients, id=system.console_client)
+    uri = system.console_redirect_uri
+    try:
+        if row is None:
+            await handlers.create_client(
+                uow,
+                system.console_client,
+                name="Cleave console (public, PKCE)",
+                scopes=frozenset({"openid", "email", ADMIN_SCOPE}),
+                redirect_uris=(uri,),
+                public=True,
+            )
+            return 1
+        if uri not in row.redirect_uris.split():
+            await handlers.add_redirect_uris(uow, system.console_client, (uri,))
+    except OAuthError as error:  # a plain-http public URL off loopback: no redirect allowed
+        uow.context.log.warning("the console cannot sign anyone in here", reason=error.description)
     return 0
 
 

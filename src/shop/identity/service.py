@@ -17,4 +17,5 @@ service = Service(
     publishes=(UserRegistered,),
     seed=seed.seed,
     welcome=seed.welcome,
+    registers_clients=seed.register_client,
 )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    false,
     select,
     update,
 )
@@ -36,6 +37,8 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # An administrator's tokens may carry the admin scope, when the client may ask for it.
+    Column("admin", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 clients = Table(

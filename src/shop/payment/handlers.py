@@ -22,8 +22,9 @@ from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cleave.auth.units import on_behalf_of
 from cleave.clock import utcnow
-from cleave.errors import Conflict, NotFound, ServiceUnavailable
+from cleave.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from cleave.money import Money
 from cleave.service import ServiceContext
 from shop.payment import domain, store
@@ -86,6 +87,9 @@ class LocalPayments:
     async def authorise(
         self, order_id: str, customer_id: str, amount: Money, card_token: str
     ) -> PaymentOutcome:
+        acting = on_behalf_of()
+        if acting is not None and acting != customer_id:  # a unit may charge only its user
+            raise Forbidden(f"a call acting for {acting} cannot charge another customer")
         payment = await self._open(order_id, customer_id, amount, card_token)
         if payment.status != domain.AUTHORIZING:
             return settled(payment)  # asked before: the same answer, and no second charge

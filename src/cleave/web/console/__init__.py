@@ -1,5 +1,6 @@
 """The console at /console: the topology as a picture, unit health, recent traces with their
-waterfall and logs, and each service's outbox, inbox and dead letters (with replay)."""
+waterfall and logs, and each service's outbox, inbox and dead letters (with replay); for an
+administrator only, except on a monolith that listens on loopback alone (see `access`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from cleave.telemetry import LOG_SINKS
-from cleave.web.console.collect import StoreSpanProcessor, log_sink
+from cleave.web.console.access import ConsoleAccess, sign_in_required
+from cleave.web.console.collect import StoreSpanProcessor, log_sink, span_secret
 from cleave.web.console.store import TraceStore
 from cleave.web.console.web import Health, console_routes
 
@@ -20,4 +22,12 @@ def collect_here(store: TraceStore) -> None:
     LOG_SINKS.append(log_sink(store))
 
 
-__all__ = ["Health", "TraceStore", "collect_here", "console_routes"]
+__all__ = [
+    "ConsoleAccess",
+    "Health",
+    "TraceStore",
+    "collect_here",
+    "console_routes",
+    "sign_in_required",
+    "span_secret",
+]

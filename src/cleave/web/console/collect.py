@@ -1,10 +1,18 @@
 """How spans and logs reach the console's store: straight from this process's tracer provider and
-log pipeline, and over OTLP/HTTP (`POST /v1/traces`) from other processes."""
+log pipeline, and over OTLP/HTTP (`POST /v1/traces`) from the system's other processes, which
+prove they are its units with a secret of the system's own (generated in `var/<topology>/`,
+owner-only, and handed to each unit in its environment as an OTLP exporter header)."""
 
 from __future__ import annotations
 
+import hmac
+import os
+import secrets
+import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from google.protobuf import json_format
 from opentelemetry.context import Context
@@ -15,6 +23,7 @@ from opentelemetry.trace import StatusCode
 
 from cleave.web.console.store import LogRecord, SpanRecord, TraceStore
 
+SPAN_SECRET_FILE = "span-secret"  # noqa: S105 - the file's name, not its content
 _KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
@@ -135,3 +144,34 @@ def log_sink(store: TraceStore) -> Any:
         return event
 
     return keep
+
+
+def span_secret(state_dir: Path) -> str:
+    """This system's span secret, made on first use: owner-only, published by an atomic link so
+    that the processes starting together agree on one."""
+    path = state_dir / SPAN_SECRET_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        draft = state_dir / f".{SPAN_SECRET_FILE}.{uuid.uuid4().hex}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: use that one
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+def span_export_headers(secret: str) -> str:
+    """`OTEL_EXPORTER_OTLP_TRACES_HEADERS` for a unit: its exporter then sends the secret."""
+    return "authorization=" + quote(f"Bearer {secret}")
+
+
+def span_sender_ok(authorization: str, secret: str) -> bool:
+    scheme, _, sent = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        sent.strip().encode(), secret.encode()
+    )

@@ -1,6 +1,7 @@
 """The console's pages and its OTLP/HTTP receiver, as routes any unit app or the gateway mounts.
 
-Server-rendered HTML with a little CSS and no script: it works without a build step or a CDN.
+Server-rendered HTML with a stylesheet of its own and no script: it works without a build step
+or a CDN, under a CSP that allows neither inline script nor inline style.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
+from cleave.errors import CleaveError, NotFound
 from cleave.service import Service
-from cleave.web.console.collect import decode_otlp, spans_of
+from cleave.web.app import problem_response
+from cleave.web.console.access import STYLE_PATH, ConsoleAccess, Session, page, secured
+from cleave.web.console.collect import decode_otlp, span_sender_ok, spans_of
 from cleave.web.console.picture import topology_svg
 from cleave.web.console.store import SpanRecord, TraceStore
 
@@ -25,7 +29,11 @@ if TYPE_CHECKING:
 
 Health = Callable[[], Awaitable[Mapping[str, str]]]
 
-STYLE = """
+PALETTE = ("#2a5bd7", "#1a7f37", "#b06d00", "#8e44ad", "#c62828", "#00838f", "#6d4c41")
+MAX_DEPTH = 16
+# One stylesheet of the console's own, so that its pages need no inline style (see its CSP).
+STYLE = (
+    """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#f6f7fa}
 h1{font-size:20px} h2{font-size:16px;margin-top:28px} a{color:#2a5bd7}
 table{border-collapse:collapse;background:white;min-width:50%}
@@ -43,15 +51,12 @@ svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
 .lane{position:relative;flex:1;height:16px;background:#f3f5f9}
 .bar{position:absolute;height:16px;border-radius:3px;min-width:2px}
 .dur{width:80px;text-align:right;color:#555}
+.lane svg{display:block;width:100%;height:16px} .notice{background:#fff4d6;padding:6px 10px}
+form.inline{display:inline}
 """
-PALETTE = ("#2a5bd7", "#1a7f37", "#b06d00", "#8e44ad", "#c62828", "#00838f", "#6d4c41")
-
-
-def _page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>{body}</body></html>"
-    )
+    + "".join(f".depth{d}{{padding-left:{d * 14}px}}" for d in range(MAX_DEPTH + 1))
+    + "".join(f".colour{i}{{color:{c};fill:{c}}}" for i, c in enumerate(PALETTE))
+)
 
 
 def console_routes(
@@ -60,10 +65,15 @@ def console_routes(
     services: Mapping[str, Service],
     health: Health,
     unit: Unit | None = None,
+    *,
+    access: ConsoleAccess,
+    span_secret: str,
 ) -> list[BaseRoute]:
-    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(config.services)}
+    """The console's routes: each page and API answer only for whom `access` lets in, and the
+    OTLP receiver only for the system's own units, which send `span_secret`."""
+    colours = {name: f"colour{i % len(PALETTE)}" for i, name in enumerate(config.services)}
 
-    async def overview(_request: Request) -> HTMLResponse:
+    async def overview(_request: Request, session: Session) -> Response:
         states = await health()
         health_rows = "".join(
             f"<tr><td>{escape(name)}</td><td class={'ok' if state == 'ok' else 'bad'}>"
@@ -77,10 +87,11 @@ def console_routes(
             f"<td class={'bad' if t.error else 'ok'}>{'error' if t.error else 'ok'}</td></tr>"
             for t in store.recent(50)
         )
-        messaging = await _messaging(unit) if unit is not None else ""
-        return _page(
+        messaging = await _messaging(unit, session.csrf) if unit is not None else ""
+        return page(
             "Cleave console",
             f"<h1>Cleave · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
+            f"{access.banner(session)}"
             f"<h2>Topology</h2>{topology_svg(config, services)}"
             "<p>Solid arrows: calls through a port (gRPC across units); dashed: events.</p>"
             f"<h2>Health</h2><table id=health><tr><th>unit or service</th><th>state</th></tr>"
@@ -90,21 +101,23 @@ def console_routes(
             f"{trace_rows or '<tr><td colspan=7>none yet</td></tr>'}</table>{messaging}",
         )
 
-    async def one_trace(request: Request) -> HTMLResponse:
+    async def one_trace(request: Request, _session: Session) -> Response:
         trace_id = request.path_params["trace_id"]
         spans, logs = store.trace(trace_id)
         if not spans:
-            return _page("No such trace", "<h1>No such trace</h1><a href=/console>back</a>")
+            return page("No such trace", NO_SUCH_TRACE, status=404)
         start = min(s.start_ns for s in spans)
         total = max(max(s.end_ns for s in spans) - start, 1)
         rows = "".join(
-            f'<div class=row data-service="{escape(s.service)}"><div class=label '
-            f'style="padding-left:{depth * 14}px" title="{escape(s.name)}">'
-            f'<b style="color:{colours.get(s.service, "#555")}">{escape(s.service)}</b> '
-            f'{escape(s.name)}</div><div class=lane><div class=bar style="left:'
-            f"{(s.start_ns - start) / total * 100:.2f}%;width:"
-            f"{max((s.end_ns - s.start_ns) / total * 100, 0.2):.2f}%;background:"
-            f'{colours.get(s.service, "#888")}"></div></div>'
+            f'<div class=row data-service="{escape(s.service)}"><div class="label '
+            f'depth{min(depth, MAX_DEPTH)}" title="{escape(s.name)}">'
+            f'<b class="{colours.get(s.service, "")}">{escape(s.service)}</b> '
+            f"{escape(s.name)}</div><div class=lane>"
+            # An SVG bar: its geometry is markup, not an inline style the CSP would refuse.
+            '<svg viewBox="0 0 1000 16" preserveAspectRatio="none" aria-hidden=true>'
+            f'<rect class="{colours.get(s.service, "")}" height=16 rx=3 '
+            f'x="{(s.start_ns - start) / total * 1000:.1f}" '
+            f'width="{max((s.end_ns - s.start_ns) / total * 1000, 2.0):.1f}"/></svg></div>'
             f"<div class=dur>{s.duration_ms:.2f} ms</div></div>"
             for s, depth in _ordered(spans)
         )
@@ -114,32 +127,41 @@ def console_routes(
             f"<td class=mono>{escape(_pairs(log.fields))}</td></tr>"
             for log in logs
         )
-        return _page(
+        return page(
             f"Trace {trace_id}",
-            f"<a href=/console>← console</a><h1>Trace <span class=mono>{trace_id}</span></h1>"
-            f"<p>{len(spans)} spans across {escape(', '.join(sorted({s.service for s in spans})))}"
+            f"<a href=/console>← console</a><h1>Trace <span class=mono>{escape(trace_id)}</span>"
+            f"</h1><p>{len(spans)} spans across "
+            f"{escape(', '.join(sorted({s.service for s in spans})))}"
             f" · {total / 1e6:.1f} ms</p><div class=waterfall id=waterfall>{rows}</div>"
             f"<h2>Logs</h2><table id=logs><tr><th>time</th><th>level</th><th>service</th>"
             f"<th>event</th><th>fields</th></tr>{log_rows or '<tr><td colspan=5>none</td></tr>'}"
             "</table>",
         )
 
-    async def replay(request: Request) -> Response:
-        if unit is None:
-            return Response(status_code=404)
+    async def replay(request: Request, _session: Session) -> Response:
         service, letter = request.path_params["service"], int(request.path_params["letter"])
-        await unit.consumers[service].replay(letter)
+        consumer = unit.consumers.get(service) if unit is not None else None
+        if consumer is None:
+            return problem_response(
+                404, f"no service {service!r} with dead letters here", code="unknown-service"
+            )
+        try:
+            await consumer.replay(letter)
+        except NotFound as missing:
+            return problem_response(404, missing.detail, code="unknown-dead-letter")
+        except CleaveError as refused:  # replayed already, or no longer handled
+            return problem_response(409, str(refused), code="not-replayable")
         return RedirectResponse("/console#messaging", status_code=303)
 
-    async def one_saga(request: Request) -> HTMLResponse:
+    async def one_saga(request: Request, session: Session) -> Response:
         from cleave.saga import saga_history_of
 
         service, saga_id = request.path_params["service"], request.path_params["saga"]
         if unit is None or service not in unit.contexts:
-            return _page("No such saga", "<h1>No such saga</h1><a href=/console>back</a>")
+            return page("No such saga", NO_SUCH_SAGA, status=404)
         found = await saga_history_of(unit.contexts[service], saga_id)
         if found is None:
-            return _page("No such saga", "<h1>No such saga</h1><a href=/console>back</a>")
+            return page("No such saga", NO_SUCH_SAGA, status=404)
         saga, history = found
         rows = "".join(
             f"<tr><td class=mono>{event.at.isoformat(timespec='milliseconds')}</td>"
@@ -149,11 +171,11 @@ def console_routes(
         )
         retry = (
             f'<form method=post action="/console/sagas/{escape(service)}/{escape(saga.id)}/retry">'
-            "<button>retry</button></form>"
+            f"{_csrf_field(session.csrf)}<button>retry</button></form>"
             if saga.status == "needs_attention"
             else ""
         )
-        return _page(
+        return page(
             f"Saga {saga.id}",
             f"<a href=/console>← console</a><h1>Saga {escape(saga.name)} "
             f"<span class=mono>{escape(saga.id)}</span></h1><p id=saga-status>{escape(service)} · "
@@ -165,26 +187,39 @@ def console_routes(
             "</table>",
         )
 
-    async def retry_saga(request: Request) -> Response:
+    async def retry_saga(request: Request, _session: Session) -> Response:
         from cleave.saga import retry_saga as resume
 
         service, saga_id = request.path_params["service"], request.path_params["saga"]
         if unit is None or service not in unit.contexts:
-            return Response(status_code=404)
-        await resume(unit.contexts[service], saga_id, by="the console")
+            return problem_response(404, f"no service {service!r} here", code="unknown-service")
+        try:
+            await resume(unit.contexts[service], saga_id, by="the console")
+        except NotFound as missing:
+            return problem_response(404, missing.detail, code="unknown-saga")
+        except CleaveError as refused:  # not parked any more
+            return problem_response(409, str(refused), code="not-retryable")
         return RedirectResponse(f"/console/sagas/{service}/{saga_id}", status_code=303)
 
     async def receive(request: Request) -> Response:
-        """OTLP/HTTP: other processes export their spans here (protobuf or JSON)."""
+        """OTLP/HTTP: the system's other processes export their spans here (protobuf or JSON),
+        each proving it is one of this system's units with the shared secret."""
+        if not span_sender_ok(request.headers.get("authorization", ""), span_secret):
+            return problem_response(
+                401,
+                "spans are accepted only from this system's units",
+                code="unknown-sender",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             decoded = decode_otlp(await request.body(), request.headers.get("content-type", ""))
         except Exception:
-            return Response("not an OTLP trace export", status_code=400)
+            return problem_response(400, "not an OTLP trace export", code="not-otlp")
         for span in spans_of(decoded):
             store.add_span(span)
         return Response(b"", media_type="application/x-protobuf")
 
-    async def trace_json(request: Request) -> JSONResponse:
+    async def trace_json(request: Request, _session: Session) -> Response:
         spans, logs = store.trace(request.path_params["trace_id"])
         return JSONResponse(
             {
@@ -203,7 +238,7 @@ def console_routes(
             }
         )
 
-    async def traces_json(_request: Request) -> JSONResponse:
+    async def traces_json(_request: Request, _session: Session) -> Response:
         return JSONResponse(
             [
                 {"trace_id": t.trace_id, "root": t.root, "services": t.services, "spans": t.spans}
@@ -211,16 +246,42 @@ def console_routes(
             ]
         )
 
-    return [
-        Route("/console", overview),
-        Route("/console/api/traces", traces_json),
-        Route("/console/api/traces/{trace_id}", trace_json),
-        Route("/console/traces/{trace_id}", one_trace),
-        Route("/console/dead-letters/{service}/{letter:int}/replay", replay, methods=["POST"]),
-        Route("/console/sagas/{service}/{saga}", one_saga),
-        Route("/console/sagas/{service}/{saga}/retry", retry_saga, methods=["POST"]),
-        Route("/v1/traces", receive, methods=["POST"]),
+    async def stylesheet(_request: Request) -> Response:
+        return Response(STYLE, media_type="text/css")
+
+    guard = access.guard
+    routes: list[BaseRoute] = [
+        Route("/console", secured(guard(overview, "page"))),
+        Route("/console/api/traces", secured(guard(traces_json, "api"))),
+        Route("/console/api/traces/{trace_id}", secured(guard(trace_json, "api"))),
+        Route("/console/traces/{trace_id}", secured(guard(one_trace, "page"))),
+        Route(
+            "/console/dead-letters/{service}/{letter:int}/replay",
+            secured(guard(replay, "action")),
+            methods=["POST"],
+        ),
+        Route("/console/sagas/{service}/{saga}", secured(guard(one_saga, "page"))),
+        Route(
+            "/console/sagas/{service}/{saga}/retry",
+            secured(guard(retry_saga, "action")),
+            methods=["POST"],
+        ),
+        Route(STYLE_PATH, secured(stylesheet)),
+        Route("/v1/traces", secured(receive), methods=["POST"]),
     ]
+    routes += [
+        Route(path, secured(endpoint), methods=methods)
+        for path, endpoint, methods in access.routes()
+    ]
+    return routes
+
+
+NO_SUCH_TRACE = "<h1>No such trace</h1><a href=/console>back</a>"
+NO_SUCH_SAGA = "<h1>No such saga</h1><a href=/console>back</a>"
+
+
+def _csrf_field(csrf: str) -> str:
+    return f'<input type=hidden name=csrf value="{escape(csrf)}">'
 
 
 def _pairs(fields: Mapping[str, str]) -> str:
@@ -248,7 +309,7 @@ def _ordered(spans: list[SpanRecord]) -> list[tuple[SpanRecord, int]]:
     return ordered
 
 
-async def _messaging(unit: Unit) -> str:
+async def _messaging(unit: Unit, csrf: str) -> str:
     from cleave.data.tables import inbox
     from cleave.messaging.consumer import list_dead_letters
     from cleave.messaging.relay import outbox_state
@@ -289,7 +350,7 @@ async def _messaging(unit: Unit) -> str:
                 f"<td>{escape(letter.handler)}</td><td>{letter.attempts}</td>"
                 f"<td class=mono>{escape(letter.error)}</td><td><form method=post "
                 f'action="/console/dead-letters/{escape(name)}/{letter.id}/replay">'
-                "<button>replay</button></form></td></tr>"
+                f"{_csrf_field(csrf)}<button>replay</button></form></td></tr>"
             )
     return (
         "<h2 id=messaging>Outbox, inbox and dead letters</h2><table><tr><th>service</th>"
