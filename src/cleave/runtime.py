@@ -24,6 +24,7 @@ from cleave.auth.units import (
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError
+from cleave.files import private_dir
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
@@ -134,6 +135,9 @@ class Unit:
         max_attempts: int = 5,
     ) -> None:
         self.config = config
+        for state in (config.var_root, config.var_dir):
+            if state.exists():  # made by an older version, or checked out: owner-only now
+                private_dir(state)
         units = config.topology.units
         self.name = name or next(iter(units))
         if self.name not in units:
