@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import platform
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,52 @@ def test_admin_commands_act_on_the_running_system_and_say_so(
     assert f"on topology monolith (running at {server})" in listed.stderr
     letters = cleave("dlq", "list", env=env)
     assert f"on topology monolith (running at {server})" in letters.stderr
+
+
+def test_status_and_doctor_see_the_running_system(server: str, env: dict[str, str]) -> None:
+    status = cleave("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"topology monolith · running at {server}" in status.stdout
+    assert f"console {server}/console" in status.stdout
+    [shop] = [line for line in status.stdout.splitlines() if line.startswith("shop ")]
+    assert server in shop
+    assert env["CLEAVE_METRICS_PORT"] in shop
+    assert shop.split()[-1] == "ready"
+    port = server.rsplit(":", 1)[1]
+    doctor = cleave("doctor", "--port", port, env=env)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"✔ port system: 127.0.0.1:{port} in use by this system" in doctor.stdout
+
+
+def test_version_and_status_and_doctor_with_nothing_running(env: dict[str, str]) -> None:
+    version = cleave("--version", env=env)
+    assert version.returncode == 0
+    assert version.stdout.strip() == (
+        f"cleave {metadata.version('cleave')} (Python {platform.python_version()})"
+    )
+    idle = cleave("status", env=env)
+    assert idle.returncode == 0
+    assert (
+        idle.stdout.strip()
+        == f"nothing is running from {env['CLEAVE_VAR']} (start it with `cleave up`)"
+    )
+
+    ready = cleave("doctor", "--port", str(free_port()), env=env)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert "ready: cleave up -t monolith" in ready.stdout
+    with socket.socket() as taken:  # another program on the metrics port, and no PostgreSQL
+        taken.bind(("127.0.0.1", int(env["CLEAVE_METRICS_PORT"])))
+        taken.listen()
+        env["CLEAVE_DATABASE_PAYMENT"] = "postgresql+asyncpg://nobody@127.0.0.1:1/payment"
+        sick = cleave("doctor", "--port", str(free_port()), env=env)
+    assert sick.returncode == 1
+    assert sick.stderr.strip() == "error: 2 problems for topology monolith: see the fixes above"
+    lines = sick.stdout.splitlines()
+    database = lines.index("✘ database payment: [Errno 111] Connection refused")
+    assert lines[database + 1].strip().startswith("fix: start PostgreSQL at 127.0.0.1:1")
+    metrics = next(i for i, line in enumerate(lines) if line.startswith("✘ port unit shop metrics"))
+    assert "taken by another program" in lines[metrics]
+    assert "CLEAVE_METRICS_PORT" in lines[metrics + 1]
 
 
 def test_each_topology_keeps_its_own_state_and_a_seed_never_rotates_a_kept_secret(

@@ -170,6 +170,13 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         kinds = {(span["service"], span["kind"]) for span in spans["spans"]}
         assert ("customer", "consumer") in kinds
         assert ("ordering", "producer") in kinds
+        # Only work is a trace: no background poll (a relay's, a saga runner's) became a root,
+        # and the order's id finds its trace again.
+        traces = f"{shop.base}/console/api/traces"
+        every = (await client.get(traces, headers=shop.admin)).json()
+        assert not [t["root"] for t in every if t["root"].startswith("read ")]
+        found = (await client.get(traces, params={"q": confirmed["id"]}, headers=shop.admin)).json()
+        assert "POST /api/ordering/v1/orders" in {t["root"] for t in found}
         # The units' spans reached the console with the system's secret; nobody else's would,
         # and in front of several units its API wants an administrator.
         stranger = await client.post(f"{shop.base}/v1/traces", content=b"")

@@ -3,6 +3,7 @@ relay and the consumer; metrics that move when orders succeed, fail and get dead
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterator
 
@@ -16,6 +17,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from cleave.events import Envelope
+from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
 from shop.ordering.contract import OrderConfirmed
 from tests.conftest import eventually, scrape
@@ -89,6 +91,43 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
     assert producer.kind is SpanKind.PRODUCER
     assert producer.attributes is not None
     assert producer.attributes["messaging.system"] == "memory"
+
+
+async def test_an_idle_unit_leaves_no_trace_and_the_relays_publishing_is_one(
+    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers, spans: InMemorySpanExporter
+) -> None:
+    async def quiet() -> bool:  # what earlier tests left to publish is work, not idling
+        states = [await outbox_state(context) for context in unit.contexts.values()]
+        return all(state.pending == 0 for state in states)
+
+    await eventually(quiet)
+    await asyncio.sleep(0.2)
+    spans.clear()
+    await asyncio.sleep(2.5)  # relays and saga runners poll about once a second
+    idle = [s.name for s in spans.get_finished_spans()]
+    assert idle == [], idle
+
+    alice = customer_headers("alice")
+    order_id = await place(client, alice, order(("MUG-CLASSIC", 1)))
+    assert (await settled(client, alice, order_id))["status"] == "confirmed"
+
+    async def relay_batches() -> list[ReadableSpan]:
+        return [s for s in spans.get_finished_spans() if s.name == "relay publish ordering"]
+
+    [batch, *_] = await eventually(relay_batches)
+    assert batch.parent is None  # a trace of its own, named for the work
+    assert batch.attributes is not None
+    assert batch.attributes["messaging.batch.message_count"] >= 1
+    roots = {s.name for s in spans.get_finished_spans() if s.parent is None}
+    assert not any(name.startswith("read ") for name in roots), roots
+    # Each event's publishing stays in the order's trace, linked to the relay's batch.
+    [posted] = [s for s in spans.get_finished_spans() if s.name == "POST /api/ordering/v1/orders"]
+    published = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name.startswith("publish shop.ordering.") and s.links
+    ]
+    assert any(s.context.trace_id == posted.context.trace_id for s in published)
 
 
 async def test_saga_and_consumer_metrics_move_with_outcomes(

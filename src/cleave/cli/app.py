@@ -52,6 +52,32 @@ app = typer.Typer(
 )
 app.add_typer(deploy_app, name="deploy")
 
+
+def _show_version(asked: bool) -> None:
+    if not asked:
+        return
+    import platform
+    from importlib.metadata import version
+
+    typer.echo(f"cleave {version('cleave')} (Python {platform.python_version()})")
+    raise typer.Exit
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_show_version,
+            help="Show cleave's version and Python's, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Cleave: one codebase, any topology. Run, migrate, seed and inspect the system."""
+
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from sqlalchemy import func, select, update
 
 from cleave.clock import utcnow
@@ -87,19 +88,40 @@ class OutboxRelay:
             query = query.where(outbox.c.id.not_in(self._in_flight))
         async with self.context.read() as connection:
             rows = (await connection.execute(query)).all()
+        if not rows:
+            return 0
+        batch = _Batch(
+            tracer.start_span(
+                f"relay publish {self.context.name}",
+                attributes={
+                    "cleave.service": self.context.name,
+                    "messaging.system": self.broker.name,
+                    "messaging.operation.type": "publish",
+                    "messaging.batch.message_count": len(rows),
+                },
+            ),
+            len(rows),
+        )
         for row in rows:
             self._in_flight.add(row.id)
-            task = asyncio.create_task(self._publish(row.id, row.envelope))
+            task = asyncio.create_task(self._publish(row.id, row.envelope, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(rows)
 
-    async def _publish(self, row_id: int, raw: str) -> None:
+    async def _publish(self, row_id: int, raw: str, batch: _Batch) -> None:
+        failed = True
         try:
             envelope = Envelope.from_json(raw)
+            # In the trace of the work that published the event, linked to the relay's batch;
+            # an event published outside any trace hangs under the batch instead.
+            carrier = envelope.trace_carrier
             with tracer.start_as_current_span(
                 f"publish {envelope.type}",
-                context=trace_context_of(envelope.trace_carrier),
+                context=trace_context_of(carrier)
+                if carrier
+                else trace.set_span_in_context(batch.span),
+                links=[Link(batch.span.get_span_context())],
                 kind=SpanKind.PRODUCER,
                 attributes={
                     "cleave.service": self.context.name,
@@ -118,8 +140,11 @@ class OutboxRelay:
             self._failed[row_id] = f"{type(error).__name__}: {error}"
             self.context.log.warning("relay publish failed", row=row_id, error=str(error))
         else:
+            failed = False
             self._delivered.append(row_id)
             self.published += 1
+        finally:
+            batch.done(failed=failed)
         self._signal.set()
 
     async def _record_outcomes(self) -> None:
@@ -147,6 +172,24 @@ class OutboxRelay:
             self._failed.pop(row_id, None)
         self._in_flight.difference_update(delivered)
         self._in_flight.difference_update(failed)
+
+
+class _Batch:
+    """One drain's publishing, a root span of its own that ends when its last publish does."""
+
+    def __init__(self, span: Span, size: int) -> None:
+        self.span = span
+        self.left = size
+        self.failed = 0
+
+    def done(self, *, failed: bool) -> None:
+        self.left -= 1
+        self.failed += failed
+        if self.left == 0:
+            if self.failed:
+                self.span.set_attribute("cleave.relay.failed", self.failed)
+                self.span.set_status(StatusCode.ERROR, f"{self.failed} not published")
+            self.span.end()
 
 
 async def outbox_state(context: ServiceContext) -> OutboxState:

@@ -51,6 +51,44 @@ class TraceSummary:
     error: bool
 
 
+STATUSES = ("error", "ok")  # what a trace's status filter may ask for, errors first
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    """Which traces a person asks for: every field left empty matches every trace."""
+
+    text: str = ""  # found in a span's name, the trace id or any attribute value (an order id)
+    service: str = ""
+    status: str = ""  # "", or one of STATUSES
+    min_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.status not in ("", *STATUSES):
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
+        if not self.min_ms >= 0:  # also refuses NaN
+            raise ValueError(f"min_ms must be a number of milliseconds >= 0, not {self.min_ms}")
+
+    def matches(self, summary: TraceSummary, spans: list[SpanRecord]) -> bool:
+        if self.service and self.service not in summary.services:
+            return False
+        if self.status and (summary.error != (self.status == "error")):
+            return False
+        if summary.duration_ms < self.min_ms:
+            return False
+        return not self.text or _mentions(summary.trace_id, spans, self.text.casefold())
+
+
+def _mentions(trace_id: str, spans: list[SpanRecord], needle: str) -> bool:
+    if needle in trace_id:
+        return True
+    return any(
+        needle in span.name.casefold()
+        or any(needle in str(value).casefold() for value in span.attributes.values())
+        for span in spans
+    )
+
+
 class TraceStore:
     def __init__(
         self, *, max_spans: int = 20_000, max_logs: int = 20_000, retention_seconds: float = 3600
@@ -83,10 +121,16 @@ class TraceStore:
     def span_count(self) -> int:
         return self._span_count
 
-    def recent(self, limit: int = 50) -> list[TraceSummary]:
-        summaries = [self._summary(trace_id, spans) for trace_id, spans in self._traces.items()]
-        summaries.sort(key=lambda summary: summary.start_ns, reverse=True)
-        return summaries[:limit]
+    def recent(self, limit: int = 50, query: TraceQuery | None = None) -> list[TraceSummary]:
+        """The latest traces, newest first, that `query` matches (all of them without one)."""
+        query = query or TraceQuery()
+        found = []
+        for trace_id, spans in self._traces.items():
+            summary = self._summary(trace_id, spans)
+            if query.matches(summary, spans):
+                found.append(summary)
+        found.sort(key=lambda summary: summary.start_ns, reverse=True)
+        return found[:limit]
 
     def trace(self, trace_id: str) -> tuple[list[SpanRecord], list[LogRecord]]:
         spans = sorted(self._traces.get(trace_id, []), key=lambda span: span.start_ns)

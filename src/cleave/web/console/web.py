@@ -6,7 +6,7 @@ or a CDN, under a CSP that allows neither inline script nor inline style.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from cleave.web.app import problem_response
 from cleave.web.console.access import STYLE_PATH, ConsoleAccess, Session, page, secured
 from cleave.web.console.collect import decode_otlp, span_sender_ok, spans_of
 from cleave.web.console.picture import topology_svg
-from cleave.web.console.store import SpanRecord, TraceStore
+from cleave.web.console.store import STATUSES, SpanRecord, TraceQuery, TraceStore
 
 if TYPE_CHECKING:
     from cleave.runtime import Unit
@@ -52,7 +52,7 @@ svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
 .bar{position:absolute;height:16px;border-radius:3px;min-width:2px}
 .dur{width:80px;text-align:right;color:#555}
 .lane svg{display:block;width:100%;height:16px} .notice{background:#fff4d6;padding:6px 10px}
-form.inline{display:inline}
+form.inline{display:inline} #trace-search{margin:8px 0}
 """
     + "".join(f".depth{d}{{padding-left:{d * 14}px}}" for d in range(MAX_DEPTH + 1))
     + "".join(f".colour{i}{{color:{c};fill:{c}}}" for i, c in enumerate(PALETTE))
@@ -73,7 +73,11 @@ def console_routes(
     OTLP receiver only for the system's own units, which send `span_secret`."""
     colours = {name: f"colour{i % len(PALETTE)}" for i, name in enumerate(config.services)}
 
-    async def overview(_request: Request, session: Session) -> Response:
+    async def overview(request: Request, session: Session) -> Response:
+        try:
+            query = _trace_query(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-trace-filter")
         states = await health()
         health_rows = "".join(
             f"<tr><td>{escape(name)}</td><td class={'ok' if state == 'ok' else 'bad'}>"
@@ -85,9 +89,10 @@ def console_routes(
             f"<td>{escape(t.root)}</td><td>{escape(', '.join(t.services))}</td><td>{t.spans}</td>"
             f"<td>{t.duration_ms:.1f} ms</td><td>{_when(t.start_ns)}</td>"
             f"<td class={'bad' if t.error else 'ok'}>{'error' if t.error else 'ok'}</td></tr>"
-            for t in store.recent(50)
+            for t in store.recent(50, query)
         )
         messaging = await _messaging(unit, session.csrf) if unit is not None else ""
+        nothing = "none matches" if query != TraceQuery() else "none yet"
         return page(
             "Cleave console",
             f"<h1>Cleave · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
@@ -96,9 +101,10 @@ def console_routes(
             "<p>Solid arrows: calls through a port (gRPC across units); dashed: events.</p>"
             f"<h2>Health</h2><table id=health><tr><th>unit or service</th><th>state</th></tr>"
             f"{health_rows}</table>"
-            f"<h2>Recent traces</h2><table id=traces><tr><th>trace</th><th>root</th>"
+            f"<h2>Recent traces</h2>{_search_form(query, list(config.services))}"
+            "<table id=traces><tr><th>trace</th><th>root</th>"
             f"<th>services</th><th>spans</th><th>duration</th><th>started</th><th></th></tr>"
-            f"{trace_rows or '<tr><td colspan=7>none yet</td></tr>'}</table>{messaging}",
+            f"{trace_rows or f'<tr><td colspan=7>{nothing}</td></tr>'}</table>{messaging}",
         )
 
     async def one_trace(request: Request, _session: Session) -> Response:
@@ -238,11 +244,22 @@ def console_routes(
             }
         )
 
-    async def traces_json(_request: Request, _session: Session) -> Response:
+    async def traces_json(request: Request, _session: Session) -> Response:
+        try:
+            query = _trace_query(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-trace-filter")
         return JSONResponse(
             [
-                {"trace_id": t.trace_id, "root": t.root, "services": t.services, "spans": t.spans}
-                for t in store.recent(200)
+                {
+                    "trace_id": t.trace_id,
+                    "root": t.root,
+                    "services": t.services,
+                    "spans": t.spans,
+                    "duration_ms": t.duration_ms,
+                    "error": t.error,
+                }
+                for t in store.recent(200, query)
             ]
         )
 
@@ -278,6 +295,44 @@ def console_routes(
 
 NO_SUCH_TRACE = "<h1>No such trace</h1><a href=/console>back</a>"
 NO_SUCH_SAGA = "<h1>No such saga</h1><a href=/console>back</a>"
+
+
+def _trace_query(request: Request) -> TraceQuery:
+    """The trace filters of a query string (`q`, `service`, `status`, `min_ms`); ValueError
+    says which one is wrong."""
+    params = request.query_params
+    raw_min = params.get("min_ms", "").strip()
+    try:
+        min_ms = float(raw_min) if raw_min else 0.0
+    except ValueError:
+        raise ValueError(f"min_ms must be a number of milliseconds, not {raw_min!r}") from None
+    return TraceQuery(
+        text=params.get("q", "").strip()[:200],
+        service=params.get("service", "").strip(),
+        status=params.get("status", "").strip(),
+        min_ms=min_ms,
+    )
+
+
+def _search_form(query: TraceQuery, services: Sequence[str]) -> str:
+    def options(chosen: str, values: Sequence[str], any_label: str) -> str:
+        return f"<option value=''>{any_label}</option>" + "".join(
+            f"<option{' selected' if value == chosen else ''}>{escape(value)}</option>"
+            for value in values
+        )
+
+    return (
+        "<form id=trace-search method=get action=/console>"
+        f'<input type=search name=q placeholder="order id, attribute, span…" '
+        f'aria-label="search traces" value="{escape(query.text)}"> '
+        f"<select name=service aria-label=service>"
+        f"{options(query.service, services, 'any service')}</select> "
+        f"<select name=status aria-label=status>{options(query.status, STATUSES, 'any status')}"
+        "</select> <input type=number name=min_ms min=0 step=any aria-label='minimum duration'"
+        f' placeholder="min ms" value="{query.min_ms or ""}"> <button>filter</button>'
+        + (" <a href=/console>clear</a>" if query != TraceQuery() else "")
+        + "</form>"
+    )
 
 
 def _csrf_field(csrf: str) -> str:
