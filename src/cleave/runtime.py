@@ -12,6 +12,12 @@ import structlog
 from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
+from cleave.auth.revocation import (
+    REVOCATION_EVENTS,
+    Revocation,
+    RevocationList,
+    fetch_revocations,
+)
 from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.auth.units import (
     UNIT_SCOPE,
@@ -23,7 +29,8 @@ from cleave.auth.units import (
 )
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
-from cleave.errors import ConfigError
+from cleave.errors import CleaveError, ConfigError
+from cleave.events import Envelope
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
@@ -85,23 +92,35 @@ def welcome_lines(config: SystemConfig) -> list[str]:
     return [service.welcome(facts) for service in load_services(config).values() if service.welcome]
 
 
-def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) -> TokenVerifier:
+def build_verifier(
+    config: SystemConfig,
+    *,
+    local_app: ASGIApp | None = None,
+    revocations: RevocationList | None = None,
+) -> TokenVerifier:
     """The token verifier every service of a unit uses: the configured issuer's discovery
-    document and JWKS. With `local_app`, the unit serves the provider itself, so its keys are
-    read in-process through the same HTTP routes, with no socket and no wait on the listener."""
+    document and JWKS, and the unit's revocation list. With `local_app`, the unit serves the
+    provider itself, so its keys are read in-process through the same HTTP routes, with no
+    socket and no wait on the listener."""
     issuer = config.issuer
     if issuer.startswith(("http://", "https://")):
         transport = httpx.ASGITransport(app=local_app) if local_app is not None else None
         keys = OidcKeySource(
             issuer, transport=transport, refresh_interval=config.auth.jwks_refresh_seconds
         )
-        return TokenVerifier(issuer, config.auth.audience, keys, algorithms=config.auth.algorithms)
+        return TokenVerifier(
+            issuer,
+            config.auth.audience,
+            keys,
+            algorithms=config.auth.algorithms,
+            revocations=revocations,
+        )
     if config.auth.issuer == SELF_ISSUER:
         raise ConfigError(f"the public URL {config.public_url!r} is not an http(s) URL")
     # Any other issuer is the development key in var/: a test fixture, never a deployment.
     # One development key for every topology of the folder: tests sign once, whichever they run.
     dev = DevIssuer.load_or_create(config.var_root, issuer, config.auth.audience)
-    return TokenVerifier(issuer, config.auth.audience, dev)
+    return TokenVerifier(issuer, config.auth.audience, dev, revocations=revocations)
 
 
 def build_unit_tokens(config: SystemConfig, unit: str) -> UnitTokens:
@@ -185,7 +204,49 @@ class Unit:
         self.relays = {
             name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
         }
+        # What the provider revoked: refused by this unit's verifier, whatever services it runs.
+        self.revocations = RevocationList()
+        if not config.auth.provider:
+            self.revocations.mark_loaded()  # an outside issuer: nothing is listed to wait for
+        else:
+            self.broker.subscribe(
+                f"revocations-{self.name}",
+                [event.event_type for event in REVOCATION_EVENTS],
+                self._revoked,
+            )
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def _revoked(self, envelope: Envelope) -> None:
+        """A revocation event, applied to the list in memory: idempotent, so no inbox."""
+        for event in REVOCATION_EVENTS:
+            if event.event_type == envelope.type:
+                self.revocations.add(Revocation.of(event.model_validate(envelope.data)))
+
+    async def load_revocations(self) -> None:
+        """Fill the list with the revocations in force: from the provider's own declaration when
+        it runs here, else from its listing, read with this unit's token."""
+        provider = self.contexts.get(self.config.auth.provider)
+        if provider is not None and provider.service.lists_revocations is not None:
+            self.revocations.extend(await provider.service.lists_revocations(provider))
+        elif self.config.auth.issuer == SELF_ISSUER and len(self.config.topology.units) > 1:
+            if self.tokens is None:
+                self.tokens = build_unit_tokens(self.config, self.name)
+            token = await self.tokens.token()
+            self.revocations.extend(await fetch_revocations(self.config.issuer, token))
+        self.revocations.mark_loaded()
+
+    async def _keep_loading_revocations(self) -> None:
+        """Retry the first fill until the provider answers: in the split it is reached through the
+        gateway, which starts once every unit is ready (so readiness cannot wait for this)."""
+        delay = 0.2
+        while True:
+            try:
+                await self.load_revocations()
+                return
+            except (CleaveError, OSError) as error:
+                log.warning("revocations not loaded yet", unit=self.name, error=str(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def _remote(self, caller: Service, protocol: type, every_service: dict[str, Service]) -> object:
         """The port of a service in another unit, called over gRPC (imported only when needed)."""
@@ -236,7 +297,7 @@ class Unit:
         self.rpc_server = RpcServer(
             self.config.topology.address_of(self.name).grpc,
             served,
-            verifier=self.verifier or build_verifier(self.config),
+            verifier=self.verifier or build_verifier(self.config, revocations=self.revocations),
             tls=self._tls(),
         )
         await self.rpc_server.start()
@@ -304,6 +365,8 @@ class Unit:
         if registered := await self.register_unit_clients():
             log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
+        if self.config.auth.provider:
+            self._spawn("revocations.load", self._keep_loading_revocations)
         await self._serve_rpc()
         for name, relay in self.relays.items():
             self._spawn(f"{name}.relay", relay.run)

@@ -1,0 +1,111 @@
+"""The revocation list: each kind refuses the tokens it covers until its `until`, then forgets it;
+the verifier answers a revoked token with `token-revoked`, and waits for a unit's first fill."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cleave.auth.revocation import (
+    Revocation,
+    RevocationList,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+)
+from cleave.auth.tokens import DevIssuer, TokenVerifier
+from cleave.errors import ServiceUnavailable, Unauthorized
+
+ISSUER, AUDIENCE = "urn:cleave:test", "cleave"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def revocations(clock: Clock) -> RevocationList:
+    listed = RevocationList(clock=clock, load_wait_seconds=0.2)
+    listed.mark_loaded()
+    return listed
+
+
+@pytest.mark.parametrize(
+    ("event", "claims"),
+    [
+        (SubjectRevoked(subject="dan", until=at(1_000_600)), {"sub": "dan", "jti": "j1"}),
+        (TokenRevoked(jti="j1", until=at(1_000_600)), {"sub": "dan", "jti": "j1"}),
+        (SessionRevoked(session="g1", until=at(1_000_600)), {"sub": "dan", "sid": "g1"}),
+    ],
+)
+def test_each_kind_refuses_what_it_covers_until_its_end_then_forgets_it(
+    revocations: RevocationList, clock: Clock, event: object, claims: dict[str, str]
+) -> None:
+    revocations.add(Revocation.of(event))  # type: ignore[arg-type]
+    assert revocations.revoked(claims) is not None
+    assert revocations.revoked({"sub": "erin", "jti": "j2", "sid": "g2"}) is None
+    clock.now = 1_000_599.0
+    assert revocations.revoked(claims) is not None
+    clock.now = 1_000_600.0
+    assert revocations.revoked(claims) is None
+    assert len(revocations) == 0
+
+
+def test_a_revocation_already_over_is_never_kept_and_a_later_one_extends(
+    revocations: RevocationList, clock: Clock
+) -> None:
+    revocations.add(Revocation(kind="token", value="old", until=at(clock.now - 1)))
+    assert len(revocations) == 0
+    revocations.add(Revocation(kind="subject", value="dan", until=at(clock.now + 600)))
+    revocations.add(Revocation(kind="subject", value="dan", until=at(clock.now + 60)))
+    clock.now += 300
+    assert revocations.revoked({"sub": "dan"}) == "subject"  # the earlier end did not shorten it
+    revocations.add(Revocation(kind="token", value="j9", until=at(clock.now + 10)))
+    clock.now += 301
+    revocations.add(Revocation(kind="token", value="j10", until=at(clock.now + 10)))
+    assert len(revocations) == 1  # the ended ones were swept as the new one came
+
+
+async def test_the_verifier_refuses_a_revoked_token_with_token_revoked(
+    tmp_path: Path, revocations: RevocationList
+) -> None:
+    issuer = DevIssuer.load_or_create(tmp_path, ISSUER, AUDIENCE)
+    verifier = TokenVerifier(ISSUER, AUDIENCE, issuer, revocations=revocations)
+    kept, revoked = issuer.issue("alice", ["openid"]), issuer.issue("dan", ["openid"])
+    revocations.add(Revocation(kind="subject", value="dan", until=at(2_000_000_000)))
+    assert (await verifier.verify(kept)).subject == "alice"
+    with pytest.raises(Unauthorized) as refused:
+        await verifier.verify(revoked)
+    assert refused.value.code == "token-revoked"
+
+
+async def test_a_unit_that_has_not_read_the_revocations_waits_then_answers_503(
+    tmp_path: Path,
+) -> None:
+    issuer = DevIssuer.load_or_create(tmp_path, ISSUER, AUDIENCE)
+    revocations = RevocationList(load_wait_seconds=0.2)
+    verifier = TokenVerifier(ISSUER, AUDIENCE, issuer, revocations=revocations)
+    token = issuer.issue("alice", ["openid"])
+    with pytest.raises(ServiceUnavailable) as unavailable:
+        await verifier.verify(token)
+    assert unavailable.value.code == "revocations-unavailable"
+    waiting = asyncio.create_task(verifier.verify(token))
+    await asyncio.sleep(0.05)
+    revocations.mark_loaded()
+    assert (await waiting).subject == "alice"
