@@ -17,6 +17,7 @@ from cleave.auth.revocation import (
     Revocation,
     RevocationList,
     fetch_revocations,
+    revocation_queue,
 )
 from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.auth.units import (
@@ -210,7 +211,7 @@ class Unit:
             self.revocations.mark_loaded()  # an outside issuer: nothing is listed to wait for
         else:
             self.broker.subscribe(
-                f"revocations-{self.name}",
+                revocation_queue(self.name),
                 [event.event_type for event in REVOCATION_EVENTS],
                 self._revoked,
             )

@@ -30,6 +30,11 @@ LISTING_PATH = "/revocations"
 LOAD_WAIT_SECONDS = 5.0
 
 
+def revocation_queue(unit: str) -> str:
+    """The consumer queue of one unit's revocation list (every unit has its own)."""
+    return f"revocations-{unit}"
+
+
 class SubjectRevoked(Event):
     """Every token of `subject` is refused until `until` (a disabled user or removed client)."""
 
