@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import structlog
+from pydantic import ValidationError
 from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
@@ -221,7 +222,13 @@ class Unit:
         """A revocation event, applied to the list in memory: idempotent, so no inbox."""
         for event in REVOCATION_EVENTS:
             if event.event_type == envelope.type:
-                self.revocations.add(Revocation.of(event.model_validate(envelope.data)))
+                try:
+                    revocation = Revocation.of(event.model_validate(envelope.data))
+                except ValidationError as error:
+                    # Redelivery cannot mend it, and this list has no dead-letter table: say so.
+                    log.error("malformed revocation dropped", id=envelope.id, error=str(error))
+                    return
+                self.revocations.add(revocation)
 
     async def load_revocations(self) -> None:
         """Fill the list with the revocations in force: from the provider's own declaration when

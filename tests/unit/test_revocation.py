@@ -4,6 +4,7 @@ the verifier answers a revoked token with `token-revoked`, and waits for a unit'
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from cleave.auth.revocation import (
     TokenRevoked,
 )
 from cleave.auth.tokens import DevIssuer, TokenVerifier
+from cleave.config import SystemConfig
 from cleave.errors import ServiceUnavailable, Unauthorized
+from cleave.events import Envelope
+from cleave.runtime import Unit
 
 ISSUER, AUDIENCE = "urn:cleave:test", "cleave"
 
@@ -109,3 +113,21 @@ async def test_a_unit_that_has_not_read_the_revocations_waits_then_answers_503(
     await asyncio.sleep(0.05)
     revocations.mark_loaded()
     assert (await waiting).subject == "alice"
+
+
+async def test_every_unit_subscribes_its_list_and_drops_a_malformed_revocation(
+    base_config: SystemConfig,
+) -> None:
+    unit = Unit(base_config)  # the monolith's one unit, on its in-process broker
+    try:
+        until = datetime.fromtimestamp(time.time() + 600, tz=UTC)
+        await unit.broker.publish(
+            Envelope.of(TokenRevoked(jti="j1", until=until), source="/test", trace={})
+        )
+        await unit.broker.publish(
+            Envelope(type=TokenRevoked.event_type, source="/test", data={"jti": "j2"})
+        )
+        assert unit.revocations.revoked({"jti": "j1"}) == "token"
+        assert unit.revocations.revoked({"jti": "j2"}) is None  # no `until`: dropped, not retried
+    finally:
+        await unit.stop()
