@@ -31,7 +31,7 @@ from cleave.auth.units import (
 )
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
-from cleave.errors import CleaveError, ConfigError
+from cleave.errors import ConfigError, ServiceUnavailable
 from cleave.events import Envelope
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
@@ -207,10 +207,11 @@ class Unit:
             name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
         }
         # What the provider revoked: refused by this unit's verifier, whatever services it runs.
-        self.revocations = RevocationList()
-        if not config.auth.provider:
-            self.revocations.mark_loaded()  # an outside issuer: nothing is listed to wait for
-        else:
+        # An outside issuer lists nothing to wait for; the system's own provider does.
+        self.revocations = RevocationList(
+            loader=self._revocations_in_force if config.auth.provider else None
+        )
+        if config.auth.provider:
             self.broker.subscribe(
                 revocation_queue(self.name),
                 [event.event_type for event in REVOCATION_EVENTS],
@@ -230,29 +231,29 @@ class Unit:
                     return
                 self.revocations.add(revocation)
 
-    async def load_revocations(self) -> None:
-        """Fill the list with the revocations in force: from the provider's own declaration when
-        it runs here, else from its listing, read with this unit's token."""
+    async def _revocations_in_force(self) -> list[Revocation]:
+        """The revocations in force: from the provider's own declaration when it runs here,
+        else from its listing, read with this unit's token."""
         provider = self.contexts.get(self.config.auth.provider)
         if provider is not None and provider.service.lists_revocations is not None:
-            self.revocations.extend(await provider.service.lists_revocations(provider))
-        elif self.config.auth.issuer == SELF_ISSUER and len(self.config.topology.units) > 1:
-            if self.tokens is None:
-                self.tokens = build_unit_tokens(self.config, self.name)
-            token = await self.tokens.token()
-            self.revocations.extend(await fetch_revocations(self.config.issuer, token))
-        self.revocations.mark_loaded()
+            return await provider.service.lists_revocations(provider)
+        if self.config.auth.issuer != SELF_ISSUER or len(self.config.topology.units) < 2:
+            return []  # the development issuer of tests: no provider lists anything
+        if self.tokens is None:
+            self.tokens = build_unit_tokens(self.config, self.name)
+        return await fetch_revocations(self.config.issuer, await self.tokens.token())
 
-    async def _keep_loading_revocations(self) -> None:
-        """Retry the first fill until the provider answers: in the split it is reached through the
-        gateway, which starts once every unit is ready (so readiness cannot wait for this)."""
+    async def _load_revocations(self) -> None:
+        """Fill the list before the first request needs it, retrying until the provider answers:
+        in the split it is reached through the gateway, which starts once every unit is ready
+        (so readiness cannot wait for this)."""
         delay = 0.2
         while True:
             try:
-                await self.load_revocations()
+                await self.revocations.ensure_loaded()
                 return
-            except (CleaveError, OSError) as error:
-                log.warning("revocations not loaded yet", unit=self.name, error=str(error))
+            except ServiceUnavailable as error:
+                log.warning("revocations not loaded yet", unit=self.name, error=error.detail)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -374,7 +375,7 @@ class Unit:
             log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
         if self.config.auth.provider:
-            self._spawn("revocations.load", self._keep_loading_revocations)
+            self._spawn("revocations.load", self._load_revocations)
         await self._serve_rpc()
         for name, relay in self.relays.items():
             self._spawn(f"{name}.relay", relay.run)

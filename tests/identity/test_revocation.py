@@ -73,7 +73,7 @@ async def test_a_disabled_users_tokens_are_refused_and_a_unit_started_later_refu
     # A unit that starts after the revocation knows it from the provider's listing.
     later = Unit(provider.unit.config)
     try:
-        await later.load_revocations()
+        await later.revocations.ensure_loaded()
         claims = jwt.decode(
             token["access_token"], await handlers.OwnKeys(later.context("identity")).key_set(None)
         ).claims

@@ -241,7 +241,6 @@ async def test_a_caller_whose_token_was_revoked_is_unauthenticated(
     payments: RecordingPayments,
 ) -> None:
     revocations = RevocationList()
-    revocations.mark_loaded()
     verifier = TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER, revocations=revocations)
     contract = RpcContract.of(PaymentPort, payment_pb2)
     port = ServedPort("payment", contract, payments, callers=frozenset({CALLER}))

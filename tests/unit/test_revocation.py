@@ -19,7 +19,7 @@ from cleave.auth.revocation import (
 )
 from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.config import SystemConfig
-from cleave.errors import ServiceUnavailable, Unauthorized
+from cleave.errors import CleaveError, ServiceUnavailable, Unauthorized
 from cleave.events import Envelope
 from cleave.runtime import Unit
 
@@ -45,9 +45,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def revocations(clock: Clock) -> RevocationList:
-    listed = RevocationList(clock=clock, load_wait_seconds=0.2)
-    listed.mark_loaded()
-    return listed
+    return RevocationList(clock=clock)
 
 
 @pytest.mark.parametrize(
@@ -99,20 +97,32 @@ async def test_the_verifier_refuses_a_revoked_token_with_token_revoked(
     assert refused.value.code == "token-revoked"
 
 
-async def test_a_unit_that_has_not_read_the_revocations_waits_then_answers_503(
+async def test_a_unit_that_cannot_read_the_revocations_answers_503_then_reads_them(
     tmp_path: Path,
 ) -> None:
     issuer = DevIssuer.load_or_create(tmp_path, ISSUER, AUDIENCE)
-    revocations = RevocationList(load_wait_seconds=0.2)
+    answers: list[list[Revocation] | None] = [None]
+    calls = 0
+
+    async def listing() -> list[Revocation]:
+        nonlocal calls
+        calls += 1
+        if (answer := answers[-1]) is None:
+            raise CleaveError("the provider is not answering")
+        return answer
+
+    revocations = RevocationList(loader=listing, load_wait_seconds=0.2)
     verifier = TokenVerifier(ISSUER, AUDIENCE, issuer, revocations=revocations)
-    token = issuer.issue("alice", ["openid"])
+    token, revoked = issuer.issue("alice", ["openid"]), issuer.issue("dan", ["openid"])
     with pytest.raises(ServiceUnavailable) as unavailable:
-        await verifier.verify(token)
+        await verifier.verify(token)  # never as if nothing were revoked
     assert unavailable.value.code == "revocations-unavailable"
-    waiting = asyncio.create_task(verifier.verify(token))
-    await asyncio.sleep(0.05)
-    revocations.mark_loaded()
-    assert (await waiting).subject == "alice"
+    answers.append([Revocation(kind="subject", value="dan", until=at(2_000_000_000))])
+    results = await asyncio.gather(verifier.verify(token), verifier.verify(token))
+    assert {principal.subject for principal in results} == {"alice"}
+    with pytest.raises(Unauthorized, match="revoked"):
+        await verifier.verify(revoked)
+    assert calls == 2  # read once it answered, then kept (events keep it current)
 
 
 async def test_every_unit_subscribes_its_list_and_drops_a_malformed_revocation(

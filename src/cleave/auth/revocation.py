@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ Kind = Literal["subject", "token", "session"]
 # The access-token claim each kind of revocation matches.
 CLAIMS: Mapping[Kind, str] = {"subject": "sub", "token": "jti", "session": "sid"}
 LISTING_PATH = "/revocations"
-# How long a token check waits for a starting unit's first fill before answering 503.
+# How long a token check waits for a unit's first fill from the provider before answering 503.
 LOAD_WAIT_SECONDS = 5.0
 
 
@@ -85,39 +85,51 @@ class Revocation(BaseModel):
         raise TypeError(f"{type(event).__name__} is not a revocation")
 
 
+Loader = Callable[[], Awaitable[list[Revocation]]]
+
+
 class RevocationList:
-    """The revocations a unit refuses, each until its `until` (seconds of the wall clock)."""
+    """The revocations a unit refuses, each until its `until` (seconds of the wall clock).
+
+    With a `loader` (the provider's listing), the first token check waits for it, and answers
+    503 if the provider cannot say what it revoked: a unit never guesses that nothing was."""
 
     def __init__(
         self,
         *,
+        loader: Loader | None = None,
         clock: Callable[[], float] = time.time,
         load_wait_seconds: float = LOAD_WAIT_SECONDS,
     ) -> None:
+        self._loader = loader
         self._clock = clock
         self.load_wait_seconds = load_wait_seconds
         self._until: dict[tuple[Kind, str], float] = {}
-        self._loaded = asyncio.Event()  # filled from the provider's listing at least once
+        self._filled = asyncio.Event()
+        if loader is None:
+            self._filled.set()
+        self._lock = asyncio.Lock()
 
     @property
     def loaded(self) -> bool:
-        return self._loaded.is_set()
+        return self._filled.is_set()
 
-    def mark_loaded(self) -> None:
-        self._loaded.set()
-
-    async def wait_loaded(self) -> None:
-        """Return once filled; a unit that cannot yet say what was revoked refuses to guess."""
-        if self._loaded.is_set():
+    async def ensure_loaded(self) -> None:
+        """Fill the list from the loader once; concurrent callers share the one attempt."""
+        if self._filled.is_set() or self._loader is None:
             return
-        try:
-            async with asyncio.timeout(self.load_wait_seconds):
-                await self._loaded.wait()
-        except TimeoutError:
-            raise ServiceUnavailable(
-                "this unit has not read the provider's revocations yet; try again shortly",
-                code="revocations-unavailable",
-            ) from None
+        async with self._lock:
+            if self._filled.is_set():
+                return
+            try:
+                async with asyncio.timeout(self.load_wait_seconds):
+                    self.extend(await self._loader())
+            except (CleaveError, OSError, TimeoutError) as error:
+                raise ServiceUnavailable(
+                    f"this unit cannot read the provider's revocations yet: {error or 'timeout'}",
+                    code="revocations-unavailable",
+                ) from None
+            self._filled.set()
 
     def add(self, revocation: Revocation) -> None:
         key = (revocation.kind, revocation.value)

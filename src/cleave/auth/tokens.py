@@ -95,7 +95,7 @@ class TokenVerifier:
         except (ValueError, TypeError):
             raise Unauthorized("invalid token: malformed", code="invalid-token") from None
         if self.revocations is not None:
-            await self.revocations.wait_loaded()
+            await self.revocations.ensure_loaded()
             if kind := self.revocations.revoked(decoded.claims):
                 raise Unauthorized(f"the token was revoked (its {kind})", code="token-revoked")
         scope = decoded.claims.get("scope", "")
