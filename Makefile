@@ -41,7 +41,7 @@ test: lint typecheck contracts  ## the whole suite: style, types, boundaries, th
 	$(BIN)/python tests/services.py ensure
 	bash tests/browser.sh
 	npm ci --prefix tests/a11y --no-audit --no-fund --silent
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup  # two workers: most of a test's time is a server's wait
 
 bench: $(VENV)/.dev  ## every performance figure as a ratio in one run; QUICK=1 for the short run
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }

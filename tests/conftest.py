@@ -31,6 +31,14 @@ PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 configure_logging(json_logs=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # In parallel runs the tests sharing the session's one README split go to one worker, which
+    # starts it once.
+    for item in items:
+        if "readme_split" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("readme_split"))
+
+
 def require(available: bool, message: str) -> None:
     """Skip when something the test needs is missing on a developer's machine; in CI, fail."""
     if available:

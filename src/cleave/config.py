@@ -117,6 +117,18 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitConfig:
+    """`[rate_limit]`: requests to `/api/...` allowed per client address and per principal, in
+    the `limits` notation ("100/second;3000/minute"; "off" for none), counted in `storage`:
+    "memory://" in each process, or a Redis URL shared by all. Each key has its environment
+    override: `CLEAVE_RATE_LIMIT_PER_ADDRESS`, `..._PER_PRINCIPAL`, `..._STORAGE`."""
+
+    per_address: str = "200/second;6000/minute"
+    per_principal: str = "100/second;3000/minute"
+    storage: str = "memory://"
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     name: str
     root: Path
@@ -128,6 +140,7 @@ class SystemConfig:
     topology: Topology
     auth: AuthConfig
     settings: Mapping[str, Mapping[str, Any]]
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     @property
     def var_dir(self) -> Path:
@@ -283,16 +296,20 @@ def load_config(path: Path | None = None, topology: str | None = None) -> System
             docs_client=auth.get("docs_client"),
         ),
         settings=settings,
+        rate_limit=_rate_limit(file, file.table(raw, "rate_limit")),
     )
     return config.with_topology(chosen) if chosen else config
 
 
 # Every key the file may hold, per table: anything else is a mistake worth one clear line.
-TOP_LEVEL_TABLES = frozenset({"system", "services", "topology", "auth", "commands", "settings"})
+TOP_LEVEL_TABLES = frozenset(
+    {"system", "services", "topology", "auth", "commands", "settings", "rate_limit"}
+)
 SYSTEM_KEYS = frozenset({"name", "default_topology"})
 AUTH_KEYS = frozenset(
     {"issuer", "provider", "audience", "public_url", "jwks_refresh_seconds", "docs_client"}
 )
+RATE_LIMIT_KEYS = ("per_address", "per_principal", "storage")
 TOPOLOGY_KEYS = frozenset(
     {
         "units",
@@ -373,6 +390,17 @@ class _File:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             self.fail(table, key, f"{key!r} must be a port number (0 to 65535), not {value!r}")
         return value
+
+
+def _rate_limit(file: _File, table: Mapping[str, Any]) -> RateLimitConfig:
+    file.check_keys(("rate_limit",), table, frozenset(RATE_LIMIT_KEYS))
+    values = {
+        key: file.text(("rate_limit",), key, table[key]) for key in RATE_LIMIT_KEYS if key in table
+    }
+    for key in RATE_LIMIT_KEYS:
+        if (override := os.environ.get(f"CLEAVE_RATE_LIMIT_{key.upper()}")) is not None:
+            values[key] = override
+    return RateLimitConfig(**values)
 
 
 def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[str]) -> Topology:

@@ -105,6 +105,13 @@ class ServiceUnavailable(Problem):
     default_code = "unavailable"
 
 
+class TooManyRequests(Problem):
+    """A rate limit was reached: `retry_after` says in how many seconds to try again."""
+
+    status = 429
+    default_code = "rate-limited"
+
+
 class RemoteFailure(Problem):
     """A port's far side failed in a way it did not explain: a bug there, or a version mismatch."""
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
 from cleave.auth.revocation import (
+    RELOAD_SECONDS,
     REVOCATION_EVENTS,
     Revocation,
     RevocationList,
@@ -33,6 +34,7 @@ from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
 from cleave.errors import ConfigError, ServiceUnavailable
 from cleave.events import Envelope
+from cleave.files import private_dir
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
@@ -155,6 +157,9 @@ class Unit:
         max_attempts: int = 5,
     ) -> None:
         self.config = config
+        for state in (config.var_root, config.var_dir):
+            if state.exists():  # made by an older version, or checked out: owner-only now
+                private_dir(state)
         units = config.topology.units
         self.name = name or next(iter(units))
         if self.name not in units:
@@ -244,18 +249,24 @@ class Unit:
         return await fetch_revocations(self.config.issuer, await self.tokens.token())
 
     async def _load_revocations(self) -> None:
-        """Fill the list before the first request needs it, retrying until the provider answers:
-        in the split it is reached through the gateway, which starts once every unit is ready
-        (so readiness cannot wait for this)."""
+        """Fill the list before the first request needs it, retrying until the provider answers
+        (in the split it is reached through the gateway, which starts once every unit is ready,
+        so readiness cannot wait for this); then read it again every `RELOAD_SECONDS`."""
         delay = 0.2
         while True:
             try:
                 await self.revocations.ensure_loaded()
-                return
+                break
             except ServiceUnavailable as error:
                 log.warning("revocations not loaded yet", unit=self.name, error=error.detail)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            try:
+                await self.revocations.reload()
+            except ServiceUnavailable as error:
+                log.warning("revocations not read again", unit=self.name, error=error.detail)
 
     def _remote(self, caller: Service, protocol: type, every_service: dict[str, Service]) -> object:
         """The port of a service in another unit, called over gRPC (imported only when needed)."""

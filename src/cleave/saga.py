@@ -97,6 +97,9 @@ class SagaDefinition:
     on_completed: Hook
     on_failed: Hook
     on_progress: Hook = field(default=_nothing)
+    # Keys of `data` only the forward steps use (a card token, say): set to None in the saga log
+    # as soon as it starts compensating or ends, so a failed saga keeps none of them.
+    forward_only: frozenset[str] = frozenset()
 
     @property
     def signal(self) -> str:
@@ -357,6 +360,7 @@ class SagaRunner:
     ) -> None:
         self.context.log.info("saga compensating", saga=row.id, step=step.name, reason=reason)
         state.status, state.failed_step, state.reason = COMPENSATING, step.name, reason
+        forgotten = self._forget(state)
         async with self.context.unit_of_work() as uow:
             await _note(uow.connection, row.id, step.name, "compensating", reason)
             # The failed step's own compensation runs too: a timed-out call may have taken effect.
@@ -369,7 +373,16 @@ class SagaRunner:
                 reason=reason,
                 attempts=0,
                 last_error=None,
+                **forgotten,
             )
+
+    def _forget(self, state: SagaState) -> dict[str, Any]:
+        """The `data` to save once the saga goes forward no more, without its forward-only keys."""
+        kept = set(self.definition.forward_only) & {k for k, v in state.data.items() if v}
+        if not kept:
+            return {}
+        state.data.update(dict.fromkeys(kept))
+        return {"data": state.data}
 
     def _delay(self, attempts: int) -> float:
         ceiling = min(self.retry_seconds * 2.0 ** min(attempts - 1, 16), self.max_retry_seconds)
@@ -430,11 +443,14 @@ class SagaRunner:
 
     async def _finish(self, row: Row[Any], state: SagaState, status: str, hook: Hook) -> None:
         state.status = status
+        forgotten = self._forget(state)
+        if "data" in forgotten:
+            forgotten["data"] = json.dumps(forgotten["data"])
         async with self.context.unit_of_work() as uow:
             await uow.connection.execute(
                 update(sagas)
                 .where(sagas.c.id == state.id)
-                .values(status=status, updated_at=utcnow())
+                .values(status=status, updated_at=utcnow(), **forgotten)
             )
             await hook(uow, state)
         labels = (self.context.name, self.definition.name, status)

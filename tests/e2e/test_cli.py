@@ -230,7 +230,9 @@ def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[s
     )
     assert token.returncode == 0, token.stderr
     headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
-    assert httpx.get(f"{server}/api/ordering/v1/orders", headers=headers).status_code == 200
+    # A client's own token is no customer's: neither a person's orders nor the admin's list.
+    as_client = httpx.get(f"{server}/api/ordering/v1/orders", headers=headers)
+    assert (as_client.status_code, as_client.json()["code"]) == (403, "client-token")
     assert httpx.get(f"{server}/api/customer/v1/customers", headers=headers).status_code == 403
 
     admin = cleave("token", "--scope", "admin", env=env)

@@ -32,8 +32,8 @@ from cleave.web.clients import cookieless_client
 from shop.identity import store as identity_tables
 from shop.identity.contract import read_credentials
 from tests.conftest import ROOT, require
-from tests.e2e.shopping import Shopper, the_whole_journey, two_people_at_once
-from tests.e2e.topology import running_topology
+from tests.e2e.conftest import ReadmeSplit
+from tests.e2e.shopping import Shopper, the_whole_journey
 from tests.identity.conftest import free_port, serving
 
 AXE = ROOT / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
@@ -243,13 +243,14 @@ async def test_the_shop_protects_a_shopper_and_explains_every_failure(
 
 
 @pytest.mark.timeout(300)
-async def test_the_same_shop_works_split_into_units(browser: Browser, tmp_path: Path) -> None:
+async def test_the_same_shop_works_split_into_units(
+    browser: Browser, readme_split: ReadmeSplit
+) -> None:
     """Every service its own process over PostgreSQL, RabbitMQ and gRPC, one gateway in front:
-    the storefront's unit serves the site's pages through it, cookies and all."""
-    async with running_topology("split", tmp_path) as split:
-        async with httpx.AsyncClient() as client:
-            answer = await client.get(split.base + "/")
-        assert answer.status_code == 200, split.tail()
-        assert "Featured" in answer.text
-        await the_whole_journey(browser, split.base, None, every_ending=False)
-        await two_people_at_once(browser, split.base)
+    the storefront's unit serves the site's pages through it, cookies and all (two people at
+    once through it: tests/e2e/test_split_from_readme.py)."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(readme_split.base + "/")
+    assert answer.status_code == 200, readme_split.tail()
+    assert "Featured" in answer.text
+    await the_whole_journey(browser, readme_split.base, None, every_ending=False)

@@ -27,9 +27,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from cleave.auth.client import AsyncOAuth2Client
-from cleave.config import SystemConfig
+from cleave.config import SystemConfig, UnitAddress
 from cleave.runtime import Unit
 from cleave.web.app import create_app
+from cleave.web.console.store import TraceStore
+from cleave.web.gateway import create_gateway
 from shop.identity.contract import read_credentials
 from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
 
@@ -218,3 +220,31 @@ async def foreign_issuer() -> AsyncIterator[ForeignIssuer]:
     async with serving(issuer.app, issuer.port) as server:
         issuer.server = server  # type: ignore[attr-defined]
         yield issuer
+
+
+@pytest.fixture
+def split_config(provider: Provider) -> SystemConfig:
+    """The provider's system as two units, both answered by the provider's server."""
+    config = provider.unit.config
+    port = int(provider.url.rsplit(":", 1)[1])
+    units = {
+        "front": ("identity", "catalog", "customer", "storefront"),
+        "back": ("ordering", "payment"),
+    }
+    address = UnitAddress("127.0.0.1", port, 1)
+    topology = replace(config.topology, units=units, addresses=dict.fromkeys(units, address))
+    return replace(config, topology=topology)
+
+
+@pytest.fixture
+async def web(split_config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of the gateway: it keeps its own cookies and follows no redirect by itself."""
+    gateway = create_gateway(split_config, store=TraceStore())
+    transport = httpx.ASGITransport(app=gateway)
+    async with (
+        gateway.router.lifespan_context(gateway),  # closes the gateway's pooled client
+        httpx.AsyncClient(
+            transport=transport, base_url=split_config.public_url, timeout=10
+        ) as client,
+    ):
+        yield client

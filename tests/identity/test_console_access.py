@@ -9,24 +9,20 @@ on a port, exactly as the split's gateway is in front of its units."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.util.re import parse_env_headers
 from playwright.async_api import Browser
 from starlette.responses import Response
 
-from cleave.config import SystemConfig, UnitAddress
+from cleave.config import SystemConfig
 from cleave.runtime import Unit, build_verifier
 from cleave.web.app import create_app
 from cleave.web.console.access import CONTENT_SECURITY_POLICY, ConsoleAccess
 from cleave.web.console.collect import span_export_headers, span_secret
-from cleave.web.console.store import TraceStore
-from cleave.web.gateway import create_gateway
 from shop.identity.contract import read_credentials
 from tests.identity.conftest import (
     CSRF,
@@ -44,34 +40,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",
 }
 FORM_CSRF = re.compile(r'name=csrf value="([^"]+)"')
-
-
-@pytest.fixture
-def split_config(provider: Provider) -> SystemConfig:
-    """The provider's system as two units, both answered by the provider's server."""
-    config = provider.unit.config
-    port = int(provider.url.rsplit(":", 1)[1])
-    units = {
-        "front": ("identity", "catalog", "customer", "storefront"),
-        "back": ("ordering", "payment"),
-    }
-    address = UnitAddress("127.0.0.1", port, 1)
-    topology = replace(config.topology, units=units, addresses=dict.fromkeys(units, address))
-    return replace(config, topology=topology)
-
-
-@pytest.fixture
-async def web(split_config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser of the gateway: it keeps its own cookies and follows no redirect by itself."""
-    gateway = create_gateway(split_config, store=TraceStore())
-    transport = httpx.ASGITransport(app=gateway)
-    async with (
-        gateway.router.lifespan_context(gateway),  # closes the gateway's pooled client
-        httpx.AsyncClient(
-            transport=transport, base_url=split_config.public_url, timeout=10
-        ) as client,
-    ):
-        yield client
 
 
 async def sign_in(web: httpx.AsyncClient, provider: Provider, user: str) -> httpx.Response:
@@ -224,6 +192,23 @@ async def test_a_person_is_never_granted_admin_by_a_client_that_may_ask_for_it(
                 code_verifier=verifier,
             )
         assert token["scope"] == granted, user
+
+
+async def test_the_split_console_shows_every_services_messaging_and_reaches_its_dead_letters(
+    web: httpx.AsyncClient, provider: Provider
+) -> None:
+    await sign_in(web, provider, "admin")
+    page = await web.get("/console")
+    assert "Outbox, inbox and dead letters" in page.text
+    for service in ("identity", "catalog", "customer", "ordering", "payment", "storefront"):
+        assert f"<tr><td>{service}</td>" in page.text
+    token = FORM_CSRF.search(page.text)
+    assert token is not None
+    # The gateway reaches each service's own dead letters: a letter it lacks is that, not a
+    # service it does not know.
+    missing = await web.post("/console/dead-letters/customer/999/replay", data={"csrf": token[1]})
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "unknown-dead-letter"
 
 
 async def test_replay_needs_the_sessions_csrf_token_and_an_unknown_service_is_a_404(

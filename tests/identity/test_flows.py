@@ -3,8 +3,12 @@ running provider over real HTTP; and what each token then lets its holder do in 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import re
 import secrets
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +19,9 @@ from joserfc.jwk import KeySet
 
 from cleave.auth.client import AsyncOAuth2Client, OAuthError
 from cleave.clock import utcnow
+from cleave.errors import Conflict
 from shop.identity import handlers, tokens
+from shop.identity.domain import Account
 from tests.identity.conftest import (
     Provider,
     oauth_client,
@@ -209,9 +215,9 @@ async def test_client_credentials_get_narrow_scopes_that_limit_what_the_client_m
         with pytest.raises(OAuthError, match="invalid_scope"):
             await client.fetch_token(f"{provider.issuer}/token", scope="admin")
     async with httpx.AsyncClient() as http:
-        assert (
-            await http.get(provider.api("/ordering/v1/orders"), headers=bearer(token))
-        ).status_code == 200
+        # A client's own token is no customer's: routes that act for a person refuse it.
+        as_client = await http.get(provider.api("/ordering/v1/orders"), headers=bearer(token))
+        assert (as_client.status_code, as_client.json()["code"]) == (403, "client-token")
         admin_only = await http.get(provider.api("/customer/v1/customers"), headers=bearer(token))
         assert admin_only.status_code == 403
         needs_write = await http.post(
@@ -361,3 +367,47 @@ async def test_rotated_keys_are_published_before_they_sign_and_old_tokens_keep_w
         for token in (before, after):
             me = await http.get(provider.api("/customer/v1/customers/me"), headers=bearer(token))
             assert me.status_code == 200
+
+
+async def test_a_client_never_takes_a_users_id_and_its_token_says_it_is_a_client(
+    provider: Provider,
+) -> None:
+    with pytest.raises(Conflict, match="user's id"):
+        await create_client(provider, "alice", {"profile"})
+    async with provider.unit.context("identity").unit_of_work() as uow:
+        with pytest.raises(Conflict, match="client's id"):
+            await handlers.create_user(
+                uow, Account("cli@example.com", "CLI", "long enough pass"), user_id="cleave-cli"
+            )
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "cleave", "clients", "create", "alice", "--scope", "profile"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert stderr.decode().strip().splitlines() == [
+        "error: 'alice' is a user's id: no client may take it"
+    ]
+
+    secret = await create_client(provider, "robot", {"profile", "orders:read"})
+    async with AsyncOAuth2Client("robot", secret, timeout=10) as client:
+        token = await client.fetch_token(f"{provider.issuer}/token")
+    person = await user_tokens(provider, "alice")
+    kinds = [_claims(issued["access_token"])["sub_type"] for issued in (token, person)]
+    assert kinds == ["client", "user"]
+    async with httpx.AsyncClient() as http:
+        for path in ("/customer/v1/customers/me", "/ordering/v1/orders"):
+            response = await http.get(provider.api(path), headers=bearer(token))
+            assert (response.status_code, response.json()["code"]) == (403, "client-token")
+        mine = await http.get(provider.api("/customer/v1/customers/me"), headers=bearer(person))
+        assert mine.json()["id"] == "alice"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """What a token says, unverified: only to read which kind of subject it names."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims

@@ -69,7 +69,9 @@ async def test_a_new_person_signs_up_and_signs_in_through_the_pages(
     assert created["email"] == "dana@example.com"
     assert created["name"] == "Dana Example"
 
-    await page.goto(f"{provider.issuer}/sign-out")
+    await page.goto(f"{provider.issuer}/sign-out")  # a bare visit only asks: no logout CSRF
+    assert await page.title() == "Sign out · Cleave"
+    await page.get_by_role("button", name="Sign out").click()
     assert await page.title() == "Signed out · Cleave"
     await page.goto(url)  # signed out: the provider asks to sign in again
     assert await page.title() == "Sign in · Cleave"

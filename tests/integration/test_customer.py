@@ -178,10 +178,12 @@ async def test_the_own_profile_needs_a_profile_and_the_profile_scope(
     stranger = await client.get(f"{CUSTOMERS}/me", headers=customer_headers("stranger"))
     assert stranger.status_code == 404
     assert stranger.headers["content-type"] == PROBLEM
-    narrow = {"Authorization": f"Bearer {issuer.issue('alice', ['orders:read'])}"}
-    for path in ("me", "me/addresses"):
-        refused = await client.get(f"{CUSTOMERS}/{path}", headers=narrow)
-        assert (refused.status_code, refused.json()["code"]) == (403, "insufficient-scope")
+    for scopes in (["orders:read"], ["openid"]):
+        narrow = {"Authorization": f"Bearer {issuer.issue('alice', scopes)}"}
+        # By id too: the same profile under another path needs the same scope.
+        for path in ("me", "me/addresses", "alice"):
+            refused = await client.get(f"{CUSTOMERS}/{path}", headers=narrow)
+            assert (refused.status_code, refused.json()["code"]) == (403, "insufficient-scope")
 
 
 async def test_a_customer_adds_and_lists_their_own_addresses(

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from cleave.config import SystemConfig
 from cleave.runtime import Unit
@@ -311,3 +312,28 @@ async def test_a_saga_interrupted_by_a_crash_resumes_on_restart(
             assert (await settled(client, alice, order_id))["status"] == "confirmed"
     finally:
         await restarted.stop()
+
+
+@pytest.mark.parametrize(
+    ("lines", "card"),
+    [
+        ((("MUG-CLASSIC", 1),), "tok_decline"),  # refused at the payment step
+        ((("MUG-CLASSIC", 1),), "tok_timeout"),  # the processor never answered
+        ((("NO-SUCH-SKU", 1),), "tok_approve_4242"),  # failed before the payment step
+        ((("MUG-CLASSIC", 1000),), "tok_approve_4343"),  # out of stock
+    ],
+)
+async def test_an_order_that_fails_keeps_no_card_token_in_the_saga_log(
+    client: httpx.AsyncClient,
+    unit: Unit,
+    customer_headers: Headers,
+    lines: tuple[tuple[str, int], ...],
+    card: str,
+) -> None:
+    alice = customer_headers("alice")
+    done = await settled(client, alice, await place(client, alice, order(*lines, card=card)))
+    assert done["status"] in ("rejected", "cancelled")
+    async with unit.context("ordering").read() as connection:
+        log = (await connection.execute(text("SELECT * FROM cleave_sagas"))).all()
+    assert len(log) == 1
+    assert card not in repr(log)

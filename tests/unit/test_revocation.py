@@ -123,6 +123,10 @@ async def test_a_unit_that_cannot_read_the_revocations_answers_503_then_reads_th
     with pytest.raises(Unauthorized, match="revoked"):
         await verifier.verify(revoked)
     assert calls == 2  # read once it answered, then kept (events keep it current)
+    answers.append([Revocation(kind="token", value="j7", until=at(2_000_000_000))])
+    await revocations.reload()  # as every unit does now and then
+    assert revocations.revoked({"jti": "j7"}) == "token"
+    assert revocations.revoked({"sub": "dan"}) == "subject"
 
 
 async def test_every_unit_subscribes_its_list_and_drops_a_malformed_revocation(

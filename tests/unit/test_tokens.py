@@ -155,3 +155,17 @@ async def test_an_altered_or_stripped_signature_is_refused(
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "....", "Bearer x"])
 async def test_garbage_is_refused_without_a_crash(verifier: TokenVerifier, garbage: str) -> None:
     await refused(verifier, garbage)
+
+
+async def test_a_token_says_whether_it_speaks_for_a_user_or_a_client(
+    issuer: DevIssuer, verifier: TokenVerifier
+) -> None:
+    user = await verifier.verify(signed(issuer, claims(client_id="shop-web", sub_type="user")))
+    assert (user.subject, user.is_client) == ("alice", False)
+    client = await verifier.verify(signed(issuer, claims(client_id="alice", sub_type="client")))
+    assert (client.subject, client.is_client) == ("alice", True)
+    # From an issuer that does not say: RFC 9068's convention, sub equal to client_id.
+    unsaid = await verifier.verify(signed(issuer, claims(sub="robot", client_id="robot")))
+    assert unsaid.is_client
+    with pytest.raises(Unauthorized, match="sub_type"):
+        await verifier.verify(signed(issuer, claims(sub_type="admin")))

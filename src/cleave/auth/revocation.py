@@ -28,6 +28,9 @@ CLAIMS: Mapping[Kind, str] = {"subject": "sub", "token": "jti", "session": "sid"
 LISTING_PATH = "/revocations"
 # How long a token check waits for a unit's first fill from the provider before answering 503.
 LOAD_WAIT_SECONDS = 5.0
+# How often a unit reads the listing again: the bound for what an event did not bring it (a
+# replica sharing its unit's queue, a queue deleted while it ran).
+RELOAD_SECONDS = 30.0
 
 
 def revocation_queue(unit: str) -> str:
@@ -119,17 +122,22 @@ class RevocationList:
         if self._filled.is_set() or self._loader is None:
             return
         async with self._lock:
-            if self._filled.is_set():
-                return
-            try:
-                async with asyncio.timeout(self.load_wait_seconds):
-                    self.extend(await self._loader())
-            except (CleaveError, OSError, TimeoutError) as error:
-                raise ServiceUnavailable(
-                    f"this unit cannot read the provider's revocations yet: {error or 'timeout'}",
-                    code="revocations-unavailable",
-                ) from None
-            self._filled.set()
+            if not self._filled.is_set():
+                await self.reload()
+
+    async def reload(self) -> None:
+        """Read the provider's listing again and add what it holds (what is listed is in force)."""
+        if self._loader is None:
+            return
+        try:
+            async with asyncio.timeout(self.load_wait_seconds):
+                self.extend(await self._loader())
+        except (CleaveError, OSError, TimeoutError) as error:
+            raise ServiceUnavailable(
+                f"this unit cannot read the provider's revocations yet: {error or 'timeout'}",
+                code="revocations-unavailable",
+            ) from None
+        self._filled.set()
 
     def add(self, revocation: Revocation) -> None:
         key = (revocation.kind, revocation.value)

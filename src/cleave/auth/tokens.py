@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from joserfc import jwt
@@ -24,11 +24,16 @@ from joserfc.jwk import KeySet, RSAKey
 from cleave.auth.revocation import RevocationList
 from cleave.auth.units import act_for, is_unit
 from cleave.errors import Forbidden, Unauthorized
+from cleave.files import private_dir
 
 ADMIN_SCOPE = "admin"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 # Clock skew allowed on `exp` and `nbf`: a revocation must outlast a token's expiry by as much.
 LEEWAY_SECONDS = 30
+# Whom an access token speaks for: a "user", or a "client" on its own (the client credentials
+# grant). Without the claim, RFC 9068's convention holds: `sub` equal to `client_id` is a client.
+SUBJECT_TYPE_CLAIM = "sub_type"
+USER, CLIENT = "user", "client"
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,16 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     client_id: str | None = None
+    subject_type: str = USER
 
     @property
     def is_admin(self) -> bool:
         return ADMIN_SCOPE in self.scopes
+
+    @property
+    def is_client(self) -> bool:
+        """A client acting for itself: never the user who might share its name (RFC 9700 §4.15)."""
+        return self.subject_type == CLIENT
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and not self.is_admin:
@@ -96,13 +107,18 @@ class TokenVerifier:
             raise Unauthorized("invalid token: malformed", code="invalid-token") from None
         if self.revocations is not None:
             await self.revocations.ensure_loaded()
-            if kind := self.revocations.revoked(decoded.claims):
-                raise Unauthorized(f"the token was revoked (its {kind})", code="token-revoked")
+            if revoked := self.revocations.revoked(decoded.claims):
+                raise Unauthorized(f"the token was revoked (its {revoked})", code="token-revoked")
         scope = decoded.claims.get("scope", "")
+        subject, client_id = str(decoded.claims["sub"]), decoded.claims.get("client_id")
+        kind = decoded.claims.get(SUBJECT_TYPE_CLAIM)
+        if kind not in (USER, CLIENT, None):
+            raise Unauthorized(f"invalid token: unknown {SUBJECT_TYPE_CLAIM}", code="invalid-token")
         return Principal(
-            subject=str(decoded.claims["sub"]),
+            subject=subject,
             scopes=frozenset(scope.split() if isinstance(scope, str) else ()),
-            client_id=decoded.claims.get("client_id"),
+            client_id=client_id,
+            subject_type=kind or (CLIENT if subject == client_id else USER),
         )
 
 
@@ -135,7 +151,7 @@ class DevIssuer:
     def load_or_create(cls, var_dir: Path, issuer: str, audience: str) -> DevIssuer:
         path = var_dir / cls.FILE
         if not path.exists():
-            var_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(var_dir)
             key = RSAKey.generate_key(
                 2048, parameters={"kid": uuid.uuid4().hex, "alg": "RS256", "use": "sig"}
             )
@@ -159,6 +175,7 @@ class DevIssuer:
         *,
         ttl_seconds: int = 3600,
         client_id: str = "dev",
+        subject_type: str = USER,
     ) -> str:
         now = int(time.time())
         claims = {
@@ -171,6 +188,7 @@ class DevIssuer:
             "jti": uuid.uuid4().hex,
             "client_id": client_id,
             "scope": " ".join(scopes),
+            SUBJECT_TYPE_CLAIM: subject_type,
         }
         header = {"alg": "RS256", "kid": self.key.kid, "typ": ACCESS_TOKEN_TYPE}
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
@@ -192,6 +210,12 @@ async def current_principal(request: Request) -> Principal:
         raise Unauthorized("a bearer token is required", code="missing-token")
     verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(token.strip())
+    # The app's rate limit per principal (cleave.web.guards), counted once the token is proven.
+    guard: Callable[[Principal], Awaitable[None]] | None = getattr(
+        request.app.state, "principal_guard", None
+    )
+    if guard is not None:
+        await guard(principal)
     if not is_unit(principal.subject, principal.client_id, principal.scopes):
         act_for(principal.subject)  # calls this request makes to other units act for this person
     return principal
@@ -200,13 +224,28 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+# The scope each dependency below requires, so the OpenAPI document can say it per operation.
+_REQUIRED_SCOPE: dict[Callable[..., Any], str] = {}
+
+
+def required_scope(dependency: Callable[..., Any]) -> str | None:
+    return _REQUIRED_SCOPE.get(dependency)
+
+
 def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the principal, who must hold `scope` (or be an admin)."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.is_client and not principal.is_admin:
+            # These routes act for the person the token names; a client is no person.
+            raise Forbidden(
+                "this call acts for a signed-in user: a client's own token cannot make it",
+                code="client-token",
+            )
         principal.require(scope)
         return principal
 
+    _REQUIRED_SCOPE[dependency] = scope
     return dependency
 
 
@@ -216,4 +255,5 @@ async def _admin(principal: CurrentPrincipal) -> Principal:
     return principal
 
 
+_REQUIRED_SCOPE[_admin] = ADMIN_SCOPE
 AdminPrincipal = Annotated[Principal, Depends(_admin)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, Dialect, event, text
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,6 +27,7 @@ from sqlalchemy.types import TypeDecorator
 
 from cleave.data import sqlite
 from cleave.errors import DatabaseUnavailable
+from cleave.files import private_file
 
 _READ_ONLY = "cleave_read_only"
 MAX_SQLITE_READERS = 4
@@ -56,7 +57,7 @@ class Database:
         self._checkpointing: asyncio.Task[None] | None = None
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(self.url.database))
             self.engine: AsyncEngine = create_async_engine(sqlite.inline_url(self.url))
             _configure_sqlite(self.engine)
         else:
@@ -290,6 +291,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # writers never deadlock upgrading a read lock.
         if not connection.get_execution_options().get(_READ_ONLY, False):
             sqlite.begin_immediate(connection.connection.driver_connection)
+
+
+# A 64-bit integer (money in minor units): BIGINT, and on SQLite its INTEGER, 64-bit already.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UtcDateTime(TypeDecorator[datetime]):

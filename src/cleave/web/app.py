@@ -55,7 +55,9 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    413: "Content Too Large",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -94,6 +96,8 @@ def _install_problem_handlers(app: FastAPI) -> None:
             if error.status == 401
             else RETRY_LATER
             if error.status == 503
+            else {"Retry-After": str(error.extensions.get("retry_after", 1))}
+            if error.status == 429
             else None
         )
         return problem_response(
@@ -317,6 +321,9 @@ def create_app(
         return JSONResponse(body, status_code=200 if ready else 503)
 
     mount_docs(app, routers, issuer=unit.config.issuer, client_id=unit.config.auth.docs_client)
+    from cleave.web.guards import install_guards  # it imports problem_response from here
+
+    install_guards(app, unit.config.rate_limit)  # inside the request context: ids on a 429
     app.add_middleware(
         RequestContextMiddleware, services=frozenset(service.name for service in unit.services)
     )

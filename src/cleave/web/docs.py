@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from cleave.auth.oidc import DISCOVERY_PATH
-from cleave.auth.tokens import current_principal
+from cleave.auth.tokens import current_principal, required_scope
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH as OAUTH2_REDIRECT_PATH
 
 DOCS_PATH = "/docs"
@@ -63,10 +63,27 @@ def mount_docs(
     _declare_security(app, issuer, _protected(routers))
 
 
-def _protected(routers: Mapping[str, APIRouter]) -> set[tuple[str, str]]:
-    """(path, method) of every operation whose route takes the principal."""
+def api_docs_app(
+    title: str, routers: Mapping[str, APIRouter], *, issuer: str, client_id: str | None
+) -> FastAPI:
+    """One document and docs page for services that run elsewhere (the gateway's `/docs`): an
+    app that only describes `routers` and never serves them; `DOCS_ROUTES` are what it answers."""
+    app = FastAPI(title=title, version="1", docs_url=None, redoc_url=None)
+    for prefix, router in routers.items():
+        app.include_router(router, prefix=prefix, tags=[prefix.split("/")[2]])
+    mount_docs(app, routers, issuer=issuer, client_id=client_id)
+    return app
+
+
+# The paths a docs app answers: the page, its document, the sign-in's return and the assets.
+DOCS_ROUTES = (DOCS_PATH, "/openapi.json", OAUTH2_REDIRECT_PATH, ASSETS_PATH + "/{file:path}")
+
+
+def _protected(routers: Mapping[str, APIRouter]) -> dict[tuple[str, str], list[str]]:
+    """(path, method) of every operation whose route takes the principal, with the scopes it
+    requires (an admin's token passes them all)."""
     return {
-        (prefix + route.path_format, method.lower())
+        (prefix + route.path_format, method.lower()): _scopes(route)
         for prefix, router in routers.items()
         for route in router.routes
         if isinstance(route, APIRoute) and _takes_principal(route)
@@ -74,7 +91,9 @@ def _protected(routers: Mapping[str, APIRouter]) -> set[tuple[str, str]]:
     }
 
 
-def _declare_security(app: FastAPI, issuer: str, protected: set[tuple[str, str]]) -> None:
+def _declare_security(
+    app: FastAPI, issuer: str, protected: Mapping[tuple[str, str], list[str]]
+) -> None:
     """Add the issuer's scheme to the document, and require it where a route takes a principal."""
     generate = app.openapi
 
@@ -89,9 +108,9 @@ def _declare_security(app: FastAPI, issuer: str, protected: set[tuple[str, str]]
                 "description": "A bearer access token from the system's OpenID provider.",
             }
         }
-        for path, method in protected:
+        for (path, method), scopes in protected.items():
             if (operation := document["paths"].get(path, {}).get(method)) is not None:
-                operation["security"] = [{SCHEME: []}]
+                operation["security"] = [{SCHEME: scopes}]
         app.openapi_schema = document
         return document
 
@@ -100,6 +119,13 @@ def _declare_security(app: FastAPI, issuer: str, protected: set[tuple[str, str]]
 
 def _takes_principal(route: APIRoute) -> bool:
     return any(dependant.call is current_principal for dependant in _walk(route.dependant))
+
+
+def _scopes(route: APIRoute) -> list[str]:
+    found = (
+        required_scope(dependant.call) for dependant in _walk(route.dependant) if dependant.call
+    )
+    return sorted({scope for scope in found if scope})
 
 
 def _walk(dependant: Dependant) -> Iterator[Dependant]:

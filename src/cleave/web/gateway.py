@@ -33,6 +33,7 @@ from cleave.config import SystemConfig
 from cleave.web.app import RETRY_LATER, problem_response
 from cleave.web.clients import cookieless_client
 from cleave.web.console.store import TraceStore
+from cleave.web.docs import DOCS_ROUTES, api_docs_app
 
 log = structlog.get_logger("cleave.web.gateway")
 
@@ -209,10 +210,14 @@ def create_gateway(
     unit_urls = {unit: topology.address_of(unit).http for unit in topology.units}
     proxy = ReverseProxy(trusted_proxies=topology.trusted_proxies, timeout_seconds=timeout_seconds)
     client = proxy.client
-    from cleave.runtime import load_services, site_service
+    from cleave.runtime import Unit, load_services, site_service
 
     services = load_services(config)
     site = site_service(services)
+
+    # The console reads each service's outbox, inbox, dead letters and sagas from their own
+    # databases, as `cleave dlq` does: one unit of every service, never started.
+    admin = Unit(config.collapsed()) if store is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -220,6 +225,8 @@ def create_gateway(
             yield
         finally:
             await proxy.aclose()
+            if admin is not None:
+                await admin.stop()
 
     async def api(request: Request) -> Response:
         service = request.path_params["service"]
@@ -290,7 +297,18 @@ def create_gateway(
         # In front of several units, the console is an administrator's, signed in.
         access = ConsoleAccess(config, sign_in=True, verifier=build_verifier(config))
         secret = span_secret(config.var_dir)
-        routes += console_routes(store, config, services, health, access=access, span_secret=secret)
+        routes += console_routes(
+            store, config, services, health, admin, access=access, span_secret=secret
+        )
+    # Every service's API in one document, tried out through this gateway.
+    routers = {f"/api/{n}/v1": s.router for n, s in services.items() if s.router is not None}
+    docs = api_docs_app(
+        f"Cleave · {config.name}",
+        routers,
+        issuer=config.issuer,
+        client_id=config.auth.docs_client,
+    )
+    routes += [Route(path, docs) for path in DOCS_ROUTES]
     # The site's pages own the root and every other path; without them, an index of the units.
     routes.append(
         Route("/{path:path}", pages, methods=methods) if site is not None else Route("/", index)

@@ -10,11 +10,11 @@ from sqlalchemy import Row
 
 from cleave.auth.tokens import AdminPrincipal
 from cleave.errors import NotFound
-from cleave.money import Money
+from cleave.money import Money, MoneyIn
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
 from shop.catalog import handlers, store
-from shop.catalog.domain import ProductDraft
+from shop.catalog.domain import MAX_STOCK, ProductDraft
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("catalog"))]
@@ -35,8 +35,8 @@ class ProductIn(BaseModel):
     sku: str = Field(min_length=2, max_length=64, examples=["MUG-CLASSIC"])
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
-    price: Money
-    stock: int = Field(default=0, ge=0)
+    price: MoneyIn
+    stock: int = Field(default=0, ge=0, le=MAX_STOCK)
 
 
 class ProductChanges(BaseModel):
@@ -44,13 +44,15 @@ class ProductChanges(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
-    price: Money | None = None
+    price: MoneyIn | None = None
 
 
 class StockAdjustment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delta: int = Field(description="Units to add (positive) or remove (negative).")
+    delta: int = Field(
+        ge=-MAX_STOCK, le=MAX_STOCK, description="Units to add (positive) or remove (negative)."
+    )
     reason: str = Field(min_length=1, max_length=200, examples=["recount"])
 
 

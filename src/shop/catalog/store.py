@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
-from cleave.data.database import UtcDateTime
+from cleave.data.database import BigInt, UtcDateTime
 from cleave.data.statements import Prepared
 
 metadata = MetaData()
@@ -35,7 +35,7 @@ products = Table(
     Column("sku", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, default=""),
-    Column("price_amount", Integer, nullable=False),
+    Column("price_amount", BigInt, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("stock", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -79,12 +79,13 @@ async def list_products(
 ) -> list[Row[Any]]:
     statement = select(products).order_by(products.c.sku).limit(limit)
     if query:
-        pattern = f"%{query.lower()}%"
+        # The words are matched as typed: autoescape makes `%` and `_` literal, not wildcards.
+        words = query.lower()
         statement = statement.where(
             or_(
-                func.lower(products.c.name).like(pattern),
-                func.lower(products.c.description).like(pattern),
-                func.lower(products.c.sku).like(pattern),
+                func.lower(products.c.name).contains(words, autoescape=True),
+                func.lower(products.c.description).contains(words, autoescape=True),
+                func.lower(products.c.sku).contains(words, autoescape=True),
             )
         )
     if after:

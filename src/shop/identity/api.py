@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from joserfc import jwt
+from joserfc.errors import JoseError
 
 from cleave.auth.revocation import LISTING_PATH
 from cleave.auth.tokens import CurrentPrincipal
@@ -406,12 +408,45 @@ async def sign_up(request: Request, context: Context) -> Response:
     return RedirectResponse(f"{request.url_for('sign_in_page').path}?{urlencode(params)}", 303)
 
 
-@router.api_route("/sign-out", methods=["GET", "POST"], include_in_schema=False)
+# Parameters of RP-initiated logout that the confirmation form carries over to its POST.
+_LOGOUT_PARAMS = ("client_id", "post_logout_redirect_uri", "state", "id_token_hint")
+
+
+@router.get("/sign-out", name="sign_out_page", include_in_schema=False)
+async def sign_out_page(request: Request, context: Context) -> Response:
+    """RP-initiated logout. A GET alone never ends the session (a cross-site link or image could
+    send it): only an app's `id_token_hint` naming this session's user proves the app asked, and
+    otherwise the person confirms with a POST that carries the CSRF token."""
+    params = {name: value for name in _LOGOUT_PARAMS if (value := request.query_params.get(name))}
+    signed_in = await handlers.session_user(context, request.cookies.get(SESSION_COOKIE))
+    if signed_in is None:
+        return await _signed_out(request, context, params)
+    if await _hint_names(context, params, signed_in[0].id):
+        return await _signed_out(request, context, params)
+    csrf = _csrf(request)
+    hidden = {name: value for name, value in params.items() if name != "id_token_hint"}
+    response = pages.sign_out(action=request.url_for("sign_out").path, csrf=csrf, hidden=hidden)
+    return _with_csrf(request, response, csrf)
+
+
+@router.post("/sign-out", name="sign_out", include_in_schema=False)
 async def sign_out(request: Request, context: Context) -> Response:
-    """RP-initiated logout: end the session; go back only to a URI registered for the client."""
-    params = dict(request.query_params)
-    if request.method == "POST":
-        params.update(await _page_form(request))
+    form = await _page_form(request)
+    params = {name: value for name in _LOGOUT_PARAMS if (value := form.get(name))}
+    if not _csrf_ok(request, form):
+        csrf = _csrf(request)
+        hidden = {name: value for name, value in params.items() if name != "id_token_hint"}
+        response = pages.sign_out(
+            action=request.url_for("sign_out").path, csrf=csrf, hidden=hidden, status=400
+        )
+        return _with_csrf(request, response, csrf)
+    return await _signed_out(request, context, params)
+
+
+async def _signed_out(
+    request: Request, context: ServiceContext, params: dict[str, str]
+) -> Response:
+    """End the session; go back only to a URI registered for the client."""
     async with context.unit_of_work() as uow:
         await handlers.end_session(uow, request.cookies.get(SESSION_COOKIE))
     target = await _logout_target(context, params)
@@ -422,6 +457,30 @@ async def sign_out(request: Request, context: Context) -> Response:
     )
     response.delete_cookie(SESSION_COOKIE, path=request.url_for("authorize").path.rsplit("/", 1)[0])
     return response
+
+
+async def _hint_names(context: ServiceContext, params: dict[str, str], user_id: str) -> bool:
+    """Whether `id_token_hint` is an ID token this provider signed for the named client and this
+    user. An expired one still proves who asked (RP-Initiated Logout 1.0 §2)."""
+    hint, client_id = params.get("id_token_hint"), params.get("client_id")
+    if not hint or not client_id:
+        return False
+    async with context.read() as connection:
+        keys = await tokens.public_key_set(connection, utcnow())
+    try:
+        decoded = jwt.decode(hint, keys, algorithms=[tokens.ALGORITHM])
+    except (JoseError, ValueError, TypeError):
+        return False
+    if decoded.header.get("typ") != "JWT":  # an access token is no ID token
+        return False
+    claims = decoded.claims
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    return (
+        claims.get("iss") == context.system.issuer
+        and client_id in audiences
+        and claims.get("sub") == user_id
+    )
 
 
 async def _logout_target(context: ServiceContext, params: dict[str, str]) -> str:

@@ -7,14 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from zxcvbn import zxcvbn
 
 from cleave.errors import Unprocessable
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # patterns match whole: fullmatch
+CLIENT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{1,63}")
 # RFC 7636 §4.1: 43-128 characters of the unreserved set.
-VERIFIER_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 MIN_PASSWORD = 10
+# zxcvbn's score (0-4): 3 is "safely unguessable" against an online attack and a slow hash.
+MIN_PASSWORD_SCORE = 3
+# zxcvbn slows down with length; a password this long is strong whatever its tail is.
+SCORED_LENGTH = 72
 
 # Scopes a person's token may carry; admin is for clients granted it explicitly.
 USER_SCOPES = frozenset(
@@ -33,7 +38,7 @@ class Account:
 
 def validate_account(account: Account) -> Account:
     email = account.email.strip().lower()
-    if not EMAIL_PATTERN.match(email) or len(email) > 320:
+    if not EMAIL_PATTERN.fullmatch(email) or len(email) > 320:
         raise Unprocessable("enter a valid email address", code="invalid-email")
     if not account.name.strip() or len(account.name) > 200:
         raise Unprocessable("enter your name", code="invalid-name")
@@ -44,8 +49,25 @@ def validate_account(account: Account) -> Account:
     return Account(email, account.name.strip(), account.password)
 
 
+def check_password_strength(account: Account) -> None:
+    """Refuse a common or guessable password (zxcvbn's packaged lists: common passwords, words,
+    names, keyboard patterns), and one built from the person's own email or name."""
+    scored = zxcvbn(
+        account.password[:SCORED_LENGTH],
+        user_inputs=[account.email, *account.email.split("@"), *account.name.split()],
+        max_length=SCORED_LENGTH,
+    )
+    if scored["score"] >= MIN_PASSWORD_SCORE:
+        return
+    feedback = scored["feedback"]
+    why = feedback.get("warning") or "it is easy to guess"
+    hint = " ".join(feedback.get("suggestions") or ["Add another word or two."])
+    detail = f"choose a harder password: {why.rstrip('.').lower()}. {hint}"
+    raise Unprocessable(detail.rstrip("."), code="weak-password")  # one sentence end, the page's
+
+
 def validate_client_id(client_id: str) -> str:
-    if not CLIENT_ID_PATTERN.match(client_id):
+    if not CLIENT_ID_PATTERN.fullmatch(client_id):
         raise Unprocessable(
             "a client id is 2-64 lowercase letters, digits, '.', '_' or '-'", code="invalid-client"
         )
@@ -68,7 +90,7 @@ def person_scopes(granted: frozenset[str], *, admin: bool) -> frozenset[str]:
 
 def pkce_matches(verifier: str, challenge: str) -> bool:
     """S256 only: `plain` is refused when the code is asked for, so it never reaches here."""
-    return bool(VERIFIER_PATTERN.match(verifier)) and (
+    return bool(VERIFIER_PATTERN.fullmatch(verifier)) and (
         create_s256_code_challenge(verifier) == challenge
     )
 

@@ -16,7 +16,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.auth.revocation import Revocation, SessionRevoked, SubjectRevoked, TokenRevoked
-from cleave.auth.tokens import LEEWAY_SECONDS, TokenVerifier
+from cleave.auth.tokens import CLIENT, LEEWAY_SECONDS, USER, TokenVerifier
 from cleave.clock import utcnow
 from cleave.errors import Conflict, NotFound, Unauthorized
 from cleave.service import ServiceContext, UnitOfWork
@@ -29,6 +29,7 @@ from shop.identity.domain import (
     OAuthError,
     ThrottlePolicy,
     after_failure,
+    check_password_strength,
     granted_scopes,
     is_locked,
     pkce_matches,
@@ -77,9 +78,11 @@ async def create_user(
 ) -> str:
     """An account made by an operator or the seeder: a taken email is a plain conflict."""
     account = validate_account(account)
+    await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     if await store.one(uow.connection, store.users, email=account.email) is not None:
         raise Conflict("that email is registered already", code="email-taken")
     user_id = user_id or uuid.uuid4().hex
+    await _id_is_free(uow.connection, user_id)
     await store.insert(
         uow.connection,
         store.users,
@@ -98,10 +101,12 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
     """Self-service sign-up. A taken email answers exactly like a new one (None here, and the
     same page to the person), so sign-up never reveals who is registered."""
     account = validate_account(account)
+    await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     password_hash = await hash_password(account.password)
     if await store.one(uow.connection, store.users, email=account.email) is not None:
         return None
     user_id = uuid.uuid4().hex
+    await _id_is_free(uow.connection, user_id)
     await store.insert(
         uow.connection,
         store.users,
@@ -116,6 +121,15 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
         UserRegistered(user_id=user_id, email=account.email, name=account.name), subject=user_id
     )
     return user_id
+
+
+async def _id_is_free(connection: AsyncConnection, principal_id: str) -> None:
+    """Users and clients share one namespace of subjects: a client id never equals a user id,
+    so no client-credentials token can ever name a person (RFC 9700 §4.15)."""
+    if await store.one(connection, store.users, id=principal_id) is not None:
+        raise Conflict(f"{principal_id!r} is a user's id: no client may take it", code="id-taken")
+    if await store.one(connection, store.clients, id=principal_id) is not None:
+        raise Conflict(f"{principal_id!r} is a client's id: no user may take it", code="id-taken")
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,7 @@ async def create_client(
     validate_client_id(client_id)
     if await store.one(uow.connection, store.clients, id=client_id) is not None:
         raise Conflict(f"client {client_id} exists already", code="client-exists")
+    await _id_is_free(uow.connection, client_id)
     for uri in redirect_uris:
         _check_redirect_uri(uri)
     grant_types = {"authorization_code", "refresh_token"} if redirect_uris else set()
@@ -434,6 +449,7 @@ async def _user_tokens(
         audience=context.system.audience,
         subject=user.id,
         client_id=client.id,
+        subject_type=USER,
         scopes=scopes,
         now=now,
         lifetimes=spans,
@@ -487,6 +503,7 @@ async def client_credentials(
         audience=uow.context.system.audience,
         subject=client.id,
         client_id=client.id,
+        subject_type=CLIENT,
         scopes=scopes,
         now=now,
         lifetimes=spans,

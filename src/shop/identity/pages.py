@@ -31,6 +31,7 @@ def page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
             "frame-ancestors 'none'",
             "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
         },
     )
 
@@ -96,6 +97,22 @@ def sign_up(
         "<input id='password' name='password' type='password' autocomplete='new-password' "
         "minlength='10' required>"
         "<button type='submit'>Create account</button></form>",
+        status=status,
+    )
+
+
+def sign_out(*, action: str, csrf: str, hidden: dict[str, str], status: int = 200) -> HTMLResponse:
+    """The confirmation a sign-out asks for when no app proved it asked (logout CSRF)."""
+    fields = "".join(
+        f"<input type='hidden' name='{escape(name)}' value='{escape(value)}'>"
+        for name, value in hidden.items()
+    )
+    return page(
+        "Sign out",
+        f"<form method='post' action='{escape(action)}'>"
+        f"<input type='hidden' name='csrf' value='{escape(csrf)}'>{fields}"
+        "<p>Sign out of your account here?</p>"
+        "<button type='submit'>Sign out</button></form>",
         status=status,
     )
 

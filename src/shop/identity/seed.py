@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cleave.clock import utcnow
+from cleave.files import private_dir
 from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
 from shop.identity.contract import CREDENTIALS_FILE, read_credentials
@@ -33,7 +34,7 @@ ADMIN_CLIENT = "cleave-admin"
 
 
 def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     path = var_dir / CREDENTIALS_FILE
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

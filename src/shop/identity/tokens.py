@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.auth.tokens import ACCESS_TOKEN_TYPE
+from cleave.auth.tokens import ACCESS_TOKEN_TYPE, SUBJECT_TYPE_CLAIM
 from shop.identity import store
 
 ALGORITHM = (
@@ -120,6 +120,7 @@ def access_token(
     audience: str,
     subject: str,
     client_id: str,
+    subject_type: str,
     scopes: Iterable[str],
     now: datetime,
     lifetimes: Lifetimes,
@@ -139,6 +140,7 @@ def access_token(
         "exp": issued + int(lifetimes.access.total_seconds()),
         "jti": jti,
         "scope": " ".join(sorted(scopes)),
+        SUBJECT_TYPE_CLAIM: subject_type,
     }
     if grant_id:
         claims["sid"] = grant_id

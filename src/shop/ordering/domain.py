@@ -12,7 +12,7 @@ MAX_LINES = 50
 
 # What the shop decided: the order could never be served as asked, so it is rejected. Anything
 # else that stops an order (a card refused, a service that did not answer) cancels it.
-_VERDICTS = frozenset({"unknown_sku", "out_of_stock", "mixed_currencies"})
+_VERDICTS = frozenset({"unknown_sku", "out_of_stock", "mixed_currencies", "total_too_large"})
 
 # Saga reasons spelled for clients: stable, machine-readable, free of step names where clearer.
 # A step that timed out or could not reach its service is never a verdict on the order.

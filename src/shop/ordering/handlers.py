@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from cleave.errors import Unprocessable
+from cleave.errors import Problem, Unprocessable
 from cleave.saga import start_saga
 from cleave.service import ServiceContext
 from shop.customer.contract import CustomerPort
@@ -47,8 +47,12 @@ def _fingerprint(command: PlaceOrder) -> str:
 async def place_order(context: ServiceContext, command: PlaceOrder) -> Placed:
     """Record a pending order and start its saga, in one transaction with its OrderPlaced event."""
     lines = validate_lines(command.lines)
+    if command.idempotency_key is not None and not command.idempotency_key.strip():
+        raise Problem("an Idempotency-Key cannot be empty", code="invalid-idempotency-key")
     fingerprint = _fingerprint(command)
-    if command.idempotency_key and (replayed := await _replay(context, command, fingerprint)):
+    if command.idempotency_key is not None and (
+        replayed := await _replay(context, command, fingerprint)
+    ):
         return replayed
     if await context.port(CustomerPort).get_customer(command.customer_id) is None:
         raise Unprocessable(

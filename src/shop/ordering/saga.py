@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cleave.errors import Conflict
-from cleave.money import Money
+from cleave.money import MAX_AMOUNT, Money
 from cleave.saga import SagaDefinition, SagaRunner, SagaState, Step, StepFailed
 from cleave.service import ServiceContext, UnitOfWork
 from shop.catalog.contract import CatalogPort, OrderLine, OutOfStock, UnknownProducts
@@ -39,9 +39,12 @@ def definition(context: ServiceContext) -> SagaDefinition:
         currencies = {line.currency for line in priced}
         if len(currencies) != 1:
             raise StepFailed("mixed_currencies")
+        total = sum(line.unit_price * line.quantity for line in priced)
+        if total > MAX_AMOUNT:  # catalog's price bound keeps this from happening; never stored
+            raise StepFailed("total_too_large")
         return {
             "priced": [line.model_dump() for line in priced],
-            "total": sum(line.unit_price * line.quantity for line in priced),
+            "total": total,
             "currency": currencies.pop(),
         }
 
@@ -64,9 +67,7 @@ def definition(context: ServiceContext) -> SagaDefinition:
             )
         except PaymentFailed as error:
             raise StepFailed(f"payment_{error.reason}") from error
-        return {
-            "card_token": None
-        }  # authorised: the saga no longer needs, so no longer keeps, the token
+        return {"card_token": None}  # authorised: the saga no longer needs, so no longer keeps, it
 
     async def void_payment(state: SagaState) -> None:
         await payments.void(state.id)
@@ -124,6 +125,7 @@ def definition(context: ServiceContext) -> SagaDefinition:
         on_completed=on_completed,
         on_failed=on_failed,
         on_progress=on_progress,
+        forward_only=frozenset({"card_token"}),  # a declined or failed order keeps no token
     )
 
 

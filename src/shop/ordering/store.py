@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
-from cleave.data.database import UtcDateTime
+from cleave.data.database import BigInt, UtcDateTime
 
 metadata = MetaData()
 
@@ -35,7 +35,7 @@ orders = Table(
     Column("customer_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", String(100), nullable=True),
-    Column("total_amount", Integer, nullable=True),
+    Column("total_amount", BigInt, nullable=True),
     Column("currency", String(3), nullable=True),
     Column("shipping_address", Text, nullable=False),
     Column("card_hint", String(8), nullable=False),
@@ -54,7 +54,7 @@ order_lines = Table(
     Column("sku", String(64), primary_key=True),
     Column("quantity", Integer, nullable=False),
     Column("name", String(200), nullable=True),
-    Column("unit_price", Integer, nullable=True),
+    Column("unit_price", BigInt, nullable=True),
 )
 
 

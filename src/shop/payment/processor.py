@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from cleave.files import private_file
 from cleave.money import Money
 
 
@@ -90,7 +91,7 @@ class SimulatedProcessor:
 
     def __init__(self, path: Path | str | None = None) -> None:
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))  # what it holds stands for a bank's records
         # Each statement is a few microseconds on a local file: no thread hop is worth it.
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:",

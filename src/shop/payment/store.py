@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, MetaData, Row, String, Table, select, update
+from sqlalchemy import Column, Index, MetaData, Row, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
-from cleave.data.database import UtcDateTime
+from cleave.data.database import BigInt, UtcDateTime
 
 metadata = MetaData()
 
@@ -19,7 +19,7 @@ payments = Table(
     Column("id", String(64), primary_key=True),
     Column("order_id", String(64), nullable=False, unique=True),
     Column("customer_id", String(64), nullable=False),
-    Column("amount", Integer, nullable=False),
+    Column("amount", BigInt, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("card_hint", String(8), nullable=False),
     Column("status", String(16), nullable=False),

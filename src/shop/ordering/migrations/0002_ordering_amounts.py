@@ -1,0 +1,44 @@
+"""Ordering: totals and unit prices in 64 bits, up to the bound the API enforces.
+
+Revision ID: ordering_0002
+Revises: ordering_0001
+Create Date: 2026-12-03
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "ordering_0002"
+down_revision: str | Sequence[str] | None = "ordering_0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COLUMNS = [("orders", "total_amount", True), ("order_lines", "unit_price", True)]
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        return  # SQLite's INTEGER holds 64 bits already
+    for table, column, nullable in COLUMNS:
+        op.alter_column(
+            table,
+            column,
+            type_=sa.BigInteger(),
+            existing_type=sa.Integer(),
+            existing_nullable=nullable,
+        )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        return
+    for table, column, nullable in COLUMNS:
+        op.alter_column(
+            table,
+            column,
+            type_=sa.Integer(),
+            existing_type=sa.BigInteger(),
+            existing_nullable=nullable,
+        )
