@@ -243,7 +243,7 @@ class Unit:
         if provider is not None and provider.service.lists_revocations is not None:
             return await provider.service.lists_revocations(provider)
         if self.config.auth.issuer != SELF_ISSUER or len(self.config.topology.units) < 2:
-            return []  # the development issuer of tests: no provider lists anything
+            return []  # a development issuer (tests): no provider of ours issues its tokens
         if self.tokens is None:
             self.tokens = build_unit_tokens(self.config, self.name)
         return await fetch_revocations(self.config.issuer, await self.tokens.token())
