@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING
 
 import httpx
 import structlog
+from pydantic import ValidationError
 from starlette.types import ASGIApp
 
 from cleave.auth.oidc import OidcKeySource
+from cleave.auth.revocation import (
+    RELOAD_SECONDS,
+    REVOCATION_EVENTS,
+    Revocation,
+    RevocationList,
+    fetch_revocations,
+    revocation_queue,
+)
 from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.auth.units import (
     UNIT_SCOPE,
@@ -23,7 +32,8 @@ from cleave.auth.units import (
 )
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
-from cleave.errors import ConfigError
+from cleave.errors import ConfigError, ServiceUnavailable
+from cleave.events import Envelope
 from cleave.files import private_dir
 from cleave.messaging.adapters import create_broker
 from cleave.messaging.broker import Broker
@@ -86,23 +96,35 @@ def welcome_lines(config: SystemConfig) -> list[str]:
     return [service.welcome(facts) for service in load_services(config).values() if service.welcome]
 
 
-def build_verifier(config: SystemConfig, *, local_app: ASGIApp | None = None) -> TokenVerifier:
+def build_verifier(
+    config: SystemConfig,
+    *,
+    local_app: ASGIApp | None = None,
+    revocations: RevocationList | None = None,
+) -> TokenVerifier:
     """The token verifier every service of a unit uses: the configured issuer's discovery
-    document and JWKS. With `local_app`, the unit serves the provider itself, so its keys are
-    read in-process through the same HTTP routes, with no socket and no wait on the listener."""
+    document and JWKS, and the unit's revocation list. With `local_app`, the unit serves the
+    provider itself, so its keys are read in-process through the same HTTP routes, with no
+    socket and no wait on the listener."""
     issuer = config.issuer
     if issuer.startswith(("http://", "https://")):
         transport = httpx.ASGITransport(app=local_app) if local_app is not None else None
         keys = OidcKeySource(
             issuer, transport=transport, refresh_interval=config.auth.jwks_refresh_seconds
         )
-        return TokenVerifier(issuer, config.auth.audience, keys, algorithms=config.auth.algorithms)
+        return TokenVerifier(
+            issuer,
+            config.auth.audience,
+            keys,
+            algorithms=config.auth.algorithms,
+            revocations=revocations,
+        )
     if config.auth.issuer == SELF_ISSUER:
         raise ConfigError(f"the public URL {config.public_url!r} is not an http(s) URL")
     # Any other issuer is the development key in var/: a test fixture, never a deployment.
     # One development key for every topology of the folder: tests sign once, whichever they run.
     dev = DevIssuer.load_or_create(config.var_root, issuer, config.auth.audience)
-    return TokenVerifier(issuer, config.auth.audience, dev)
+    return TokenVerifier(issuer, config.auth.audience, dev, revocations=revocations)
 
 
 def build_unit_tokens(config: SystemConfig, unit: str) -> UnitTokens:
@@ -189,7 +211,62 @@ class Unit:
         self.relays = {
             name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
         }
+        # What the provider revoked: refused by this unit's verifier, whatever services it runs.
+        # An outside issuer lists nothing to wait for; the system's own provider does.
+        self.revocations = RevocationList(
+            loader=self._revocations_in_force if config.auth.provider else None
+        )
+        if config.auth.provider:
+            self.broker.subscribe(
+                revocation_queue(self.name),
+                [event.event_type for event in REVOCATION_EVENTS],
+                self._revoked,
+            )
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def _revoked(self, envelope: Envelope) -> None:
+        """A revocation event, applied to the list in memory: idempotent, so no inbox."""
+        for event in REVOCATION_EVENTS:
+            if event.event_type == envelope.type:
+                try:
+                    revocation = Revocation.of(event.model_validate(envelope.data))
+                except ValidationError as error:
+                    # Redelivery cannot mend it, and this list has no dead-letter table: say so.
+                    log.error("malformed revocation dropped", id=envelope.id, error=str(error))
+                    return
+                self.revocations.add(revocation)
+
+    async def _revocations_in_force(self) -> list[Revocation]:
+        """The revocations in force: from the provider's own declaration when it runs here,
+        else from its listing, read with this unit's token."""
+        provider = self.contexts.get(self.config.auth.provider)
+        if provider is not None and provider.service.lists_revocations is not None:
+            return await provider.service.lists_revocations(provider)
+        if self.config.auth.issuer != SELF_ISSUER or len(self.config.topology.units) < 2:
+            return []  # a development issuer (tests): no provider of ours issues its tokens
+        if self.tokens is None:
+            self.tokens = build_unit_tokens(self.config, self.name)
+        return await fetch_revocations(self.config.issuer, await self.tokens.token())
+
+    async def _load_revocations(self) -> None:
+        """Fill the list before the first request needs it, retrying until the provider answers
+        (in the split it is reached through the gateway, which starts once every unit is ready,
+        so readiness cannot wait for this); then read it again every `RELOAD_SECONDS`."""
+        delay = 0.2
+        while True:
+            try:
+                await self.revocations.ensure_loaded()
+                break
+            except ServiceUnavailable as error:
+                log.warning("revocations not loaded yet", unit=self.name, error=error.detail)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            try:
+                await self.revocations.reload()
+            except ServiceUnavailable as error:
+                log.warning("revocations not read again", unit=self.name, error=error.detail)
 
     def _remote(self, caller: Service, protocol: type, every_service: dict[str, Service]) -> object:
         """The port of a service in another unit, called over gRPC (imported only when needed)."""
@@ -240,7 +317,7 @@ class Unit:
         self.rpc_server = RpcServer(
             self.config.topology.address_of(self.name).grpc,
             served,
-            verifier=self.verifier or build_verifier(self.config),
+            verifier=self.verifier or build_verifier(self.config, revocations=self.revocations),
             tls=self._tls(),
         )
         await self.rpc_server.start()
@@ -308,6 +385,8 @@ class Unit:
         if registered := await self.register_unit_clients():
             log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
+        if self.config.auth.provider:
+            self._spawn("revocations.load", self._load_revocations)
         await self._serve_rpc()
         for name, relay in self.relays.items():
             self._spawn(f"{name}.relay", relay.run)

@@ -131,6 +131,7 @@ def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSpl
     it beforehand: each service's role and database get names that do not exist yet, and
     `cleave up` provisions them through the `admin_url` of the shipped cleave.toml. Only what
     isolation needs is set, through the environment: state folder, ports, broker namespace."""
+    from cleave.auth.revocation import revocation_queue
     from cleave.config import load_config
     from tests.conftest import require_server
     from tests.integration.test_brokers import Brokers
@@ -177,5 +178,9 @@ def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSpl
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        asyncio.run(brokers.delete_everything(list(config.services)))
+        asyncio.run(
+            brokers.delete_everything(
+                [*config.services, *map(revocation_queue, config.topology.units)]
+            )
+        )
         asyncio.run(_drop_roles_and_databases(prefix))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from cleave.auth.revocation import revocation_queue
 from cleave.config import load_config
 from tests.conftest import PostgresDatabases, require_server
 from tests.e2e.conftest import ROOT, free_port
@@ -92,5 +93,7 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
             process.kill()
             process.wait()
         if brokers is not None:
-            await brokers.delete_everything(list(config.services))
+            await brokers.delete_everything(
+                [*config.services, *map(revocation_queue, config.topology.units)]
+            )
         await databases.drop()

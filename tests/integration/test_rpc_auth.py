@@ -8,16 +8,19 @@ from __future__ import annotations
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
+from joserfc import jwt
 
 import cleave.rpc.server as rpc_server
 from cleave.auth.client import fetch_client_credentials
-from cleave.auth.tokens import DevIssuer
+from cleave.auth.revocation import Revocation, RevocationList
+from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.auth.units import (
     SECRETS_FILE,
     UNIT_SCOPE,
@@ -28,6 +31,7 @@ from cleave.auth.units import (
     unit_client_id,
     unit_secret,
 )
+from cleave.clock import utcnow
 from cleave.config import SELF_ISSUER, SystemConfig
 from cleave.errors import CleaveError, ConfigError, RemoteFailure
 from cleave.money import Money
@@ -231,3 +235,29 @@ async def test_the_provider_unit_registers_every_unit_and_each_gets_a_token_only
             await wrong()
     finally:
         await unit.stop()
+
+
+async def test_a_caller_whose_token_was_revoked_is_unauthenticated(
+    payments: RecordingPayments,
+) -> None:
+    revocations = RevocationList()
+    verifier = TokenVerifier(ISSUER.issuer, ISSUER.audience, ISSUER, revocations=revocations)
+    contract = RpcContract.of(PaymentPort, payment_pb2)
+    port = ServedPort("payment", contract, payments, callers=frozenset({CALLER}))
+    server = RpcServer("127.0.0.1:0", [port], verifier=verifier)
+    await server.start()
+    try:
+        kept, revoked = unit_token(), unit_token()
+        jti = jwt.decode(revoked, await ISSUER.key_set(None)).claims["jti"]
+        revocations.add(Revocation(kind="token", value=jti, until=utcnow() + timedelta(minutes=10)))
+        target = f"127.0.0.1:{server.port}"
+        refused = await probe(target, revoked)
+        assert refused.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert "revoked" in str(refused.details())
+        assert payments.calls == []
+        async with grpc.aio.insecure_channel(target) as channel:
+            call: Any = channel.unary_unary(AUTHORISE.path)
+            await call(ALICE_PAYS, metadata=(("authorization", f"Bearer {kept}"),), timeout=5)
+        assert len(payments.calls) == 1  # only that token: the unit's next one is answered
+    finally:
+        await server.stop(grace=0.1)

@@ -21,12 +21,15 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
+from cleave.auth.revocation import RevocationList
 from cleave.auth.units import act_for, is_unit
 from cleave.errors import Forbidden, Unauthorized
 from cleave.files import private_dir
 
 ADMIN_SCOPE = "admin"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# Clock skew allowed on `exp` and `nbf`: a revocation must outlast a token's expiry by as much.
+LEEWAY_SECONDS = 30
 # Whom an access token speaks for: a "user", or a "client" on its own (the client credentials
 # grant). Without the claim, RFC 9068's convention holds: `sub` equal to `client_id` is a client.
 SUBJECT_TYPE_CLAIM = "sub_type"
@@ -67,9 +70,12 @@ class TokenVerifier:
         keys: KeySource,
         *,
         algorithms: Iterable[str] = ("RS256", "ES256", "EdDSA"),
-        leeway_seconds: int = 30,
+        leeway_seconds: int = LEEWAY_SECONDS,
+        revocations: RevocationList | None = None,
     ) -> None:
         self.issuer = issuer
+        # The unit's list of tokens the provider ended early; None trusts expiry alone.
+        self.revocations = revocations
         self.audience = audience
         self.keys = keys
         self.algorithms = tuple(algorithms)
@@ -99,6 +105,10 @@ class TokenVerifier:
             ) from None
         except (ValueError, TypeError):
             raise Unauthorized("invalid token: malformed", code="invalid-token") from None
+        if self.revocations is not None:
+            await self.revocations.ensure_loaded()
+            if revoked := self.revocations.revoked(decoded.claims):
+                raise Unauthorized(f"the token was revoked (its {revoked})", code="token-revoked")
         scope = decoded.claims.get("scope", "")
         subject, client_id = str(decoded.claims["sub"]), decoded.claims.get("client_id")
         kind = decoded.claims.get(SUBJECT_TYPE_CLAIM)

@@ -179,6 +179,7 @@ def run(
 @app.command()
 def plan(topology: TopologyOption = None) -> None:
     """Each unit, its services, how every call between services is wired, and who carries events."""
+    from cleave.auth.revocation import REVOCATION_EVENTS
     from cleave.runtime import load_services
 
     config = config_for(topology)
@@ -214,6 +215,9 @@ def plan(topology: TopologyOption = None) -> None:
             crossing = {layout.unit_of(c) for c in consumers} - {layout.unit_of(name)}
             carrier = layout.broker if crossing or layout.broker != "memory" else "in-process"
             readers = ", ".join(consumers) if consumers else "no consumer yet"
+            if event in REVOCATION_EVENTS:  # the chassis's own subscription, in every unit
+                readers = "every unit's revocation list"
+                carrier = layout.broker if len(layout.units) > 1 else carrier
             out.print(f"  {event.event_type:<38} {name} → {readers}  ({carrier})")
 
 

@@ -19,6 +19,7 @@ from cleave.events import Event
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from cleave.auth.revocation import Revocation
     from cleave.data.unit_of_work import UnitOfWork
     from cleave.service.context import ServiceContext, SystemFacts
 
@@ -69,6 +70,8 @@ Welcome = Callable[["SystemFacts"], str]
 # How the system's own provider registers one of the system's confidential clients (a unit's):
 # (its context, client id, scopes, secret) → whether anything changed. Idempotent.
 ClientRegistrar = Callable[["ServiceContext", str, frozenset[str], str], Awaitable[bool]]
+# How the system's own provider lists the revocations still in force (cleave.auth.revocation).
+RevocationLister = Callable[["ServiceContext"], Awaitable[list["Revocation"]]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Service:
     pages: APIRouter | None = None
     # Only the system's own OpenID provider (`[auth] provider`): registers the units' clients.
     registers_clients: ClientRegistrar | None = None
+    # Only the provider: the revocations in force, read by every unit as it starts.
+    lists_revocations: RevocationLister | None = None
 
     def may_call(self, protocol: type) -> bool:
         """Whether this service may use a port: its own, or one it declares in `calls=`. The same

@@ -291,7 +291,11 @@ def create_app(
     serves_provider = unit.config.auth.issuer == SELF_ISSUER and any(
         service.name == unit.config.auth.provider for service in unit.services
     )
-    app.state.verifier = build_verifier(unit.config, local_app=app if serves_provider else None)
+    app.state.verifier = build_verifier(
+        unit.config,
+        local_app=app if serves_provider else None,
+        revocations=unit.revocations,
+    )
     unit.verifier = app.state.verifier  # its gRPC server checks callers with the same verifier
     _install_problem_handlers(app)
     routers = {

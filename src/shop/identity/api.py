@@ -14,8 +14,11 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from cleave.auth.revocation import LISTING_PATH
+from cleave.auth.tokens import CurrentPrincipal
+from cleave.auth.units import is_unit
 from cleave.clock import utcnow
-from cleave.errors import Unauthorized, Unprocessable
+from cleave.errors import Forbidden, Unauthorized, Unprocessable
 from cleave.service import ServiceContext
 from cleave.service.api import context_of
 from shop.identity import handlers, pages, store, tokens
@@ -239,6 +242,17 @@ async def revoke(request: Request, context: Context) -> Response:
     except OAuthError as error:
         return _oauth_error(error)
     return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get(LISTING_PATH, summary="The revocations in force, for the system's units")
+async def revocations(principal: CurrentPrincipal, context: Context) -> dict[str, Any]:
+    """Read by every unit as it starts, so it refuses what was revoked before it ran."""
+    if not (
+        principal.is_admin or is_unit(principal.subject, principal.client_id, principal.scopes)
+    ):
+        raise Forbidden("only the system's units and administrators", code="insufficient-scope")
+    listed = await handlers.revocations_in_force(context)
+    return {"revocations": [revocation.model_dump(mode="json") for revocation in listed]}
 
 
 @router.post("/introspect", summary="Token introspection (RFC 7662), for confidential clients")

@@ -160,17 +160,18 @@ def list_clients(topology: TopologyOption = None) -> None:
 def delete_client(
     client_id: Annotated[str, typer.Argument()], topology: TopologyOption = None
 ) -> None:
-    """Remove a client; the tokens it holds stop refreshing."""
+    """Remove a client; its tokens, and those people hold through it, stop working everywhere."""
     from cleave.errors import CleaveError
-    from shop.identity import store
+    from shop.identity import handlers, store
 
     async def work(context: ServiceContext) -> int:
         async with context.unit_of_work() as uow:
-            for grant in await store.all_rows(uow.connection, store.grants, "id"):
-                if grant.client_id == client_id:
-                    await store.revoke_grant(uow.connection, grant.id)
             if not await store.remove(uow.connection, store.clients, id=client_id):
                 raise CleaveError(f"no client {client_id!r}")
+            for grant in await store.all_rows(uow.connection, store.grants, "id"):
+                if grant.client_id == client_id and grant.revoked_at is None:
+                    await handlers.revoke_grant(uow, grant.id)
+            await handlers.revoke_subject(uow, client_id)
             return 1
 
     _run(topology, work)
@@ -223,26 +224,18 @@ def list_users(topology: TopologyOption = None) -> None:
 
 @users.command("disable")
 def disable_user(
-    user_id: Annotated[str, typer.Argument()], topology: TopologyOption = None
+    user: Annotated[str, typer.Argument(help="The account's email or id.")],
+    topology: TopologyOption = None,
 ) -> None:
-    """Disable an account: it cannot sign in, and its grants are revoked."""
-    from cleave.errors import CleaveError
-    from shop.identity import store
+    """Disable an account: it cannot sign in, its grants are revoked, and every unit refuses its
+    tokens within seconds (the revocation goes out through the outbox)."""
+    from shop.identity import handlers
 
-    async def work(context: ServiceContext) -> int:
+    async def work(context: ServiceContext) -> str:
         async with context.unit_of_work() as uow:
-            for grant in await store.all_rows(uow.connection, store.grants, "id"):
-                if grant.user_id == user_id:
-                    await store.revoke_grant(uow.connection, grant.id)
-            await store.remove(uow.connection, store.sessions, user_id=user_id)
-            if not await store.set_values(
-                uow.connection, store.users, {"id": user_id}, disabled=True
-            ):
-                raise CleaveError(f"no user {user_id!r}")
-            return 1
+            return await handlers.disable_user(uow, user)
 
-    _run(topology, work)
-    _print(f"user {user_id} disabled")
+    _print(f"user {_run(topology, work)} disabled")
 
 
 @keys.command("rotate")

@@ -15,7 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.auth.tokens import CLIENT, USER, TokenVerifier
+from cleave.auth.revocation import Revocation, SessionRevoked, SubjectRevoked, TokenRevoked
+from cleave.auth.tokens import CLIENT, LEEWAY_SECONDS, USER, TokenVerifier
 from cleave.clock import utcnow
 from cleave.errors import Conflict, NotFound, Unauthorized
 from cleave.service import ServiceContext, UnitOfWork
@@ -382,7 +383,7 @@ async def exchange_code(uow: UnitOfWork, client: Client, form: dict[str, str]) -
         raise OAuthError("invalid_grant", "unknown authorization code")
     if not await store.claim_code(uow.connection, row.code_hash, now):
         # A replayed code means it leaked: end every token issued from it (RFC 6749 §4.1.2).
-        await store.revoke_grant(uow.connection, row.grant_id)
+        await revoke_grant(uow, row.grant_id)
         raise OAuthError("invalid_grant", "the authorization code was used already")
     if row.expires_at <= now:
         raise OAuthError("invalid_grant", "the authorization code has expired")
@@ -418,7 +419,7 @@ async def refresh(uow: UnitOfWork, client: Client, form: dict[str, str]) -> dict
         raise OAuthError("invalid_grant", "unknown refresh token")
     if not await store.claim_refresh_token(uow.connection, token_hash, now):
         # A rotated token came back: someone holds a copy. The whole family ends.
-        await store.revoke_grant(uow.connection, grant.id)
+        await revoke_grant(uow, grant.id)
         raise OAuthError("invalid_grant", "the refresh token was used already")
     if grant.revoked_at is not None or row.expires_at <= now:
         raise OAuthError("invalid_grant", "the refresh token is no longer valid")
@@ -546,7 +547,7 @@ async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
     if row is not None:
         grant = await store.one(uow.connection, store.grants, id=row.grant_id)
         if grant is not None and grant.client_id == client.id:
-            await store.revoke_grant(uow.connection, grant.id)
+            await revoke_grant(uow, grant.id)  # and the access tokens issued from it (RFC 7009 §2)
         return
     try:
         principal_claims = await _access_claims(uow.context, token)
@@ -555,13 +556,63 @@ async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
     if principal_claims.get("client_id") != client.id:
         return
     jti = str(principal_claims.get("jti", ""))
+    expires_at = datetime.fromtimestamp(int(principal_claims["exp"]), tz=utcnow().tzinfo)
     if jti and await store.one(uow.connection, store.revoked_access_tokens, jti=jti) is None:
         await store.insert(
-            uow.connection,
-            store.revoked_access_tokens,
-            jti=jti,
-            expires_at=datetime.fromtimestamp(int(principal_claims["exp"]), tz=utcnow().tzinfo),
+            uow.connection, store.revoked_access_tokens, jti=jti, expires_at=expires_at
         )
+    if jti:
+        until = await store.record_revocation(
+            uow.connection, "token", jti, expires_at + timedelta(seconds=LEEWAY_SECONDS)
+        )
+        uow.publish(TokenRevoked(jti=jti, until=until), subject=jti)
+
+
+# --- revocations every unit refuses (cleave.auth.revocation) ----------------------------------
+
+
+def _outlives_tokens(uow: UnitOfWork) -> datetime:
+    """When every access token issued until now has expired, to every verifier's clock."""
+    return utcnow() + lifetimes(uow.context).access + timedelta(seconds=LEEWAY_SECONDS)
+
+
+async def revoke_grant(uow: UnitOfWork, grant_id: str) -> None:
+    """End a sign-in: its refresh tokens here, its access tokens (their `sid`) at every unit."""
+    await store.revoke_grant(uow.connection, grant_id)
+    until = await store.record_revocation(
+        uow.connection, "session", grant_id, _outlives_tokens(uow)
+    )
+    uow.publish(SessionRevoked(session=grant_id, until=until), subject=grant_id)
+
+
+async def revoke_subject(uow: UnitOfWork, subject: str) -> None:
+    """End every token of a user or client so far, at every unit, and the user's grants."""
+    for grant in await store.all_rows(uow.connection, store.grants, "id"):
+        if subject in (grant.user_id, grant.client_id):
+            await store.revoke_grant(uow.connection, grant.id)  # its tokens: covered below
+    until = await store.record_revocation(uow.connection, "subject", subject, _outlives_tokens(uow))
+    uow.publish(SubjectRevoked(subject=subject, until=until), subject=subject)
+
+
+async def disable_user(uow: UnitOfWork, user: str) -> str:
+    """Disable an account, by id or email: it cannot sign in, and its tokens stop working
+    everywhere within moments. Returns its id."""
+    row = await store.one(uow.connection, store.users, id=user) or await store.one(
+        uow.connection, store.users, email=user.strip().lower()
+    )
+    if row is None:
+        raise NotFound(f"no user {user!r}", code="user-not-found")
+    await store.set_values(uow.connection, store.users, {"id": row.id}, disabled=True)
+    await store.remove(uow.connection, store.sessions, user_id=row.id)
+    await revoke_subject(uow, row.id)
+    return str(row.id)
+
+
+async def revocations_in_force(context: ServiceContext) -> list[Revocation]:
+    """What every unit must refuse now: read by each unit as it starts."""
+    async with context.read() as connection:
+        rows = await store.revocations_in_force(connection, utcnow())
+    return [Revocation(kind=row.kind, value=row.value, until=row.until) for row in rows]
 
 
 async def _access_claims(context: ServiceContext, token: str) -> dict[str, Any]:

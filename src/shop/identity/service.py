@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cleave.auth.revocation import REVOCATION_EVENTS
 from cleave.service import Service
-from shop.identity import api, seed, store
+from shop.identity import api, handlers, seed, store
 from shop.identity.contract import UserRegistered
 
 service = Service(
@@ -14,8 +15,9 @@ service = Service(
     metadata=store.metadata,
     migrations=Path(__file__).parent / "migrations",
     router=api.router,
-    publishes=(UserRegistered,),
+    publishes=(UserRegistered, *REVOCATION_EVENTS),
     seed=seed.seed,
     welcome=seed.welcome,
     registers_clients=seed.register_client,
+    lists_revocations=handlers.revocations_in_force,
 )

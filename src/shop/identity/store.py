@@ -100,6 +100,16 @@ revoked_access_tokens = Table(
     Column("expires_at", UtcDateTime, nullable=False),
 )
 
+# What every unit must refuse until `until` (cleave.auth.revocation): kind is subject, token or
+# session; kept here so a unit that starts later reads it too.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Column("until", UtcDateTime, nullable=False),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,
@@ -197,4 +207,25 @@ async def published_keys(connection: AsyncConnection, now: datetime) -> list[Row
         .where((signing_keys.c.expires_at.is_(None)) | (signing_keys.c.expires_at > now))
         .order_by(signing_keys.c.activates_at.desc())
     )
+    return list((await connection.execute(statement)).all())
+
+
+async def record_revocation(
+    connection: AsyncConnection, kind: str, value: str, until: datetime
+) -> datetime:
+    """Keep a revocation, at the later `until` if it was kept before; returns the `until` kept.
+    Rows past their `until` are removed here: nothing is refused after it."""
+    await connection.execute(delete(revocations).where(revocations.c.until <= utcnow()))
+    kept = await one(connection, revocations, kind=kind, value=value)
+    if kept is None:
+        await insert(connection, revocations, kind=kind, value=value, until=until)
+        return until
+    if kept.until >= until:
+        return kept.until  # type: ignore[no-any-return]
+    await set_values(connection, revocations, {"kind": kind, "value": value}, until=until)
+    return until
+
+
+async def revocations_in_force(connection: AsyncConnection, now: datetime) -> list[Row[Any]]:
+    statement = select(revocations).where(revocations.c.until > now).order_by(revocations.c.until)
     return list((await connection.execute(statement)).all())
