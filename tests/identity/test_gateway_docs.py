@@ -22,4 +22,6 @@ async def test_the_gateway_serves_one_offline_docs_page_for_every_service(
         assert any(path.startswith(f"/api/{service}/v1/") for path in paths), service
     scheme = document["components"]["securitySchemes"]["openid"]
     assert scheme["openIdConnectUrl"].startswith(split_config.issuer)
-    assert document["paths"]["/api/ordering/v1/orders"]["post"]["security"] == [{"openid": []}]
+    assert document["paths"]["/api/ordering/v1/orders"]["post"]["security"] == [
+        {"openid": ["orders:write"]}
+    ]
