@@ -25,6 +25,7 @@ from shop.storefront.domain import (
     stock_status,
 )
 from shop.storefront.session import BrowserSession, Person, Tokens, set_cookie
+from shop.storefront.upstream import ServiceDown, ShopApi
 
 
 def test_adding_to_a_cart_grows_the_line_up_to_the_stock_and_the_limit() -> None:
@@ -180,3 +181,33 @@ async def test_the_shared_client_keeps_no_cookie_of_one_caller_for_the_next() ->
         await leaky.get("http://shop.test/a")
         await leaky.get("http://shop.test/b")
     assert seen[-1] == "session=alices"  # what a plain client does, and the test would catch
+
+
+async def test_a_read_on_a_connection_the_server_just_closed_is_sent_again_once() -> None:
+    """The race every pooled client meets: the server closes an idle kept-alive connection as
+    the next request goes out on it. A read is sent once more; a write never is."""
+    sent: list[str] = []
+    product = {
+        "sku": "MUG-CLASSIC",
+        "name": "Classic mug",
+        "description": "A mug.",
+        "price": {"amount": 1200, "currency": "EUR"},
+        "stock": 3,
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        if len(sent) == 1 or request.method == "POST":
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json=product)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    api = ShopApi("http://shop.test", http)
+    found = await api.product("MUG-CLASSIC")
+    assert found is not None
+    assert found.name == "Classic mug"
+    assert sent == ["GET", "GET"]
+    with pytest.raises(ServiceDown):
+        await api._call("ordering", "POST", "/orders", json={})
+    assert sent == ["GET", "GET", "POST"]
+    await http.aclose()

@@ -28,6 +28,8 @@ from pydantic import BaseModel
 
 from cleave.errors import NotFound, ServiceUnavailable, Unprocessable
 
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
 
 class ServiceDown(ServiceUnavailable):
     """A service did not answer, or answered that it cannot serve now."""
@@ -193,10 +195,18 @@ class ShopApi:
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
         url = f"{self.base_url}/api/{service}/v1{path}"
-        try:
-            answer = await self._http.request(method, url, headers=sent, **options)
-        except httpx.TransportError as error:
-            raise ServiceDown(service, f"{service} is not answering: {error!r}") from None
+        # A kept-alive connection the server closes as it is reused ends before any answer: a
+        # request that changes nothing is sent once more, on a new connection.
+        attempts = 2 if method in SAFE_METHODS else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                answer = await self._http.request(method, url, headers=sent, **options)
+                break
+            except httpx.RemoteProtocolError as error:
+                if attempt == attempts:
+                    raise ServiceDown(service, f"{service} is not answering: {error!r}") from None
+            except httpx.TransportError as error:
+                raise ServiceDown(service, f"{service} is not answering: {error!r}") from None
         if answer.status_code < 400:
             return answer
         problem = _problem(answer)
