@@ -18,7 +18,7 @@ import pytest
 from tests.e2e.conftest import ROOT, free_port
 
 
-def wait_for(check: object, what: str, seconds: float = 45.0) -> None:
+def wait_for(check: object, what: str, seconds: float = 90.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]

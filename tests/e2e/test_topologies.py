@@ -108,6 +108,8 @@ async def outside_authorise(address: str, token: str | None) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+# A split's start is most of it: a minute or more when both test workers start systems at once.
+@pytest.mark.timeout(300)
 async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         before = await shop.stock(client, "HOODIE-GREY")
