@@ -32,11 +32,12 @@ configure_logging(json_logs=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # In parallel runs the tests sharing the session's one README split go to one worker, which
-    # starts it once.
+    # In parallel runs the end-to-end tests, which start whole systems and share the session's
+    # README split, take one worker in turn, while the other runs the in-process suites: two
+    # systems starting at once on two cores would only slow each other past their deadlines.
     for item in items:
-        if "readme_split" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("readme_split"))
+        if item.path.is_relative_to(ROOT / "tests" / "e2e"):
+            item.add_marker(pytest.mark.xdist_group("end-to-end"))
 
 
 def require(available: bool, message: str) -> None:
