@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -29,6 +32,27 @@ IN_CI = os.environ.get("CI") == "true"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 configure_logging(json_logs=True)
+
+# Ports for the servers tests start: below the kernel's ephemeral range (32768 and up), where
+# no outgoing connection takes one between the probe and the server's bind; each test worker
+# walks its own stretch, from a random start, so two workers never pick the same one.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORTS = itertools.cycle(range(20000 + 3000 * _WORKER, 23000 + 3000 * _WORKER))
+for _ in range(random.randrange(3000)):
+    next(_PORTS)
+
+
+def free_port() -> int:
+    """A port nothing on this machine listens on now, and that this process has not handed out
+    in its last three thousand."""
+    for port in _PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: the cycle of ports never ends")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

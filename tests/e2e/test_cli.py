@@ -262,6 +262,8 @@ def test_migrate_seed_and_inspect(env: dict[str, str]) -> None:
     assert cleave("dlq", "list", env=env).stdout.strip() == "no dead letters"
 
 
+# A dozen commands, each a Python process that imports the whole system.
+@pytest.mark.timeout(300)
 def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[str, str]) -> None:
     created = cleave("clients", "create", "reporting", "--scope", "orders:read", env=env)
     assert created.returncode == 0, created.stderr

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import re
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,15 +33,9 @@ from cleave.web.console.store import TraceStore
 from cleave.web.gateway import create_gateway
 from shop.identity.contract import read_credentials
 from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
+from tests.conftest import free_port as free_port  # the one place tests take ports from
 
 CUSTOMER_SCOPES = "openid profile email orders:read orders:write payments:read"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
