@@ -55,13 +55,22 @@ def free_port() -> int:
     raise AssertionError("unreachable: the cycle of ports never ends")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # In parallel runs the end-to-end tests, which start whole systems and share the session's
-    # README split, take one worker in turn, while the other runs the in-process suites: two
-    # systems starting at once on two cores would only slow each other past their deadlines.
-    for item in items:
-        if item.path.is_relative_to(ROOT / "tests" / "e2e"):
-            item.add_marker(pytest.mark.xdist_group("end-to-end"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """In parallel runs the end-to-end tests, which start whole systems and share the session's
+    README split, take one worker in turn, while the other runs the in-process suites: two
+    systems starting at once on two cores would only slow each other past their deadlines.
+
+    xdist's own grouping (the `xdist_group` marker) rewrites node ids, which pytest 9 ignores;
+    this scheduler groups by the node id's path instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class EndToEndInTurn(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "end-to-end" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return EndToEndInTurn(config, log)
 
 
 def require(available: bool, message: str) -> None:

@@ -71,8 +71,29 @@ def _utc(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
+async def _confirmed_counts(system: System) -> tuple[dict[str, int], dict[str, int]]:
+    """Confirmed orders per customer as ordering has them, and as customer has counted them."""
+    ordering = await system.connect("ordering")
+    try:
+        rows = await ordering.fetch(
+            "SELECT customer_id, count(*) AS n FROM orders WHERE status = 'confirmed' GROUP BY 1"
+        )
+    finally:
+        await ordering.close()
+    customer = await system.connect("customer")
+    try:
+        counted = await customer.fetch("SELECT id, confirmed_orders FROM customers")
+    finally:
+        await customer.close()
+    return (
+        {row["customer_id"]: row["n"] for row in rows},
+        {row["id"]: row["confirmed_orders"] for row in counted if row["confirmed_orders"]},
+    )
+
+
 async def wait_until_settled(system: System, order_ids: list[str], *, within: float) -> None:
-    """Until every accepted order is terminal and every outbox is delivered, or `within` s."""
+    """Until every accepted order is terminal, every outbox is delivered and the consumers have
+    applied what was delivered (customer's counts match ordering's), or `within` s."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
@@ -94,9 +115,11 @@ async def wait_until_settled(system: System, order_ids: list[str], *, within: fl
                     )
                 finally:
                     await connection.close()
+            # Delivered is not yet applied: a loaded consumer can be seconds behind its broker.
             if pending == 0 and undelivered == 0:
-                await asyncio.sleep(1.0)  # the last events' consumers, a moment behind
-                return
+                confirmed, counted = await _confirmed_counts(system)
+                if confirmed == counted:
+                    return
         except (OSError, asyncpg.PostgresError) as error:  # a database still coming back
             print(f"  waiting for the databases: {error}", flush=True)
         await asyncio.sleep(1.0)

@@ -4,6 +4,7 @@ cross-unit calls, so that it tests the supervisor alone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,14 +29,20 @@ def wait_for(check: object, what: str, seconds: float = 90.0) -> None:
 
 
 def unit_pids(config: Path, unit: str) -> list[int]:
+    """The processes running `unit` of this test's system (by its CLEAVE_CONFIG), none else's."""
     found = subprocess.run(
         ["pgrep", "-f", f"cleave run {unit} --topology two"],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "CLEAVE_CONFIG": str(config)},
     )
-    return [int(pid) for pid in found.stdout.split()]
+    mine = f"CLEAVE_CONFIG={config}".encode()
+    pids = []
+    for pid in map(int, found.stdout.split()):
+        with contextlib.suppress(OSError):  # gone since pgrep saw it
+            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                pids.append(pid)
+    return pids
 
 
 @pytest.fixture
