@@ -64,9 +64,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     this scheduler groups by the node id's path instead."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-    class EndToEndInTurn(LoadGroupScheduling):
+    class EndToEndInTurn(LoadGroupScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             return "end-to-end" if nodeid.startswith("tests/e2e/") else nodeid
 
