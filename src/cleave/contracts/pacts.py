@@ -1,0 +1,243 @@
+"""Consumer-driven contracts: the pact files under `contracts/pacts/`, one per consumer and
+provider, and their verification against each provider's real code.
+
+A consumer's tests write its pact (Pact specification V4) from what its code really reads; the
+provider proves it still satisfies it here: an event message is produced by the provider's own
+event model and publisher encoding, a synchronous message (a port call) is answered by the
+provider's real local implementation of its port on a database of its own, migrated and seeded,
+and an HTTP request is replayed against the provider's ASGI app. `pact-python` is a development
+tool: only the commands that verify import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cleave.config import SystemConfig
+from cleave.contracts.messages import ContractGap, answer_call, event_message, example_event
+from cleave.errors import CleaveError, ConfigError
+from cleave.runtime import Unit, load_services
+from cleave.service import Service
+
+if TYPE_CHECKING:
+    from pact.types import Message
+
+T = TypeVar("T")
+
+PACT_DIR = Path("contracts") / "pacts"
+EVENT_MESSAGE = "Asynchronous/Messages"
+PORT_CALL = "Synchronous/Messages"
+HTTP_CALL = "Synchronous/HTTP"
+# A provider state that a port call sets up: the call itself, done first ("reserve_stock was
+# called" with the call's arguments as parameters), so no provider needs state code of its own.
+CALLED = " was called"
+CALL_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class PactFile:
+    """One consumer's pact with one provider, and the version its content hashes to."""
+
+    consumer: str
+    provider: str
+    content: Mapping[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> PactFile:
+        try:
+            content = json.loads(path.read_text())
+            return cls(content["consumer"]["name"], content["provider"]["name"], content)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path} is not a pact file: {error}") from None
+
+    @property
+    def interactions(self) -> list[Mapping[str, Any]]:
+        return list(self.content.get("interactions", []))
+
+    @property
+    def version(self) -> str:
+        """The content's hash, as a Pact Broker versions a pact: what the consumer expects, not
+        which library wrote it."""
+        expectations = {
+            "consumer": self.consumer,
+            "provider": self.provider,
+            "interactions": self.interactions,
+        }
+        canonical = json.dumps(expectations, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def pact_dir(config: SystemConfig) -> Path:
+    return config.root / PACT_DIR
+
+
+def read_pacts(directory: Path) -> list[PactFile]:
+    return [PactFile.read(path) for path in sorted(directory.glob("*.json"))]
+
+
+def verify(config: SystemConfig, service: str | None) -> list[str]:
+    """Every pact that `service` (or any service) takes part in, verified against its provider's
+    code as it is now; one line per broken expectation, naming the consumer and the field."""
+    if service is not None:
+        config.require_service(service)
+    problems: list[str] = []
+    for pact in read_pacts(pact_dir(config)):
+        if service is None or service in (pact.consumer, pact.provider):
+            problems.extend(verify_pact(config, pact))
+    return problems
+
+
+def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
+    """One pact verified against its provider's code with the Pact verifier."""
+    services = load_services(config)
+    if pact.provider not in services:
+        return [f"{pact.consumer} <- {pact.provider}: no service {pact.provider!r} in this system"]
+    os.environ.setdefault("PACT_DO_NOT_TRACK", "true")  # the verifier never phones home
+    from pact import Verifier
+
+    with tempfile.TemporaryDirectory(prefix="cleave-pact-") as folder:
+        source = Path(folder) / "pact.json"
+        source.write_text(json.dumps(pact.content))
+        with _Provider(config, services[pact.provider], pact, Path(folder)) as provider:
+            verifier = Verifier(pact.provider).message_handler(provider.produce)
+            verifier.add_source(source)
+            try:
+                verifier.verify()
+            except RuntimeError:
+                pass  # a failed verification: its results say what failed
+            finally:
+                _close_relay(verifier)
+            results = verifier.results
+    return _problems(pact, results, provider.gaps)
+
+
+def _close_relay(verifier: object) -> None:
+    """pact-python 4.2 shuts its message relay down but never closes its listening socket."""
+    server = getattr(getattr(verifier, "_message_producer", None), "_server", None)
+    if server is not None:
+        server.server_close()
+
+
+def _problems(pact: PactFile, results: Mapping[str, Any], gaps: Mapping[str, str]) -> list[str]:
+    lines: list[str] = []
+    for result in results.get("interactionResults", []):
+        if result.get("result") == "OK":
+            continue
+        head = f"{pact.consumer} <- {pact.provider}: {result.get('description')}"
+        if gap := gaps.get(result.get("description", "")):
+            lines.append(f"{head}: {gap}")
+            continue
+        mismatch = result.get("mismatch") or {}
+        details = [
+            f"{item.get('path', '$')}: {item.get('mismatch', '')}".strip()
+            for item in mismatch.get("mismatches", [])
+        ] or [str(mismatch.get("message") or mismatch)]
+        lines.extend(f"{head}: {detail}" for detail in details)
+    if not lines and not results.get("result", False):
+        lines.append(f"{pact.consumer} <- {pact.provider}: the verification did not run")
+    return lines
+
+
+class _Provider:
+    """The provider under verification: its event models, and its port served on a unit of its
+    own (SQLite in a temporary folder, migrated and seeded) on an event loop in a thread, since
+    the Pact verifier asks for each message from a thread of its own."""
+
+    def __init__(self, config: SystemConfig, service: Service, pact: PactFile, folder: Path):
+        self.service = service
+        self.config = alone(config, service.name, folder)
+        self.interactions = {str(i["description"]): i for i in pact.interactions}
+        self.gaps: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._unit: Unit | None = None
+
+    def __enter__(self) -> _Provider:
+        if self.service.port is not None and any(
+            i.get("type") == PORT_CALL for i in self.interactions.values()
+        ):
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="pact-provider", daemon=True
+            )
+            self._thread.start()
+            self._unit = self._run(self._start())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        if self._unit is not None:
+            self._run(self._unit.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    async def _start(self) -> Unit:
+        unit = Unit(self.config)
+        await unit.migrate()
+        await unit.seed()
+        return unit
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout=CALL_TIMEOUT_SECONDS)
+
+    def produce(self, name: str, metadata: dict[str, Any] | None = None) -> Message:
+        interaction = self.interactions[name]
+        try:
+            if interaction.get("type") == EVENT_MESSAGE:
+                body = self._event(interaction)
+                headers: dict[str, Any] | None = {"type": body["type"]}
+            else:
+                body, headers = self._call(interaction), None
+        except (ContractGap, CleaveError) as gap:
+            self.gaps[name] = str(gap)
+            body, headers = {}, None
+        contents = json.dumps(body).encode()
+        return {"contents": contents, "metadata": headers, "content_type": "application/json"}
+
+    def _event(self, interaction: Mapping[str, Any]) -> dict[str, Any]:
+        event_type = (interaction.get("metadata") or {}).get("type")
+        published = {event.event_type: event for event in self.service.publishes}
+        if event_type not in published:
+            raise ContractGap(f"{self.service.name} does not publish {event_type}")
+        expected = (interaction.get("contents") or {}).get("content") or {}
+        event = example_event(published[event_type], expected.get("data") or {})
+        return event_message(event, source=self.service.name)
+
+    def _call(self, interaction: Mapping[str, Any]) -> Any:
+        port = self.service.port
+        if port is None or self._unit is None:
+            raise ContractGap(f"{self.service.name} offers no port")
+        implementation = self._unit.ports.get(port.protocol)
+        for state in interaction.get("providerStates", []):
+            method = str(state.get("name", "")).removesuffix(CALLED)
+            setup = {"method": method, "arguments": state.get("params") or {}}
+            self._run(answer_call(port.protocol, implementation, setup))
+        request = ((interaction.get("request") or {}).get("contents") or {}).get("content")
+        return self._run(answer_call(port.protocol, implementation, request or {}))
+
+
+def alone(config: SystemConfig, service: str, folder: Path) -> SystemConfig:
+    """The system with `service` alone in one unit, on SQLite files and an in-memory broker."""
+    topology = replace(
+        config.topology,
+        name="contracts",
+        units={"contracts": (service,)},
+        broker="memory",
+        database="sqlite+aiosqlite:///{var}/{service}.db",
+        databases={},
+        addresses={},
+    )
+    return replace(config, var_root=folder / "var", topology=topology)
