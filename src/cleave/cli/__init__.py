@@ -10,11 +10,11 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 # Each command module registers its commands on the one Typer app when imported.
-from cleave.cli import certs, dlq, doctor, sagas, status, system
+from cleave.cli import certs, contracts, dlq, doctor, sagas, status, system
 from cleave.cli.app import app, err
 from cleave.errors import EX_CONFIG, CleaveError, ConfigError, Unrecoverable
 
-__all__ = ["certs", "dlq", "doctor", "main", "sagas", "status", "system"]
+__all__ = ["certs", "contracts", "dlq", "doctor", "main", "sagas", "status", "system"]
 
 
 def _add_service_commands() -> None:
@@ -62,11 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(command.get_help(typer.Context(command, info_name="cleave")))
         sys.exit(0)
     try:
-        command.main(
+        # Outside standalone mode Click returns a `typer.Exit`'s code instead of raising it.
+        code = command.main(
             args=arguments,
             prog_name="cleave",
             standalone_mode=False,
         )
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except typer.Exit as exit_:

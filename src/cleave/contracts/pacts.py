@@ -15,9 +15,11 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,7 +39,7 @@ PACT_DIR = Path("contracts") / "pacts"
 EVENT_MESSAGE = "Asynchronous/Messages"
 PORT_CALL = "Synchronous/Messages"
 HTTP_CALL = "Synchronous/HTTP"
-# A provider state that a port call sets up: the call itself, done first ("reserve_stock was
+# A provider state that a port call sets up: the call itself, done first ("<method> was
 # called" with the call's arguments as parameters), so no provider needs state code of its own.
 CALLED = " was called"
 CALL_TIMEOUT_SECONDS = 30.0
@@ -111,13 +113,33 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
             verifier = Verifier(pact.provider).message_handler(provider.produce)
             verifier.add_source(source)
             try:
-                verifier.verify()
+                with _quiet():
+                    verifier.verify()
             except RuntimeError:
                 pass  # a failed verification: its results say what failed
             finally:
                 _close_relay(verifier)
             results = verifier.results
     return _problems(pact, results, provider.gaps)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The verifier prints its own report on the process's stdout and its message relay logs
+    each request on stderr; the caller reports the problems, so both go to /dev/null meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as nowhere:
+        os.dup2(nowhere.fileno(), 1)
+        os.dup2(nowhere.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
 
 
 def _close_relay(verifier: object) -> None:
