@@ -5,6 +5,7 @@ when a consumer running in the environment would lose a field, yes otherwise."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -172,3 +173,16 @@ def test_the_matrix_keeps_the_brokers_records(base_config: SystemConfig, tmp_pat
         ("1.0.0", "ordering", True),
         ("1.0.1", "ordering", True),
     }
+
+
+def test_a_rest_field_the_provider_does_not_send_fails_naming_consumer_and_field(
+    base_config: SystemConfig,
+) -> None:
+    pact = _pact(base_config, "storefront", "catalog")
+    content = json.loads(json.dumps(pact.content))
+    [one] = [i for i in content["interactions"] if i["description"] == "one product"]
+    one["response"]["body"]["content"]["weight_grams"] = 330
+    problems = verify_pact(base_config, PactFile("storefront", "catalog", content))
+    assert problems
+    assert all(line.startswith("storefront <- catalog: one product") for line in problems)
+    assert any("weight_grams" in line for line in problems), problems

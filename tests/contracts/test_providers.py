@@ -20,6 +20,7 @@ def test_every_pact_pair_is_checked_in() -> None:
         ("ordering", "catalog"),
         ("ordering", "customer"),
         ("ordering", "payment"),
+        ("storefront", "catalog"),
     } <= pairs
 
 

@@ -31,6 +31,7 @@ from cleave.runtime import Unit, load_services
 from cleave.service import Service
 
 if TYPE_CHECKING:
+    import uvicorn
     from pact.types import Message
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ HTTP_CALL = "Synchronous/HTTP"
 # called" with the call's arguments as parameters), so no provider needs state code of its own.
 CALLED = " was called"
 CALL_TIMEOUT_SECONDS = 30.0
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
         source = Path(folder) / "pact.json"
         source.write_text(json.dumps(pact.content))
         with _Provider(config, services[pact.provider], pact, Path(folder)) as provider:
-            verifier = Verifier(pact.provider).message_handler(provider.produce)
-            verifier.add_source(source)
+            verifier = Verifier(pact.provider, host=LOOPBACK)
+            if provider.http_port is not None:
+                verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
+            verifier.message_handler(provider.produce).add_source(source)
             try:
                 with _quiet():
                     verifier.verify()
@@ -182,22 +186,29 @@ class _Provider:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._unit: Unit | None = None
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Future[None] | None = None
+        self.http_port: int | None = None
 
     def __enter__(self) -> _Provider:
-        if self.service.port is not None and any(
-            i.get("type") == PORT_CALL for i in self.interactions.values()
-        ):
+        kinds = {i.get("type") for i in self.interactions.values()}
+        if HTTP_CALL in kinds or (self.service.port is not None and PORT_CALL in kinds):
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(
                 target=self._loop.run_forever, name="pact-provider", daemon=True
             )
             self._thread.start()
             self._unit = self._run(self._start())
+            if HTTP_CALL in kinds:
+                self.http_port = self._run(self._serve(self._unit))
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._loop is None or self._thread is None:
             return
+        if self._server is not None:
+            self._server.should_exit = True
+            self._run(self._served())
         if self._unit is not None:
             self._run(self._unit.stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -209,6 +220,28 @@ class _Provider:
         await unit.migrate()
         await unit.seed()
         return unit
+
+    async def _serve(self, unit: Unit) -> int:
+        """The provider's own app, served by uvicorn on a free loopback port, for the verifier
+        to replay HTTP requests against."""
+        import uvicorn
+
+        from cleave.web.app import create_app
+
+        app = create_app(unit, start_unit=False)
+        config = uvicorn.Config(app, host=LOOPBACK, port=0, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._serving = asyncio.ensure_future(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises why it could not start
+            await asyncio.sleep(0.01)
+        port: int = self._server.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    async def _served(self) -> None:
+        if self._serving is not None:
+            await self._serving
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         assert self._loop is not None
