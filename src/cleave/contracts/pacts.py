@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +43,8 @@ HTTP_CALL = "Synchronous/HTTP"
 # A provider state that a port call sets up: the call itself, done first ("<method> was
 # called" with the call's arguments as parameters), so no provider needs state code of its own.
 CALLED = " was called"
+# A provider state for a token request: the client (`client_id`, `scopes`, `secret`) exists.
+CLIENT_REGISTERED = "a client was registered"
 CALL_TIMEOUT_SECONDS = 30.0
 LOOPBACK = "127.0.0.1"
 
@@ -116,6 +118,7 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
             if provider.http_port is not None:
                 verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
             verifier.message_handler(provider.produce).add_source(source)
+            verifier.state_handler(provider.set_state, teardown=False)
             try:
                 with _quiet():
                     verifier.verify()
@@ -147,10 +150,12 @@ def _quiet() -> Iterator[None]:
 
 
 def _close_relay(verifier: object) -> None:
-    """pact-python 4.2 shuts its message relay down but never closes its listening socket."""
-    server = getattr(getattr(verifier, "_message_producer", None), "_server", None)
-    if server is not None:
-        server.server_close()
+    """pact-python 4.2 shuts its message relay and state callback servers down but never closes
+    their listening sockets."""
+    for helper in ("_message_producer", "_state_handler"):
+        server = getattr(getattr(verifier, helper, None), "_server", None)
+        if server is not None:
+            server.server_close()
 
 
 def _problems(pact: PactFile, results: Mapping[str, Any], gaps: Mapping[str, str]) -> list[str]:
@@ -243,9 +248,14 @@ class _Provider:
         if self._serving is not None:
             await self._serving
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        """Await on the provider's loop, from the verifier's thread."""
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+        async def waited() -> T:
+            return await awaitable
+
+        future = asyncio.run_coroutine_threadsafe(waited(), self._loop)
         return future.result(timeout=CALL_TIMEOUT_SECONDS)
 
     def produce(self, name: str, metadata: dict[str, Any] | None = None) -> Message:
@@ -262,6 +272,25 @@ class _Provider:
         contents = json.dumps(body).encode()
         return {"contents": contents, "metadata": headers, "content_type": "application/json"}
 
+    def set_state(self, state: str, parameters: dict[str, Any] | None = None) -> None:
+        """Set up a provider state before its interaction is replayed: a port call made first,
+        or one of the system's confidential clients registered (through the provider's own
+        `registers_clients`)."""
+        if not state or self._unit is None:
+            return
+        context = self._unit.contexts[self.service.name]
+        given = dict(parameters or {})
+        if state == CLIENT_REGISTERED and self.service.registers_clients is not None:
+            registrar = self.service.registers_clients
+            scopes = frozenset(given.get("scopes") or ())
+            self._run(registrar(context, given["client_id"], scopes, given["secret"]))
+        elif state.endswith(CALLED) and self.service.port is not None:
+            implementation = self._unit.ports.get(self.service.port.protocol)
+            setup = {"method": state.removesuffix(CALLED), "arguments": given}
+            self._run(answer_call(self.service.port.protocol, implementation, setup))
+        else:
+            raise ContractGap(f"{self.service.name} cannot set up the state {state!r}")
+
     def _event(self, interaction: Mapping[str, Any]) -> dict[str, Any]:
         event_type = (interaction.get("metadata") or {}).get("type")
         published = {event.event_type: event for event in self.service.publishes}
@@ -276,10 +305,6 @@ class _Provider:
         if port is None or self._unit is None:
             raise ContractGap(f"{self.service.name} offers no port")
         implementation = self._unit.ports.get(port.protocol)
-        for state in interaction.get("providerStates", []):
-            method = str(state.get("name", "")).removesuffix(CALLED)
-            setup = {"method": method, "arguments": state.get("params") or {}}
-            self._run(answer_call(port.protocol, implementation, setup))
         request = ((interaction.get("request") or {}).get("contents") or {}).get("content")
         return self._run(answer_call(port.protocol, implementation, request or {}))
 
