@@ -6,11 +6,12 @@ its own `registers_clients`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from pact import Pact, generate, match
 
-from cleave.auth.client import fetch_client_credentials
+from cleave.auth.client import client_credentials_token, fetch_client_credentials
 from cleave.auth.units import UNIT_SCOPE
 from cleave.contracts.pacts import CLIENT_REGISTERED
 from tests.contracts.pactfiles import write_pact
@@ -60,10 +61,14 @@ async def test_unit_client_fetches_a_token_from_identity() -> None:
         )
     )
     with pact.serve() as server:
-        issued = await fetch_client_credentials(
-            f"{server.url}/api/identity/v1", CLIENT, SECRET, [UNIT_SCOPE]
+        issuer = f"{server.url}/api/identity/v1"
+        issued = await fetch_client_credentials(issuer, CLIENT, SECRET, [UNIT_SCOPE])
+        # `cleave token --client` asks the same with the blocking client.
+        printed = await asyncio.to_thread(
+            client_credentials_token, issuer, CLIENT, SECRET, [UNIT_SCOPE]
         )
     # What a unit keeps of the answer: the token, and how long it lives.
     assert issued["access_token"] == "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"
     assert issued["expires_in"] == 300
+    assert printed["access_token"] == issued["access_token"]
     write_pact(pact)

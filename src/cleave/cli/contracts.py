@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from cleave.cli.app import app, config_for, err, out
-from cleave.errors import CleaveError
 
 contracts_app = typer.Typer(
     help="Contracts between services: verify them, record deployments.", no_args_is_help=True
@@ -25,15 +24,6 @@ EnvironmentOption = Annotated[
 ]
 
 
-def _needs_pact() -> None:
-    try:
-        import pact  # noqa: F401
-    except ImportError:
-        raise CleaveError(
-            "verifying contracts needs pact-python, a development tool: make .venv/.dev"
-        ) from None
-
-
 @contracts_app.command("verify")
 def contracts_verify(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
@@ -44,7 +34,6 @@ def contracts_verify(
     config = config_for()
     if service is not None:
         config.require_service(service)
-    _needs_pact()
     failed = False
     for name in CHECKS:
         problems = load_check(name)(config, service)
@@ -69,7 +58,6 @@ def contracts_record_deployment(
 
     config = config_for()
     config.require_service(service)
-    _needs_pact()
     problems = record_deployment(config, service, version, environment)
     out.print(f"recorded {service} {version} in {environment} ({matrix_path(config)})")
     for problem in problems:
@@ -88,7 +76,6 @@ def can_i_deploy(
 
     config = config_for()
     config.require_service(service)
-    _needs_pact()
     answer = answer_for(config, service, version, to)
     verdict = "yes" if answer.deployable else "no"
     out.print(
