@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("PACT_DO_NOT_TRACK", "true")  # pact-python never phones home from tests
 from pact import Pact, match
 
 from cleave.contracts.messages import port_request

@@ -52,8 +52,7 @@ def contracts_record_deployment(
     version: Annotated[str, typer.Argument(help="The version this tree was built as.")],
     environment: EnvironmentOption,
 ) -> None:
-    """Record this tree, as VERSION of SERVICE, deployed to ENV in contracts/matrix.json: its
-    pacts as a consumer, and its verification of every pact it provides for."""
+    """Record this tree as VERSION of SERVICE, deployed to ENV, in contracts/matrix.json."""
     from cleave.contracts.matrix import matrix_path, record_deployment
 
     config = config_for()
@@ -70,8 +69,7 @@ def can_i_deploy(
     version: Annotated[str, typer.Option("--version", help="The version to deploy.")],
     to: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
 ) -> None:
-    """Yes or no, with the reason: can VERSION of SERVICE go to an environment without breaking
-    a consumer or a provider that runs there? Exit 1 on no."""
+    """Can VERSION of SERVICE go to ENV without breaking what runs there? Exit 1 on no."""
     from cleave.contracts.matrix import can_i_deploy as answer_for
 
     config = config_for()
