@@ -24,6 +24,7 @@ def test_every_pact_pair_is_checked_in() -> None:
         ("ordering", "customer"),
         ("ordering", "payment"),
         ("storefront", "catalog"),
+        ("storefront", "customer"),
         ("cleave-unit-client", "identity"),
         ("cleave-unit-revocations", "identity"),
     } <= pairs

@@ -1,14 +1,16 @@
-"""The storefront's HTTP pact with the catalog: the public calls its pages make (a page of
-products, one product, a product that does not exist), made by the storefront's own API client
-against Pact's mock server, so the pact holds exactly what that client sends and reads. The
-catalog verifies it by replaying each request against its real app (tests/contracts/
-test_providers.py)."""
+"""The storefront's HTTP pacts: with the catalog, the public calls its pages make (a page of
+products, one product, a product that does not exist); with customer, the signed-in person's
+profile and addresses. Each is made by the storefront's own API client against Pact's mock
+server, so the pact holds exactly what that client sends and reads; each provider verifies it by
+replaying the requests against its real app (tests/contracts/test_providers.py)."""
 
 from __future__ import annotations
 
 from pact import Pact, match
 
+from cleave.contracts.pacts import SIGNED_IN
 from cleave.web.clients import cookieless_client
+from shop.identity.domain import USER_SCOPES
 from shop.storefront.upstream import Product, ShopApi
 from tests.contracts.pactfiles import write_pact
 
@@ -58,4 +60,69 @@ async def test_storefront_reads_products_from_catalog() -> None:
     assert isinstance(mug, Product)
     assert (mug.sku, mug.currency) == ("MUG-CLASSIC", "EUR")
     assert missing is None  # the product page answers 404 of its own
+    write_pact(pact)
+
+
+ADDRESS = {
+    "label": "home",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
+}
+
+
+async def test_storefront_reads_the_persons_profile_from_customer() -> None:
+    """As the signed-in person: their own token on every call (the verifier sends one for the
+    state's subject, signed by the issuer the provider trusts)."""
+    pact = Pact("storefront", "customer")
+    token = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"
+    signed_in: dict[str, object] = {"subject": "alice", "scopes": sorted(USER_SCOPES)}
+    (
+        pact.upon_receiving("the person's profile")
+        .given(SIGNED_IN, signed_in)
+        .with_request("GET", "/api/customer/v1/customers/me")
+        .with_header("Authorization", match.regex(f"Bearer {token}", regex=r"^Bearer \S+$"))
+        .will_respond_with(200)
+        .with_body(
+            {
+                "id": "alice",
+                "email": match.str("alice@example.com"),
+                "name": match.str("Alice Example"),
+                "confirmed_orders": match.int(0),
+            },
+            "application/json",
+        )
+    )
+    (
+        pact.upon_receiving("the person's addresses")
+        .given(SIGNED_IN, signed_in)
+        .with_request("GET", "/api/customer/v1/customers/me/addresses")
+        .with_header("Authorization", match.regex(f"Bearer {token}", regex=r"^Bearer \S+$"))
+        .will_respond_with(200)
+        .with_body(
+            match.each_like({"id": match.str("a-1"), **ADDRESS}),
+            "application/json",
+        )
+    )
+    (
+        pact.upon_receiving("a new address")
+        .given(SIGNED_IN, signed_in)
+        .with_request("POST", "/api/customer/v1/customers/me/addresses")
+        .with_header("Authorization", match.regex(f"Bearer {token}", regex=r"^Bearer \S+$"))
+        .with_body(ADDRESS, "application/json")
+        .will_respond_with(201)
+        .with_body({"id": match.str("a-2"), **ADDRESS}, "application/json")
+    )
+    with pact.serve() as server:
+        async with cookieless_client(timeout=5.0) as http:
+            api = ShopApi(str(server.url), http)
+            profile = await api.profile(token)
+            addresses = await api.addresses(token)
+            added = await api.add_address(token, ADDRESS)
+    assert profile is not None
+    assert (profile.id, profile.confirmed_orders) == ("alice", 0)
+    assert addresses
+    assert addresses[0].city == "Utrecht"
+    assert added.id
     write_pact(pact)

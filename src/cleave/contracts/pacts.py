@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cleave.auth.tokens import DevIssuer
 from cleave.config import SystemConfig
 from cleave.contracts.messages import ContractGap, answer_call, event_message, example_event
 from cleave.errors import CleaveError, ConfigError
@@ -46,6 +47,10 @@ HTTP_CALL = "Synchronous/HTTP"
 CALLED = " was called"
 # A provider state for a token request: the client (`client_id`, `scopes`, `secret`) exists.
 CLIENT_REGISTERED = "a client was registered"
+# A provider state for requests made as a person (`subject`, `scopes`): they carry a token for
+# them, from the development issuer the provider under verification trusts.
+SIGNED_IN = "a person is signed in"
+CONTRACTS_ISSUER = "urn:cleave:contracts"
 CALL_TIMEOUT_SECONDS = 30.0
 LOOPBACK = "127.0.0.1"
 
@@ -116,6 +121,8 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
             verifier = Verifier(pact.provider, host=LOOPBACK)
             if provider.http_port is not None:
                 verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
+            if token := provider.person_token():
+                verifier.add_custom_header("Authorization", f"Bearer {token}")
             verifier.message_handler(provider.produce).add_source(source)
             verifier.state_handler(provider.set_state, teardown=False)
             try:
@@ -282,12 +289,31 @@ class _Provider:
         contents = json.dumps(body).encode()
         return {"contents": contents, "metadata": headers, "content_type": "application/json"}
 
+    def person_token(self) -> str | None:
+        """A token for the person a pact's requests act for (the state `a person is signed in`,
+        its `subject` and `scopes`), signed with the development key that the provider's unit
+        trusts here; None when no request acts for anyone."""
+        people = {
+            (str(state["params"]["subject"]), tuple(state["params"].get("scopes") or ()))
+            for interaction in self.interactions.values()
+            for state in interaction.get("providerStates", [])
+            if state.get("name") == SIGNED_IN and state.get("params", {}).get("subject")
+        }
+        if not people:
+            return None
+        if len(people) > 1:
+            raise ConfigError("the requests of one pact act for one person, not several")
+        [(subject, scopes)] = people
+        auth = self.config.auth
+        issuer = DevIssuer.load_or_create(self.config.var_root, auth.issuer, auth.audience)
+        return issuer.issue(subject, list(scopes))
+
     def set_state(self, state: str, parameters: dict[str, Any] | None = None) -> None:
         """Set up a provider state before its interaction is replayed: a port call made first,
         or one of the system's confidential clients registered (through the provider's own
         `registers_clients`)."""
-        if not state or self._unit is None:
-            return
+        if not state or state == SIGNED_IN or self._unit is None:
+            return  # a signed-in person is the token every request carries
         context = self._unit.contexts[self.service.name]
         given = dict(parameters or {})
         if state == CLIENT_REGISTERED and self.service.registers_clients is not None:
@@ -322,7 +348,8 @@ class _Provider:
 
 
 def alone(config: SystemConfig, service: str, folder: Path) -> SystemConfig:
-    """The system with `service` alone in one unit, on SQLite files and an in-memory broker."""
+    """The system with `service` alone in one unit, on SQLite files and an in-memory broker,
+    trusting tokens of a development issuer (its key in the unit's own folder)."""
     topology = replace(
         config.topology,
         name="contracts",
@@ -332,4 +359,5 @@ def alone(config: SystemConfig, service: str, folder: Path) -> SystemConfig:
         databases={},
         addresses={},
     )
-    return replace(config, var_root=folder / "var", topology=topology)
+    auth = replace(config.auth, issuer=CONTRACTS_ISSUER)
+    return replace(config, var_root=folder / "var", topology=topology, auth=auth)
