@@ -168,10 +168,11 @@ def test_the_matrix_keeps_the_brokers_records(base_config: SystemConfig, tmp_pat
         ("customer", "1.0.1", "ordering"),
         ("customer", "1.0.1", "identity"),
     }
-    # Customer provides for ordering's pact: verified by each recorded version.
+    # Customer provides for ordering's and the storefront's pacts: verified by each version.
     assert {(v["providerVersion"], v["consumer"], v["success"]) for v in matrix.verifications} == {
-        ("1.0.0", "ordering", True),
-        ("1.0.1", "ordering", True),
+        (version, consumer, True)
+        for version in ("1.0.0", "1.0.1")
+        for consumer in ("ordering", "storefront")
     }
 
 

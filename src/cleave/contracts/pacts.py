@@ -196,9 +196,10 @@ def _problems(pact: PactFile, results: Mapping[str, Any], gaps: Mapping[str, str
 
 
 class _Provider:
-    """The provider under verification: its event models, and its port served on a unit of its
-    own (SQLite in a temporary folder, migrated and seeded) on an event loop in a thread, since
-    the Pact verifier asks for each message from a thread of its own."""
+    """The provider under verification: its event models; and its port and its app on a unit of
+    its own (SQLite in a temporary folder, migrated and seeded), the app served by uvicorn, on an
+    event loop in a thread, since the Pact verifier asks for each message from a thread of its
+    own."""
 
     def __init__(self, config: SystemConfig, service: Service, pact: PactFile, folder: Path):
         self.service = service
@@ -220,9 +221,13 @@ class _Provider:
                 target=self._loop.run_forever, name="pact-provider", daemon=True
             )
             self._thread.start()
-            self._unit = self._run(self._start())
-            if HTTP_CALL in kinds:
-                self.http_port = self._run(self._serve(self._unit))
+            try:
+                self._unit = self._run(self._start())
+                if HTTP_CALL in kinds:
+                    self.http_port = self._run(self._serve(self._unit))
+            except BaseException:
+                self.__exit__()  # the loop's thread must not outlive a provider that never started
+                raise
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -239,8 +244,12 @@ class _Provider:
 
     async def _start(self) -> Unit:
         unit = Unit(self.config)
-        await unit.migrate()
-        await unit.seed()
+        try:
+            await unit.migrate()
+            await unit.seed()
+        except BaseException:
+            await unit.stop()
+            raise
         return unit
 
     async def _serve(self, unit: Unit) -> int:
