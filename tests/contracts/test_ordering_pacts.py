@@ -74,7 +74,8 @@ CATALOG = [
                     "quantity": 2,
                     "unit_price": match.int(1200),
                     "currency": match.str("EUR"),
-                }
+                },
+                min=1,
             )
         },
     ),

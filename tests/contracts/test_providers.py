@@ -25,6 +25,7 @@ def test_every_pact_pair_is_checked_in() -> None:
         ("ordering", "payment"),
         ("storefront", "catalog"),
         ("storefront", "customer"),
+        ("storefront", "ordering"),
         ("cleave-unit-client", "identity"),
         ("cleave-unit-revocations", "identity"),
     } <= pairs

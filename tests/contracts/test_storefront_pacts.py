@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pact import Pact, match
 
-from cleave.contracts.pacts import SIGNED_IN
+from cleave.contracts.pacts import REQUESTED, SIGNED_IN
 from cleave.web.clients import cookieless_client
 from shop.identity.domain import USER_SCOPES
 from shop.storefront.upstream import Product, ShopApi
@@ -101,7 +101,7 @@ async def test_storefront_reads_the_persons_profile_from_customer() -> None:
         .with_header("Authorization", match.regex(f"Bearer {token}", regex=r"^Bearer \S+$"))
         .will_respond_with(200)
         .with_body(
-            match.each_like({"id": match.str("a-1"), **ADDRESS}),
+            match.each_like({"id": match.str("a-1"), **ADDRESS}, min=1),
             "application/json",
         )
     )
@@ -125,4 +125,85 @@ async def test_storefront_reads_the_persons_profile_from_customer() -> None:
     assert addresses
     assert addresses[0].city == "Utrecht"
     assert added.id
+    write_pact(pact)
+
+
+SHIPPING = {
+    "name": "Alice Example",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
+}
+ORDER = {
+    "lines": [{"sku": "MUG-CLASSIC", "quantity": 2}],
+    "card_token": "tok_visa",
+    "shipping_address": SHIPPING,
+}
+
+
+async def test_storefront_places_and_lists_the_persons_orders_at_ordering() -> None:
+    pact = Pact("storefront", "ordering")
+    token = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"
+    bearer = match.regex(f"Bearer {token}", regex=r"^Bearer \S+$")
+    signed_in: dict[str, object] = {"subject": "alice", "scopes": sorted(USER_SCOPES)}
+    (
+        pact.upon_receiving("a new order")
+        .given(SIGNED_IN, signed_in)
+        .with_request("POST", "/api/ordering/v1/orders")
+        .with_header("Authorization", bearer)
+        .with_header("Idempotency-Key", match.str("k-5b7e0c3a"))
+        .with_body(ORDER, "application/json")
+        .will_respond_with(202)
+        .with_body({"id": match.str("o-81d2")}, "application/json")
+    )
+    placed: dict[str, object] = {
+        "method": "POST",
+        "path": "/api/ordering/v1/orders",
+        "body": ORDER,
+        "headers": {"Idempotency-Key": "k-listed"},
+    }
+    (
+        pact.upon_receiving("the person's orders")
+        .given(SIGNED_IN, signed_in)
+        .given(REQUESTED, placed)
+        .with_request("GET", "/api/ordering/v1/orders")
+        .with_query_parameter("limit", "10")
+        .with_header("Authorization", bearer)
+        .will_respond_with(200)
+        .with_body(
+            {
+                "items": match.each_like(
+                    {
+                        "id": match.str("o-81d2"),
+                        "status": match.str("pending"),
+                        "reason": None,
+                        "lines": match.each_like(
+                            {"sku": "MUG-CLASSIC", "quantity": 2, "name": None, "unit_price": None},
+                            min=1,
+                        ),
+                        "total": None,
+                        "shipping_address": SHIPPING,
+                        "card": match.str("visa"),
+                        "created_at": match.regex(
+                            "2026-01-01T00:00:00Z",
+                            regex=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
+                        ),
+                    },
+                    min=1,
+                ),
+                "next_cursor": None,
+            },
+            "application/json",
+        )
+    )
+    with pact.serve() as server:
+        async with cookieless_client(timeout=5.0) as http:
+            api = ShopApi(str(server.url), http)
+            order_id = await api.place_order(token, ORDER, "k-5b7e0c3a")
+            page = await api.orders(token, cursor=None)
+    assert order_id
+    [order] = page.items
+    assert (order.status, order.lines[0].sku, order.total) == ("pending", "MUG-CLASSIC", None)
+    assert page.next_cursor is None
     write_pact(pact)

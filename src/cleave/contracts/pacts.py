@@ -50,6 +50,9 @@ CLIENT_REGISTERED = "a client was registered"
 # A provider state for requests made as a person (`subject`, `scopes`): they carry a token for
 # them, from the development issuer the provider under verification trusts.
 SIGNED_IN = "a person is signed in"
+# A provider state made by a request to the provider's own app first (`method`, `path`, `body`,
+# `headers`), as that person: the order a listing then shows, say.
+REQUESTED = "a request was made"
 CONTRACTS_ISSUER = "urn:cleave:contracts"
 CALL_TIMEOUT_SECONDS = 30.0
 LOOPBACK = "127.0.0.1"
@@ -117,7 +120,8 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="cleave-pact-") as folder:
         source = Path(folder) / "pact.json"
         source.write_text(json.dumps(pact.content))
-        with _Provider(config, services[pact.provider], pact, Path(folder)) as provider:
+        provider_service = services[pact.provider]
+        with _Provider(config, services, provider_service, pact, Path(folder)) as provider:
             verifier = Verifier(pact.provider, host=LOOPBACK)
             if provider.http_port is not None:
                 verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
@@ -201,15 +205,30 @@ class _Provider:
     event loop in a thread, since the Pact verifier asks for each message from a thread of its
     own."""
 
-    def __init__(self, config: SystemConfig, service: Service, pact: PactFile, folder: Path):
+    def __init__(
+        self,
+        config: SystemConfig,
+        services: Mapping[str, Service],
+        service: Service,
+        pact: PactFile,
+        folder: Path,
+    ) -> None:
         self.service = service
-        self.config = alone(config, service.name, folder)
+        # The services whose ports it calls run beside it, so that its app can answer.
+        called = tuple(
+            name
+            for name, other in services.items()
+            if other.port is not None and other.port.protocol in service.calls
+        )
+        self.config = alone(config, service.name, folder, with_=called)
         self.interactions = {str(i["description"]): i for i in pact.interactions}
         self.gaps: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._unit: Unit | None = None
         self._server: uvicorn.Server | None = None
+        self._app: Any = None
+        self._token: str | None = None
         self._serving: asyncio.Future[None] | None = None
         self.http_port: int | None = None
 
@@ -259,7 +278,7 @@ class _Provider:
 
         from cleave.web.app import create_app
 
-        app = create_app(unit, start_unit=False)
+        app = self._app = create_app(unit, start_unit=False)
         config = uvicorn.Config(app, host=LOOPBACK, port=0, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._serving = asyncio.ensure_future(self._server.serve())
@@ -315,7 +334,8 @@ class _Provider:
         [(subject, scopes)] = people
         auth = self.config.auth
         issuer = DevIssuer.load_or_create(self.config.var_root, auth.issuer, auth.audience)
-        return issuer.issue(subject, list(scopes))
+        self._token = issuer.issue(subject, list(scopes))
+        return self._token
 
     def set_state(self, state: str, parameters: dict[str, Any] | None = None) -> None:
         """Set up a provider state before its interaction is replayed: a port call made first,
@@ -329,12 +349,29 @@ class _Provider:
             registrar = self.service.registers_clients
             scopes = frozenset(given.get("scopes") or ())
             self._run(registrar(context, given["client_id"], scopes, given["secret"]))
+        elif state == REQUESTED and self._app is not None:
+            self._run(self._request(given))
         elif state.endswith(CALLED) and self.service.port is not None:
             implementation = self._unit.ports.get(self.service.port.protocol)
             setup = {"method": state.removesuffix(CALLED), "arguments": given}
             self._run(answer_call(self.service.port.protocol, implementation, setup))
         else:
             raise ContractGap(f"{self.service.name} cannot set up the state {state!r}")
+
+    async def _request(self, given: Mapping[str, Any]) -> None:
+        """A request to the provider's own app, as the signed-in person, that must succeed."""
+        import httpx
+
+        headers = dict(given.get("headers") or {})
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        transport = httpx.ASGITransport(app=self._app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{LOOPBACK}") as http:
+            answer = await http.request(
+                str(given["method"]), str(given["path"]), json=given.get("body"), headers=headers
+            )
+        if answer.status_code >= 400:
+            raise ContractGap(f"the state's {given['method']} {given['path']}: {answer.text}")
 
     def _event(self, interaction: Mapping[str, Any]) -> dict[str, Any]:
         event_type = (interaction.get("metadata") or {}).get("type")
@@ -356,13 +393,16 @@ class _Provider:
         return self._run(answer_call(port.protocol, implementation, request or {}))
 
 
-def alone(config: SystemConfig, service: str, folder: Path) -> SystemConfig:
-    """The system with `service` alone in one unit, on SQLite files and an in-memory broker,
-    trusting tokens of a development issuer (its key in the unit's own folder)."""
+def alone(
+    config: SystemConfig, service: str, folder: Path, *, with_: tuple[str, ...] = ()
+) -> SystemConfig:
+    """The system with `service` alone in one unit (beside the services `with_`), on SQLite files
+    and an in-memory broker, trusting tokens of a development issuer (its key in the unit's own
+    folder)."""
     topology = replace(
         config.topology,
         name="contracts",
-        units={"contracts": (service,)},
+        units={"contracts": (service, *with_)},
         broker="memory",
         database="sqlite+aiosqlite:///{var}/{service}.db",
         databases={},
