@@ -162,7 +162,8 @@ def test_logs_show_a_units_lines_and_follow_new_ones(server: str, env: dict[str,
             assert adjusted.status_code == 200, adjusted.text
             assert follower.stdout is not None
             line = follower.stdout.readline()
-            assert "stock adjusted" in line and marker in line
+            assert "stock adjusted" in line
+            assert marker in line
         finally:
             follower.terminate()
 

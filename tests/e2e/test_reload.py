@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.conftest import ROOT, free_port
 
-SERVICE = '''
+SERVICE = """
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -41,8 +41,8 @@ service = Service(
     migrations=Path(__file__).parent / "{name}_migrations",
     router=router,
 )
-'''
-MIGRATION = '''
+"""
+MIGRATION = """
 revision = "{name}_0001"
 down_revision = None
 branch_labels = ("{name}",)
@@ -55,7 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     pass
-'''
+"""
 
 
 def write_service(package: Path, name: str, text: str) -> None:
@@ -152,7 +152,8 @@ def test_an_edited_handler_answers_anew_and_only_its_unit_restarts(
     base, package, log = reloading
     before = greeting(base, "hello")
     other_before = greeting(base, "other")
-    assert before is not None and before["text"] == "hello"
+    assert before is not None
+    assert before["text"] == "hello"
     assert other_before is not None
 
     write_service(package, "hello", "hi there")
@@ -167,8 +168,10 @@ def test_an_edited_handler_answers_anew_and_only_its_unit_restarts(
 
     (package / "hello.py").write_text("def broken(:\n")
     wait_for(
-        lambda: "unit a exited with code" in log.read_text()
-        and "it starts again when its code changes" in log.read_text(),
+        lambda: (
+            "unit a exited with code" in log.read_text()
+            and "it starts again when its code changes" in log.read_text()
+        ),
         "the failing unit waiting for a fix",
     )
     assert "SyntaxError" in log.read_text()  # the error itself, in the terminal
