@@ -306,3 +306,52 @@ async def test_the_default_idempotent_producer_is_refused_by_tansu_with_the_opti
     assert "ConfigError" in stderr.decode()
     assert "refused an idempotent producer" in stderr.decode()
     assert "needs ?idempotence=false" in stderr.decode()
+
+
+HOLDING_CONSUMER = """
+import asyncio, sys
+from cleave.messaging.kafka import KafkaBroker
+
+async def main() -> None:
+    broker = KafkaBroker(sys.argv[1])
+
+    async def hold(envelope) -> None:  # received, never applied nor committed
+        print(envelope.id, flush=True)
+        await asyncio.Event().wait()
+
+    broker.subscribe("tally", [sys.argv[2]], hold)
+    await broker.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_consumer_process_killed_before_committing_hands_its_message_to_the_next_member(
+    units: Units, kafka: Brokers
+) -> None:
+    """A real crash: no LeaveGroup, so the group waits out the dead member's session first."""
+    await kafka.create_topics([NOTE_WRITTEN], partitions=1)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDING_CONSUMER,
+        kafka.url,
+        NOTE_WRITTEN,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        writer = await units.start("writer")
+        await write_note(writer, "killed")
+        assert holder.stdout is not None
+        held = (await asyncio.wait_for(holder.stdout.readline(), 30)).decode().strip()
+        assert held, "the holding consumer never received the message"
+    finally:
+        holder.kill()
+        await holder.wait()
+
+    returned = await units.start("counter", wrap=CountingBroker)
+    assert await eventually(lambda: tally_of(returned, "killed"), within=30) == 1
+    async with returned.context("tally").read() as connection:
+        ids = (await connection.execute(select(inbox.c.message_id))).scalars().all()
+    assert ids == [held]
