@@ -433,6 +433,7 @@ def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> Non
         ("amqp://127.0.0.1/?prefetch=lots", "broker prefetch 'lots'"),
         ("kafka://127.0.0.1:9092?idempotence=maybe", "broker idempotence 'maybe'"),
         ("kafka://127.0.0.1:9092?acks=1", "unknown option 'acks'"),
+        ("kafka://127.0.0.1:9092?session_timeout_ms=10s", "broker session_timeout_ms '10s'"),
         ("kafka://?namespace=x", "name the bootstrap servers"),
     ],
 )

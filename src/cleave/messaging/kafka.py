@@ -19,7 +19,8 @@ UnknownError); a retried produce may then write a record twice, which the consum
 `?session_timeout_ms=N` (default 10000, aiokafka's) is how long a consumer may stay silent before
 the group gives its partitions to another member; it heartbeats every third of it. A broker waits
 for members to join a new group for a while tied to it (Tansu: half of it), so it bounds how
-quickly a unit's consumers start too.
+quickly a unit's consumers start too. `?prefetch` does not apply: a consumer handles the records of
+its partitions one at a time, committing each after it, which keeps a key's order.
 """
 
 from __future__ import annotations
