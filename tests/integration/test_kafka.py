@@ -141,7 +141,10 @@ async def test_two_units_of_one_service_share_the_partitions_and_one_takes_over_
     assert applied["first"], "the second unit consumed every partition"
     assert applied["second"], "the first unit consumed every partition"
 
-    await units.stop(second)  # leaves the group: the rebalance hands its partitions on
+    during = [f"during-{i}" for i in range(24)]
+    publishing = asyncio.create_task(publish(during))
+    await units.stop(second)  # leaves the group mid-stream: the rebalance hands its partitions on
+    await publishing
 
     async def taken_over() -> bool:
         return assigned(first) == set(range(PARTITIONS))
@@ -149,9 +152,9 @@ async def test_two_units_of_one_service_share_the_partitions_and_one_takes_over_
     assert await eventually(taken_over, within=20)
     after = [f"after-{i}" for i in range(24)]
     await publish(after)
-    assert await eventually(lambda: all_applied(before + after), within=20)
+    assert await eventually(lambda: all_applied(before + during + after), within=20)
     assert {text for _, text in applied["first"]} >= set(after)
-    assert await inbox_rows(first) == len(before) + len(after)
+    assert await inbox_rows(first) == len(before) + len(during) + len(after)
 
 
 class GatedBroker(CountingBroker):
