@@ -11,12 +11,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 POSTGRES = ("127.0.0.1", 5432)
 RABBITMQ = ("127.0.0.1", 5672)
 NATS = ("127.0.0.1", 4222)
+# moto's server: an SQS/SNS emulator, on the port LocalStack made the usual one for it.
+SQS = ("127.0.0.1", 4566)
 
 
 def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
@@ -57,10 +60,25 @@ def _start_nats() -> None:
         )  # fmt: skip
 
 
+def _start_moto() -> None:
+    moto_server = Path(sys.executable).parent / "moto_server"  # from the dev dependencies
+    if moto_server.exists():
+        log = Path(tempfile.gettempdir()) / "cleave-moto-server.log"
+        with log.open("ab") as output:
+            subprocess.Popen(  # detached, like the other servers: it outlives this command
+                [moto_server, "-H", SQS[0], "-p", str(SQS[1])],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+
 STARTERS = {
     "postgresql": (POSTGRES, _start_postgres),
     "rabbitmq": (RABBITMQ, _start_rabbitmq),
     "nats": (NATS, _start_nats),
+    "sqs": (SQS, _start_moto),
 }
 
 

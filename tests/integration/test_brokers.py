@@ -1,4 +1,5 @@
-"""Events between units over the real RabbitMQ and NATS JetStream (and in-process, for contrast).
+"""Events between units over the real RabbitMQ, NATS JetStream and SNS+SQS (moto's server), and
+in-process, for contrast.
 
 The toy `notes` runs in one unit and `tally` in another, each unit with its own broker client on
 the same server, as two processes would be. Every test gets its own broker namespace, so its
@@ -7,6 +8,7 @@ exchanges, queues and streams are its own, and deletes them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -30,13 +32,16 @@ from cleave.messaging.kafka import KafkaBroker
 from cleave.messaging.rabbitmq import RabbitMQBroker
 from cleave.messaging.relay import outbox_state
 from cleave.messaging.remote import BrokerAddress, keep_raw_message
+from cleave.messaging.sqs import SQSBroker
 from cleave.runtime import Unit
 from tests.conftest import eventually, require_server
 from tests.integration import toy
-from tests.services import NATS, RABBITMQ
+from tests.services import NATS, RABBITMQ, SQS
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NATS_URL = "nats://127.0.0.1:4222"
+# A one-second long poll: closing a consumer waits for the poll in flight, and tests close many.
+SQS_URL = f"sqs://test:test@{SQS[0]}:{SQS[1]}?region=us-east-1&wait=1"
 NOTE_WRITTEN = toy.NoteWritten.event_type
 
 
@@ -49,8 +54,10 @@ class Brokers:
 
     @property
     def url(self) -> str:
-        base = {"rabbitmq": RABBITMQ_URL, "nats": NATS_URL}.get(self.kind, "memory")
-        return base if base == "memory" else f"{base}?namespace={self.namespace}"
+        base = {"rabbitmq": RABBITMQ_URL, "nats": NATS_URL, "sqs": SQS_URL}.get(self.kind, "memory")
+        if base == "memory":
+            return base
+        return f"{base}{'&' if '?' in base else '?'}namespace={self.namespace}"
 
     async def delete_everything(self, queues: list[str]) -> None:
         if self.kind == "rabbitmq":
@@ -72,14 +79,36 @@ class Brokers:
                 pass
             finally:
                 await client.close()
+        elif self.kind == "sqs":
+            await delete_sqs_namespace(self.url, queues)
 
 
-@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+async def delete_sqs_namespace(url: str, queues: list[str]) -> None:
+    """The topic and queues an `sqs://` URL's broker made for `queues`, gone."""
+    broker = SQSBroker(url)
+    sns, sqs = await broker.connect()
+    try:
+        topics = {topic["TopicArn"] for topic in (await sns.list_topics()).get("Topics", [])}
+        for arn in topics:
+            if arn.rsplit(":", 1)[1] == broker.topic_name:
+                await sns.delete_topic(TopicArn=arn)
+        for queue in queues:
+            for name in (broker.queue_name(queue), broker.parked_queue_name(queue)):
+                with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+                    url_of = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+                    await sqs.delete_queue(QueueUrl=url_of)
+    finally:
+        await broker.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq", "nats", "sqs"])
 async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
     if request.param == "rabbitmq":
         require_server("RabbitMQ", RABBITMQ)
     if request.param == "nats":
         require_server("NATS", NATS)
+    if request.param == "sqs":
+        require_server("moto's SQS/SNS server", SQS)
     server = Brokers(request.param, f"t{uuid.uuid4().hex[:12]}")
     try:
         yield server
@@ -87,7 +116,7 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
         await server.delete_everything(["tally"])
 
 
-remote_only = pytest.mark.parametrize("brokers", ["rabbitmq", "nats"], indirect=True)
+remote_only = pytest.mark.parametrize("brokers", ["rabbitmq", "nats", "sqs"], indirect=True)
 
 
 class CountingBroker:
@@ -277,6 +306,8 @@ async def test_a_malformed_message_is_parked_by_the_broker_and_consuming_goes_on
 async def publish_raw(broker: Broker, event_type: str, body: bytes) -> None:
     if isinstance(broker, RabbitMQBroker):
         await broker.faststream.publish(body, exchange=broker.exchange, routing_key=event_type)
+    elif isinstance(broker, SQSBroker):
+        await broker.publish_raw(event_type, body.decode(), group="raw", deduplication="raw")
     else:
         assert isinstance(broker, JetStreamBroker)
         await broker.publish_raw(broker.subject(event_type), body, {})
@@ -290,6 +321,8 @@ async def parked_bodies(brokers: Brokers, queue: str) -> list[bytes]:
             parked = await channel.get_queue(f"{brokers.namespace}.{queue}.parked")
             message = await parked.get(fail=False, no_ack=True)
             return [message.body] if message else []
+    if brokers.kind == "sqs":
+        return await sqs_parked_bodies(brokers.url, queue)
     client = await nats.connect(NATS_URL)
     try:
         jetstream = client.jetstream()
@@ -302,6 +335,20 @@ async def parked_bodies(brokers: Brokers, queue: str) -> list[bytes]:
         return [stored.data or b""]
     finally:
         await client.close()
+
+
+async def sqs_parked_bodies(url: str, queue: str) -> list[bytes]:
+    """What waits in a queue's dead-letter queue, left there (invisible for a second)."""
+    broker = SQSBroker(url)
+    _sns, sqs = await broker.connect()
+    try:
+        parked = (await sqs.get_queue_url(QueueName=broker.parked_queue_name(queue)))["QueueUrl"]
+        received = await sqs.receive_message(
+            QueueUrl=parked, MaxNumberOfMessages=10, VisibilityTimeout=1
+        )
+        return [message["Body"].encode() for message in received.get("Messages", [])]
+    finally:
+        await broker.close()
 
 
 async def test_kafka_carries_events_through_the_same_adapter(
@@ -355,6 +402,8 @@ async def test_kafka_carries_events_through_the_same_adapter(
         ("amqps://guest:guest@broker.example:5671/", RabbitMQBroker),
         ("nats://127.0.0.1:4222", JetStreamBroker),
         ("kafka://127.0.0.1:9092", KafkaBroker),
+        ("sqs://127.0.0.1:4566?region=us-east-1", SQSBroker),
+        ("sqs://aws?region=eu-west-1&fifo=true", SQSBroker),
     ],
 )
 def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> None:
@@ -368,6 +417,12 @@ def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> Non
         ("rabbit", "unknown scheme 'rabbit'"),
         ("nats://127.0.0.1:4222?namespace=a.b", "broker namespace 'a.b'"),
         ("amqp://127.0.0.1/?prefetch=lots", "broker prefetch 'lots'"),
+        ("sqs://127.0.0.1:4566?fifo=yes", "broker fifo 'yes'"),
+        ("sqs://127.0.0.1:4566?visibility=1", "broker visibility '1'"),
+        ("sqs://127.0.0.1:4566?wait=60", "broker wait '60'"),
+        ("sqs://127.0.0.1:4566?max_receives=none", "broker max_receives 'none'"),
+        ("sqs://127.0.0.1:4566?regoin=eu-west-1", "unknown option 'regoin'"),
+        ("sqs://?region=eu-west-1", "name the endpoint"),
     ],
 )
 def test_a_broker_url_that_cannot_work_is_a_config_error(url: str, complaint: str) -> None:
