@@ -1,5 +1,6 @@
 """What is SQS's own, on moto's server: the redrive to the dead-letter queue, the visibility
-timeout (expiring for a consumer that died, extended for one that is slow) and FIFO order per key.
+timeout (expiring for a consumer that died, extended for one that is slow), FIFO order per key,
+and `cleave plan` naming the broker of the `aws` topology.
 
 The broker suite every adapter passes is `test_brokers.py`; here the adapter is driven directly,
 a `deliver` callback standing in for a consumer. Moto is an emulator: see `cleave.messaging.sqs`
@@ -9,17 +10,22 @@ for what it does not do as AWS does.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from cleave.config import load_config
 from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
 from cleave.messaging.sqs import SQSBroker
 from tests.conftest import eventually, require_server
+from tests.e2e.conftest import ROOT
 from tests.integration import toy
 from tests.integration.test_brokers import SQS_URL, delete_sqs_namespace, sqs_parked_bodies
 from tests.services import SQS
@@ -195,3 +201,28 @@ async def test_a_fifo_queue_keeps_each_subjects_order_and_drops_a_resent_event(
         texts = [e.data["text"] for e in seen if e.subject == f"order-{key}"]
         assert texts == [f"{key}-{n}" for n in range(12)]
     assert consumer.queue_name("tally").endswith(".fifo")
+
+
+def test_cleave_plan_shows_sns_and_sqs_carrying_the_aws_topologys_events() -> None:
+    """`cleave plan --topology aws`, as the README shows it."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    planned = subprocess.run(
+        [sys.executable, "-m", "cleave", "plan", "--topology", "aws"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    broker = load_config(ROOT / "cleave.toml", topology="aws").topology.broker
+    assert broker.startswith("sqs://")
+    assert f"topology aws · broker {broker}" in " ".join(planned.split())
+    confirmed = next(line for line in planned.splitlines() if "order_confirmed" in line)
+    assert confirmed.split() == [
+        "shop.ordering.order_confirmed.v1",
+        "ordering",
+        "→",
+        "customer",
+        f"({broker})",
+    ]

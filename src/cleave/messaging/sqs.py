@@ -33,10 +33,10 @@ Names, for namespace `ns`:
 queues is SNS's job from there). A message is deleted from its queue only after the consumer has
 applied or parked it, so a crash between the two redelivers it and the inbox drops the copy.
 
-Tested against moto's server mode, an emulator, not AWS: it does not enforce IAM or the queue
-policy this adapter writes, moves no message SNS could not deliver, and has no SNS delivery
-retries or limits on throughput; FIFO high-throughput mode and SQS's at-least-once duplicates of
-a standard queue are not emulated either.
+Tested against moto's server mode, an emulator, not AWS: it enforces neither IAM nor the queue
+policy this adapter writes, does not retry SNS deliveries or limit throughput, forgets a FIFO
+deduplication id once its message is deleted (AWS keeps it five minutes), and never delivers a
+standard queue's message twice on its own, as SQS occasionally does (the inbox drops that).
 """
 
 from __future__ import annotations
