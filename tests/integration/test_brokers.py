@@ -434,3 +434,26 @@ def test_cleaves_own_options_leave_the_url_the_client_library_sees() -> None:
     address = BrokerAddress.parse("amqp://u:p@h:5672/vhost?namespace=shop2&prefetch=8&heartbeat=30")
     assert (address.namespace, address.prefetch) == ("shop2", 8)
     assert address.url == "amqp://u:p@h:5672/vhost?heartbeat=30"
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint", "region", "key"),
+    [
+        (
+            "sqs://k:s%2F1@127.0.0.1:4566?fifo=true",
+            "http://127.0.0.1:4566",
+            "us-east-1",
+            ("k", "s/1"),
+        ),
+        ("sqs://aws?region=eu-west-1", None, "eu-west-1", None),
+        ("sqs://aws", None, None, None),  # the region from AWS_REGION or the profile
+    ],
+)
+def test_an_sqs_url_names_the_endpoint_its_region_and_key(
+    url: str, endpoint: str | None, region: str | None, key: tuple[str, str] | None
+) -> None:
+    broker = create_broker(f"{url}{'&' if '?' in url else '?'}namespace=shop2")
+    assert isinstance(broker, SQSBroker)
+    address = broker.sqs_address
+    assert (address.endpoint, address.region, address.access_key) == (endpoint, region, key)
+    assert broker.queue_name("ordering").startswith("shop2-ordering")

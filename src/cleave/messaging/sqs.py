@@ -158,7 +158,8 @@ class SQSBroker:
         self._sqs: SQSClient | None = None
         self._topic_arn: str | None = None
         self._consumers: list[_QueueConsumer] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._receivers: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -210,23 +211,33 @@ class SQSBroker:
             )
         return self._sns, self._sqs
 
-    async def start(self) -> None:
+    async def declare(self) -> None:
+        """Make the topic, and each subscribed queue with its dead-letter queue and subscription,
+        without consuming them: what `start` does first, and all a unit needs whose queues are
+        read by another poller (a Lambda event source mapping). Safe to repeat."""
         sns, sqs = await self.connect()
         topic_attributes = {"FifoTopic": "true"} if self.sqs_address.fifo else {}
         topic_arn = (await sns.create_topic(Name=self.topic_name, Attributes=topic_attributes))[
             "TopicArn"
         ]
         existing = await self._subscriptions_of(sns, topic_arn)
+        self._consumers.clear()
         for queue, (event_types, deliver) in self._subscriptions.items():
             queue_url, queue_arn, parked_url = await self._declare_queue(sqs, topic_arn, queue)
             await self._subscribe_queue(sns, topic_arn, queue_arn, event_types, existing)
             self._consumers.append(_QueueConsumer(self, sqs, queue, queue_url, parked_url, deliver))
         self._topic_arn = topic_arn
         self._started = True
-        for consumer in self._consumers:
-            self._tasks.append(asyncio.create_task(consumer.receive(), name=consumer.queue))
+
+    async def start(self) -> None:
+        await self.declare()
+        _sns, sqs = await self.connect()
+        self._receivers = [
+            asyncio.create_task(consumer.receive(), name=f"receive {consumer.queue}")
+            for consumer in self._consumers
+        ]
         if self._consumers:
-            self._tasks.append(asyncio.create_task(self._keep_invisible(sqs), name="visibility"))
+            self._heartbeat = asyncio.create_task(self._keep_invisible(sqs))
 
     async def _declare_queue(
         self, sqs: SQSClient, topic_arn: str, queue: str
@@ -379,23 +390,23 @@ class SQSBroker:
 
     async def close(self) -> None:
         for consumer in self._consumers:
-            consumer.closing.set()
-        receivers = [task for task in self._tasks if task.get_name() != "visibility"]
-        if receivers:
+            consumer.stop()
+        if self._receivers:
             # A poll lasts at most `wait` seconds; then the loops end of themselves.
-            _done, late = await asyncio.wait(receivers, timeout=self.sqs_address.wait + 5)
+            _done, late = await asyncio.wait(self._receivers, timeout=self.sqs_address.wait + 5)
             for task in late:
                 task.cancel()
+            await asyncio.gather(*self._receivers, return_exceptions=True)
         handlers = [task for consumer in self._consumers for task in consumer.handlers]
         if handlers:
             _done, late = await asyncio.wait(handlers, timeout=GRACEFUL_SECONDS)
             for task in late:
-                task.cancel()
+                task.cancel()  # its message comes back after the visibility timeout
             await asyncio.gather(*handlers, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        self._receivers, self._heartbeat = [], None
         self._consumers.clear()
         await self._exits.aclose()
         self._sns = self._sqs = None
@@ -425,6 +436,11 @@ class _QueueConsumer:
     held: set[str] = field(default_factory=set)  # receipt handles of messages being handled
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        """No more polls after the one in flight; wakes a loop waiting for room."""
+        self.closing.set()
+        self._room.set()
 
     async def receive(self) -> None:
         prefetch = self.broker.address.prefetch
