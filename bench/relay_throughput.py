@@ -1,4 +1,5 @@
-"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream.
+"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream (and SNS+SQS on
+moto's server with `--brokers sqs`: an emulator's rate, not AWS's).
 
     .venv/bin/python -m bench.relay_throughput [--events 5000] [--brokers memory,rabbitmq,nats]
 

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from cleave.config import load_config
+from cleave.errors import ConfigError
 from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
 from cleave.messaging.sqs import SQSBroker
@@ -226,3 +227,12 @@ def test_cleave_plan_shows_sns_and_sqs_carrying_the_aws_topologys_events() -> No
         "customer",
         f"({broker})",
     ]
+
+
+def test_a_subscription_sqs_cannot_hold_is_a_config_error() -> None:
+    long_namespace = SQSBroker(f"{SQS_URL}&namespace={'n' * 64}")
+    with pytest.raises(ConfigError, match="longer than SQS's 80 characters"):
+        long_namespace.subscribe("a-consumer-of-notes", [NOTE_WRITTEN], recorder([]))
+    too_many = [f"toy.kind_{n}.v1" for n in range(151)]
+    with pytest.raises(ConfigError, match="an SNS filter policy holds at most 150"):
+        SQSBroker(SQS_URL).subscribe("tally", too_many, recorder([]))

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
     from types_aiobotocore_sqs.type_defs import (
         ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
         MessageTypeDef,
         SendMessageRequestTypeDef,
     )
@@ -83,7 +84,9 @@ RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest: a consumer down for days ca
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # How long `close` waits for handlers still running before it abandons them to redelivery.
 GRACEFUL_SECONDS = 10.0
-RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage
+RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage, and per batch of deletes or changes
+# How long a delete waits for others to share its request (SQS bills per request).
+DELETE_LINGER_SECONDS = 0.005
 FILTER_POLICY_VALUES = 150  # SNS's limit on the values of one filter policy
 NAME_LENGTH = 80  # SQS's limit on a queue name, ".fifo" included
 # SNS and SQS take these characters in a message group or deduplication id.
@@ -403,6 +406,10 @@ class SQSBroker:
             for task in late:
                 task.cancel()  # its message comes back after the visibility timeout
             await asyncio.gather(*handlers, return_exceptions=True)
+        for consumer in self._consumers:  # their handlers are done: nothing waits for these
+            if consumer._deleting is not None:
+                consumer._deleting.cancel()
+                await asyncio.gather(consumer._deleting, return_exceptions=True)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -436,6 +443,8 @@ class _QueueConsumer:
     held: set[str] = field(default_factory=set)  # receipt handles of messages being handled
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
+    _deletes: list[tuple[str, asyncio.Future[None]]] = field(default_factory=list)
+    _deleting: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """No more polls after the one in flight; wakes a loop waiting for room."""
@@ -504,6 +513,38 @@ class _QueueConsumer:
                 )
             self._let_go(message)
 
+    async def delete(self, receipt: str) -> None:
+        """Delete a handled message; the deletes of a few milliseconds share one request."""
+        deleted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deletes.append((receipt, deleted))
+        if self._deleting is None or self._deleting.done():
+            self._deleting = asyncio.create_task(self._delete_batches())
+        await deleted
+
+    async def _delete_batches(self) -> None:
+        while self._deletes:
+            await asyncio.sleep(DELETE_LINGER_SECONDS)
+            batch, self._deletes = self._deletes[:RECEIVE_BATCH], self._deletes[RECEIVE_BATCH:]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(index), "ReceiptHandle": receipt}
+                for index, (receipt, _deleted) in enumerate(batch)
+            ]
+            failed: dict[str, str] = {}
+            try:
+                result = await self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url, Entries=entries
+                )
+                failed = {entry["Id"]: entry["Code"] for entry in result.get("Failed", [])}
+            except Exception as error:
+                failed = {entry["Id"]: f"{type(error).__name__}: {error}" for entry in entries}
+            for index, (_receipt, deleted) in enumerate(batch):
+                if deleted.done():
+                    continue  # its handler was cancelled
+                if str(index) in failed:
+                    deleted.set_exception(RuntimeError(f"not deleted: {failed[str(index)]}"))
+                else:
+                    deleted.set_result(None)
+
     def _let_go(self, message: MessageTypeDef) -> None:
         self.held.discard(message["ReceiptHandle"])
         self._room.set()
@@ -516,9 +557,7 @@ class _Settlement:
         self.retried = False
 
     async def ack(self) -> None:
-        await self.consumer.sqs.delete_message(
-            QueueUrl=self.consumer.queue_url, ReceiptHandle=self.message["ReceiptHandle"]
-        )
+        await self.consumer.delete(self.message["ReceiptHandle"])
 
     async def retry(self) -> None:
         # Visible again now (settle has paused already); each receive counts toward the redrive.
