@@ -14,8 +14,8 @@ Options of its own, beside `namespace` and `prefetch` (see `cleave.messaging.rem
 - `visibility=S` (default 30): the visibility timeout, extended every S/3 seconds while a
   handler runs, so only a consumer that died lets the message go to another;
 - `wait=S` (default 5, at most 20): the long poll. `close` lets the poll in flight finish (and
-  returns what it brought), because a poll abandoned mid-wait still takes a message on the server
-  side, hiding it from the next consumer for a whole visibility timeout.
+  makes what it brought visible again), because a poll abandoned mid-wait still takes a message
+  on the server side, hiding it from the next consumer for a whole visibility timeout.
 
 Names, for namespace `ns`:
 
@@ -406,10 +406,8 @@ class SQSBroker:
             for task in late:
                 task.cancel()  # its message comes back after the visibility timeout
             await asyncio.gather(*handlers, return_exceptions=True)
-        for consumer in self._consumers:  # their handlers are done: nothing waits for these
-            if consumer._deleting is not None:
-                consumer._deleting.cancel()
-                await asyncio.gather(consumer._deleting, return_exceptions=True)
+        for consumer in self._consumers:
+            await consumer.finish()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -451,6 +449,12 @@ class _QueueConsumer:
         self.closing.set()
         self._room.set()
 
+    async def finish(self) -> None:
+        """After the handlers: end the batching of deletes, which nothing waits for any more."""
+        if self._deleting is not None:
+            self._deleting.cancel()
+            await asyncio.gather(self._deleting, return_exceptions=True)
+
     async def receive(self) -> None:
         prefetch = self.broker.address.prefetch
         while not self.closing.is_set():
@@ -464,7 +468,7 @@ class _QueueConsumer:
                     QueueUrl=self.queue_url,
                     MaxNumberOfMessages=min(RECEIVE_BATCH, room),
                     WaitTimeSeconds=self.broker.sqs_address.wait,
-                    MessageSystemAttributeNames=["MessageGroupId", "ApproximateReceiveCount"],
+                    MessageSystemAttributeNames=["MessageGroupId"],
                 )
             except Exception as error:
                 log.warning("receive failed; polling again", queue=self.queue, error=str(error))
