@@ -1,4 +1,5 @@
-"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream, Kafka (Tansu).
+"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream, Kafka (Tansu), and
+SNS+SQS on moto's server with `--brokers sqs` (an emulator's rate, not AWS's).
 
     .venv/bin/python -m bench.relay_throughput [--events 5000] [--brokers rabbitmq,nats,kafka]
 

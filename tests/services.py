@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ RABBITMQ = ("127.0.0.1", 5672)
 NATS = ("127.0.0.1", 4222)
 KAFKA = ("127.0.0.1", 9092)
 TANSU_LOG = Path("/var/log/tansu.log")
+# moto's server: an SQS/SNS emulator, on the port LocalStack made the usual one for it.
+SQS = ("127.0.0.1", 4566)
 
 
 def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
@@ -77,11 +80,26 @@ def _start_kafka() -> None:
         )  # fmt: skip
 
 
+def _start_moto() -> None:
+    moto_server = Path(sys.executable).parent / "moto_server"  # from the dev dependencies
+    if moto_server.exists():
+        log = Path(tempfile.gettempdir()) / "cleave-moto-server.log"
+        with log.open("ab") as output:
+            subprocess.Popen(  # detached, like the other servers: it outlives this command
+                [moto_server, "-H", SQS[0], "-p", str(SQS[1])],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+
 STARTERS = {
     "postgresql": (POSTGRES, _start_postgres),
     "rabbitmq": (RABBITMQ, _start_rabbitmq),
     "nats": (NATS, _start_nats),
     "kafka": (KAFKA, _start_kafka),
+    "sqs": (SQS, _start_moto),
 }
 
 

@@ -264,7 +264,7 @@ def test_the_bare_command_and_help_read_cleanly(env: dict[str, str]) -> None:
         (
             ("up", "--topology", "nope"),
             2,
-            "error: unknown topology 'nope' (known: kafka, monolith, payments-out, split)",
+            "error: unknown topology 'nope' (known: aws, kafka, monolith, payments-out, split)",
         ),
         (("up", "--port", "99999"), 2, "error: Invalid value for '--port'"),
         (("token",), 1, "error: name a --customer, or the --scope to grant"),

@@ -70,7 +70,7 @@ class Shop:
         return int((await client.get(f"{self.base}/api/catalog/v1/products/{sku}")).json()["stock"])
 
 
-@pytest.fixture(params=["monolith", "split", "payments-out", "kafka"])
+@pytest.fixture(params=["monolith", "split", "payments-out", "kafka", "aws"])
 async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shop]:
     async with running_topology(str(request.param), tmp_path) as running:
 

@@ -23,10 +23,10 @@ from cleave.config import load_config
 from tests.conftest import PostgresDatabases, require_server
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
-from tests.services import KAFKA, NATS, POSTGRES, RABBITMQ
+from tests.services import KAFKA, NATS, POSTGRES, RABBITMQ, SQS
 
-BROKER_OF = {"split": "rabbitmq", "payments-out": "nats", "kafka": "kafka"}
-SERVER_OF = {"rabbitmq": RABBITMQ, "nats": NATS, "kafka": KAFKA}
+BROKER_OF = {"split": "rabbitmq", "payments-out": "nats", "kafka": "kafka", "aws": "sqs"}
+SERVER_OF = {"rabbitmq": RABBITMQ, "nats": NATS, "kafka": KAFKA, "sqs": SQS}
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Events between units over the real RabbitMQ, NATS JetStream and a Kafka-protocol broker (Tansu),
-and in-process, for contrast.
+"""Events between units over the real RabbitMQ, NATS JetStream, a Kafka-protocol broker (Tansu)
+and SNS+SQS (moto's server), and in-process, for contrast.
 
 The toy `notes` runs in one unit and `tally` in another, each unit with its own broker client on
 the same server, as two processes would be. Every test gets its own broker namespace, so its
@@ -8,6 +8,7 @@ exchanges, queues and streams are its own, and deletes them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -32,10 +33,11 @@ from cleave.messaging.kafka import KafkaBroker
 from cleave.messaging.rabbitmq import RabbitMQBroker
 from cleave.messaging.relay import outbox_state
 from cleave.messaging.remote import BrokerAddress
+from cleave.messaging.sqs import SQSBroker
 from cleave.runtime import Unit
 from tests.conftest import eventually, require_server
 from tests.integration import toy
-from tests.services import KAFKA, NATS, RABBITMQ
+from tests.services import KAFKA, NATS, RABBITMQ, SQS
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NATS_URL = "nats://127.0.0.1:4222"
@@ -43,6 +45,8 @@ KAFKA_SERVERS = f"{KAFKA[0]}:{KAFKA[1]}"
 # Tansu has no idempotent producer (InitProducerId: UnknownError): see cleave.messaging.kafka.
 # A short session: Tansu holds a new group's first join for half of it.
 KAFKA_URL = f"kafka://{KAFKA_SERVERS}?idempotence=false&session_timeout_ms=2000"
+# A one-second long poll: closing a consumer waits for the poll in flight, and tests close many.
+SQS_URL = f"sqs://test:test@{SQS[0]}:{SQS[1]}?region=us-east-1&wait=1"
 NOTE_WRITTEN = toy.NoteWritten.event_type
 
 
@@ -55,7 +59,9 @@ class Brokers:
 
     @property
     def url(self) -> str:
-        base = {"rabbitmq": RABBITMQ_URL, "nats": NATS_URL, "kafka": KAFKA_URL}.get(self.kind)
+        base = {"rabbitmq": RABBITMQ_URL, "nats": NATS_URL, "kafka": KAFKA_URL, "sqs": SQS_URL}.get(
+            self.kind
+        )
         if base is None:
             return "memory"
         return f"{base}{'&' if '?' in base else '?'}namespace={self.namespace}"
@@ -101,8 +107,29 @@ class Brokers:
             finally:
                 await admin.close()
 
+        elif self.kind == "sqs":
+            await delete_sqs_namespace(self.url, queues)
 
-@pytest.fixture(params=["memory", "rabbitmq", "nats", "kafka"])
+
+async def delete_sqs_namespace(url: str, queues: list[str]) -> None:
+    """The topic and queues an `sqs://` URL's broker made for `queues`, gone."""
+    broker = SQSBroker(url)
+    sns, sqs = await broker.connect()
+    try:
+        topics = {topic["TopicArn"] for topic in (await sns.list_topics()).get("Topics", [])}
+        for arn in topics:
+            if arn.rsplit(":", 1)[1] == broker.topic_name:
+                await sns.delete_topic(TopicArn=arn)
+        for queue in queues:
+            for name in (broker.queue_name(queue), broker.parked_queue_name(queue)):
+                with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+                    url_of = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+                    await sqs.delete_queue(QueueUrl=url_of)
+    finally:
+        await broker.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq", "nats", "kafka", "sqs"])
 async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
     if request.param == "rabbitmq":
         require_server("RabbitMQ", RABBITMQ)
@@ -110,6 +137,8 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
         require_server("NATS", NATS)
     if request.param == "kafka":
         require_server("Kafka (Tansu)", KAFKA)
+    if request.param == "sqs":
+        require_server("moto's SQS/SNS server", SQS)
     server = Brokers(request.param, f"t{uuid.uuid4().hex[:12]}")
     try:
         yield server
@@ -117,7 +146,9 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
         await server.delete_everything(["tally"])
 
 
-remote_only = pytest.mark.parametrize("brokers", ["rabbitmq", "nats", "kafka"], indirect=True)
+remote_only = pytest.mark.parametrize(
+    "brokers", ["rabbitmq", "nats", "kafka", "sqs"], indirect=True
+)
 
 
 class CountingBroker:
@@ -314,6 +345,8 @@ async def publish_raw(broker: Broker, event_type: str, body: bytes) -> None:
         await broker.faststream.publish(body, exchange=broker.exchange, routing_key=event_type)
     elif isinstance(broker, KafkaBroker):
         await broker.faststream.publish(body, broker.topic(event_type))
+    elif isinstance(broker, SQSBroker):
+        await broker.publish_raw(event_type, body.decode(), group="raw", deduplication="raw")
     else:
         assert isinstance(broker, JetStreamBroker)
         await broker.publish_raw(broker.subject(event_type), body, {})
@@ -329,6 +362,8 @@ async def parked_bodies(brokers: Brokers, queue: str) -> list[bytes]:
             return [message.body] if message else []
     if brokers.kind == "kafka":
         return await kafka_records(f"{brokers.namespace}.parked.{queue}")
+    if brokers.kind == "sqs":
+        return await sqs_parked_bodies(brokers.url, queue)
     client = await nats.connect(NATS_URL)
     try:
         jetstream = client.jetstream()
@@ -363,6 +398,20 @@ async def kafka_records(topic: str) -> list[bytes]:
         return records
     finally:
         await consumer.stop()
+
+
+async def sqs_parked_bodies(url: str, queue: str) -> list[bytes]:
+    """What waits in a queue's dead-letter queue, left there (invisible for a second)."""
+    broker = SQSBroker(url)
+    _sns, sqs = await broker.connect()
+    try:
+        parked = (await sqs.get_queue_url(QueueName=broker.parked_queue_name(queue)))["QueueUrl"]
+        received = await sqs.receive_message(
+            QueueUrl=parked, MaxNumberOfMessages=10, VisibilityTimeout=1
+        )
+        return [message["Body"].encode() for message in received.get("Messages", [])]
+    finally:
+        await broker.close()
 
 
 # Not JetStream, yet: FastStream's pull subscriber applies each fetched batch concurrently, so
@@ -418,6 +467,8 @@ class RecordingBroker(CountingBroker):
         ("amqps://guest:guest@broker.example:5671/", RabbitMQBroker),
         ("nats://127.0.0.1:4222", JetStreamBroker),
         ("kafka://127.0.0.1:9092", KafkaBroker),
+        ("sqs://127.0.0.1:4566?region=us-east-1", SQSBroker),
+        ("sqs://aws?region=eu-west-1&fifo=true", SQSBroker),
     ],
 )
 def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> None:
@@ -435,6 +486,12 @@ def test_the_broker_url_scheme_picks_the_adapter(url: str, adapter: type) -> Non
         ("kafka://127.0.0.1:9092?acks=1", "unknown option 'acks'"),
         ("kafka://127.0.0.1:9092?session_timeout_ms=10s", "broker session_timeout_ms '10s'"),
         ("kafka://?namespace=x", "name the bootstrap servers"),
+        ("sqs://127.0.0.1:4566?fifo=yes", "broker fifo 'yes'"),
+        ("sqs://127.0.0.1:4566?visibility=1", "broker visibility '1'"),
+        ("sqs://127.0.0.1:4566?wait=60", "broker wait '60'"),
+        ("sqs://127.0.0.1:4566?max_receives=none", "broker max_receives 'none'"),
+        ("sqs://127.0.0.1:4566?regoin=eu-west-1", "unknown option 'regoin'"),
+        ("sqs://?region=eu-west-1", "name the endpoint"),
     ],
 )
 def test_a_broker_url_that_cannot_work_is_a_config_error(url: str, complaint: str) -> None:
@@ -446,3 +503,26 @@ def test_cleaves_own_options_leave_the_url_the_client_library_sees() -> None:
     address = BrokerAddress.parse("amqp://u:p@h:5672/vhost?namespace=shop2&prefetch=8&heartbeat=30")
     assert (address.namespace, address.prefetch) == ("shop2", 8)
     assert address.url == "amqp://u:p@h:5672/vhost?heartbeat=30"
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint", "region", "key"),
+    [
+        (
+            "sqs://k:s%2F1@127.0.0.1:4566?fifo=true",
+            "http://127.0.0.1:4566",
+            "us-east-1",
+            ("k", "s/1"),
+        ),
+        ("sqs://aws?region=eu-west-1", None, "eu-west-1", None),
+        ("sqs://aws", None, None, None),  # the region from AWS_REGION or the profile
+    ],
+)
+def test_an_sqs_url_names_the_endpoint_its_region_and_key(
+    url: str, endpoint: str | None, region: str | None, key: tuple[str, str] | None
+) -> None:
+    broker = create_broker(f"{url}{'&' if '?' in url else '?'}namespace=shop2")
+    assert isinstance(broker, SQSBroker)
+    address = broker.sqs_address
+    assert (address.endpoint, address.region, address.access_key) == (endpoint, region, key)
+    assert broker.queue_name("ordering").startswith("shop2-ordering")
