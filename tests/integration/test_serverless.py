@@ -177,7 +177,7 @@ def tallies(function: FunctionUnit) -> dict[str, int]:
     async def read() -> dict[str, int]:
         async with function.unit.context("tally").read() as connection:
             rows = (await connection.execute(select(toy.tallies))).all()
-        return {row.word: row.count for row in rows}
+        return {str(word): int(count) for word, count in rows}
 
     return function.loop.run_until_complete(read())
 
