@@ -162,3 +162,10 @@ def test_a_refusal_is_one_line_and_an_exit_code(project: Path) -> None:
     unknown = cleave("deploy", "render", "--target", "lamda", cwd=project)
     assert unknown.returncode == 1
     assert "--target 'lamda': use one of docker, compose, kubernetes, lambda" in unknown.stderr
+
+
+def test_functions_must_name_units_of_their_topology(project: Path) -> None:
+    toml = project / "cleave.toml"
+    toml.write_text(toml.read_text().replace('functions = ["core"]', 'functions = ["cor"]'))
+    with pytest.raises(ConfigError, match=r"cleave.toml:\d+: functions names unknown unit 'cor'"):
+        load_config(toml)
