@@ -7,7 +7,8 @@ serves the monolith's one unit on SQLite (migrated and seeded beforehand, not ti
 the product GET; the baseline is `bench/lambda_baseline.py`, a bare FastAPI app by Mangum,
 measured in the same run. Interpreter start-up itself is left out of both: Lambda pays it
 either way. Both import compiled bytecode, as from a deployment package that pip compiled: it is
-written once to a cache of the run's own (`PYTHONPYCACHEPREFIX`) by an untimed first run. `--importtime` prints the heaviest modules the handler imports (`-X importtime`).
+written once to a cache of the run's own (`PYTHONPYCACHEPREFIX`) by an untimed first run.
+`--importtime` prints the heaviest modules the handler imports (`-X importtime`).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def cold_start(handler: str, path: str, environment: dict[str, str]) -> dict[str
 
 def heaviest_imports(environment: dict[str, str], count: int = 25) -> list[tuple[int, str]]:
     """The modules whose import (with what they import) took longest, in microseconds."""
-    script = f"import json; from cleave.serverless import handler; handler({event(PRODUCT)!r}, None)"
+    request = event(PRODUCT)
+    script = f"from cleave.serverless import handler; handler({request!r}, None)"
     ran = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", script],
         capture_output=True,
@@ -121,37 +123,47 @@ def heaviest_imports(environment: dict[str, str], count: int = 25) -> list[tuple
     return sorted(rows, reverse=True)[:count]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--importtime", action="store_true")
-    args = parser.parse_args()
+def measure(repeats: int, *, importtime: bool = False) -> dict[str, Any]:
+    """Medians of each figure, and the cold start ratio of each interleaved pair of runs."""
     with tempfile.TemporaryDirectory(prefix="cleave-cold-start-") as folder:
         pycache = Path(folder) / "pycache"
         environment = fresh_environment(prepare_monolith(Path(folder) / "var"), pycache)
         bare = fresh_environment({}, pycache)
         runs: dict[str, list[dict[str, float]]] = {"baseline": [], "cleave": []}
-        for repeat in range(args.repeats + 1):  # interleaved: drift on the machine hits both
+        for repeat in range(repeats + 1):  # interleaved: drift on the machine hits both
             baseline = cold_start("bench.lambda_baseline:handler", "/item", bare)
             cleave = cold_start("cleave.serverless:handler", PRODUCT, environment)
             if repeat:  # the first run compiled the bytecode
                 runs["baseline"].append(baseline)
                 runs["cleave"].append(cleave)
-        if args.importtime:
+        if importtime:
             for microseconds, name in heaviest_imports(environment):
                 print(f"  {microseconds / 1000:8.1f} ms  {name}")
     medians = {
         name: {key: statistics.median(run[key] for run in results) for key in results[0]}
         for name, results in runs.items()
     }
-    for name, figures in medians.items():
+    ratios = [
+        unit["cold"] / bare["cold"]
+        for unit, bare in zip(runs["cleave"], runs["baseline"], strict=True)
+    ]
+    return {"repeats": repeats, "medians": medians, "ratios": ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--importtime", action="store_true")
+    args = parser.parse_args()
+    measured = measure(args.repeats, importtime=args.importtime)
+    for name, figures in measured["medians"].items():
         print(
             f"{name:>8}: import {figures['import'] * 1000:6.0f} ms, import + first response "
             f"{figures['cold'] * 1000:6.0f} ms, warm response {figures['warm'] * 1000:6.1f} ms"
         )
-    ratio = medians["cleave"]["cold"] / medians["baseline"]["cold"]
+    ratio = statistics.median(measured["ratios"])
     print(f"cold start (import + first response), cleave / bare Mangum + FastAPI: {ratio:.2f}x")
-    print(json.dumps({"repeats": args.repeats, "medians": medians, "cold_start_ratio": ratio}))
+    print(json.dumps(measured))
 
 
 if __name__ == "__main__":
