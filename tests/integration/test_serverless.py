@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from cleave.config import SystemConfig, Topology
 from cleave.data.tables import inbox, outbox
+from cleave.errors import CleaveError
 from cleave.events import Envelope
 from cleave.messaging.consumer import UNREADABLE, list_dead_letters
 from cleave.messaging.relay import outbox_state
@@ -207,6 +208,15 @@ def test_an_sqs_batch_applies_the_good_parks_the_poison_and_reports_the_retryabl
         ("message-1", UNREADABLE),
         (schema_breaking["id"], "count_note"),
     ]
+
+    unreadable_letter = toy_function.loop.run_until_complete(
+        list_dead_letters(toy_function.unit.context("tally"))
+    )[0]
+    only_read = r"is not a CloudEvent \(not JSON: .*\): it can only be read"
+    with pytest.raises(CleaveError, match=only_read):
+        toy_function.loop.run_until_complete(
+            toy_function.unit.consumers["tally"].replay(unreadable_letter.id)
+        )
 
     # The whole batch again (the invocation timed out, say): nothing is applied or parked twice.
     again = toy_function(sqs_batch(*bodies, receive=2), None)
