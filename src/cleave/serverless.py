@@ -172,6 +172,12 @@ class FunctionUnit:
 
     def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
+        try:
+            return self._handle(event, context)
+        finally:
+            _flush_spans()
+
+    def _handle(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         records = event.get("Records")
         if isinstance(records, list) and records:
             if any(record.get("eventSource") != "aws:sqs" for record in records):
@@ -261,6 +267,16 @@ class FunctionUnit:
     def close(self) -> None:
         self.loop.run_until_complete(self.unit.stop())
         self.loop.close()
+
+
+def _flush_spans() -> None:
+    """Export the invocation's spans before Lambda freezes the process: the batch exporter's
+    thread does not run while it is frozen, and an instance may never be thawed."""
+    from opentelemetry import trace
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush(2000)
 
 
 _function: FunctionUnit | None = None

@@ -9,10 +9,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import func, select
@@ -24,7 +26,7 @@ from cleave.events import Envelope
 from cleave.messaging.consumer import UNREADABLE, list_dead_letters
 from cleave.messaging.relay import outbox_state
 from cleave.serverless import FunctionUnit, UnknownEvent
-from tests.conftest import ROOT, MigratedShop
+from tests.conftest import ROOT, MigratedShop, free_port
 from tests.integration import toy
 
 SAMPLES = ROOT / "tests" / "fixtures" / "lambda"
@@ -258,18 +260,53 @@ def test_an_event_of_no_known_kind_is_refused_by_name(toy_function: FunctionUnit
         toy_function(sns, None)
 
 
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that only counts what it is sent, by path."""
+
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.received.append(self.path)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[str]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Collector)
+    _Collector.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _Collector.received
+    server.shutdown()
+    server.server_close()
+
+
 def test_the_documented_handler_path_serves_a_unit_from_the_environment(
-    base_config: SystemConfig, migrated_shop: MigratedShop, tmp_path: Path
+    base_config: SystemConfig,
+    migrated_shop: MigratedShop,
+    tmp_path: Path,
+    collector: tuple[str, list[str]],
 ) -> None:
-    """What Lambda runs: `cleave.serverless.handler`, configured by CLEAVE_* alone."""
+    """What Lambda runs: `cleave.serverless.handler`, configured by CLEAVE_* alone; the process
+    is killed right after answering (as a frozen instance may never thaw), and its spans have
+    already left."""
     config = asyncio.run(migrated_shop.restore(base_config, "sqlite"))
     event = http_event("http-api-v2", "GET", "/api/catalog/v1/products/MUG-CLASSIC")
     script = (
-        "import json, sys\n"
+        "import json, os, sys\n"
         "from cleave.serverless import handler\n"
         "event = json.loads(sys.stdin.read())\n"
-        "print(json.dumps([handler(event, None), handler(event, None)]))\n"
+        "print(json.dumps([handler(event, None), handler(event, None)]), flush=True)\n"
+        "os._exit(0)\n"  # no exit handlers: nothing is flushed after the answer
     )
+    endpoint, received = collector
     environment = {
         **os.environ,
         "CLEAVE_CONFIG": str(ROOT / "cleave.toml"),
@@ -277,6 +314,7 @@ def test_the_documented_handler_path_serves_a_unit_from_the_environment(
         "CLEAVE_UNIT": "shop",
         "CLEAVE_VAR": str(config.var_root),
         "CLEAVE_ISSUER": config.auth.issuer,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{endpoint}/v1/traces",
     }
     ran = subprocess.run(
         [sys.executable, "-c", script],
@@ -293,6 +331,7 @@ def test_the_documented_handler_path_serves_a_unit_from_the_environment(
     for response in (first, warm):
         assert response["statusCode"] == 200, response
         assert json.loads(response["body"])["sku"] == "MUG-CLASSIC"
+    assert received.count("/v1/traces") >= 2  # each invocation's spans, before it returned
 
 
 def test_an_outbox_row_waits_for_the_tick_in_the_toy_system(toy_function: FunctionUnit) -> None:
