@@ -131,16 +131,17 @@ class FunctionUnit:
         from cleave.telemetry import configure_logging
         from cleave.web.app import create_app
 
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)  # Mangum runs each request on the current loop
         name = unit or next(iter(config.topology.units))
         configure_logging(unit=name)
         # The monolith's in-process bus stays: its relay delivers to the consumers beside it.
         url = config.topology.broker
         broker = None if url == "memory" else _PublishOnly(create_broker(url))
         self.unit: Unit = Unit(config, name, broker=broker, max_attempts=max_attempts)
+        app = create_app(self.unit, start_unit=False)
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)  # Mangum runs each request on the current loop
         self.http: Mangum = Mangum(
-            create_app(self.unit, start_unit=False),
+            app,
             lifespan="off",  # Mangum would start and stop the unit on every request
             api_gateway_base_path=os.environ.get("CLEAVE_BASE_PATH", "/"),
             text_mime_types=TEXT_TYPES,

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from cleave.config import SystemConfig, Topology
 from cleave.data.tables import inbox, outbox
-from cleave.errors import CleaveError
+from cleave.errors import CleaveError, ConfigError
 from cleave.events import Envelope
 from cleave.messaging.consumer import UNREADABLE, list_dead_letters
 from cleave.messaging.relay import outbox_state
@@ -250,6 +250,11 @@ def test_a_fifo_group_stops_at_its_first_failure_and_other_groups_go_on(
     redelivered = toy_function(sqs_batch(*bodies[:2], receive=2, groups=["a", "a"]), None)
     assert redelivered == {"batchItemFailures": []}
     assert tallies(toy_function) == {"other": 1, "poison": 1, "after": 1}
+
+
+def test_an_unknown_unit_is_refused_by_name(base_config: SystemConfig) -> None:
+    with pytest.raises(ConfigError, match="unknown unit 'nope' in topology 'monolith'"):
+        FunctionUnit(base_config, "nope")
 
 
 def test_an_event_of_no_known_kind_is_refused_by_name(toy_function: FunctionUnit) -> None:
