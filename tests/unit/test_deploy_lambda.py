@@ -169,3 +169,10 @@ def test_functions_must_name_units_of_their_topology(project: Path) -> None:
     toml.write_text(toml.read_text().replace('functions = ["core"]', 'functions = ["cor"]'))
     with pytest.raises(ConfigError, match=r"cleave.toml:\d+: functions names unknown unit 'cor'"):
         load_config(toml)
+
+
+def test_the_plan_says_which_units_are_functions(project: Path) -> None:
+    plan = cleave("plan", "-t", "functions", cwd=project)
+    assert plan.returncode == 0, plan.stderr
+    assert "unit core  an AWS Lambda function (cleave.serverless.handler)" in plan.stdout
+    assert "unit payments  http " in plan.stdout
