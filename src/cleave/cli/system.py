@@ -230,7 +230,10 @@ def plan(topology: TopologyOption = None) -> None:
         address = layout.address_of(unit)
         # gRPC is served only between units: a one-unit topology has nothing listening there.
         grpc = f"  grpc {address.grpc}" if len(layout.units) > 1 else ""
-        out.print(f"\n[bold]unit {unit}[/]  http {address.http}{grpc}")
+        if unit in layout.functions:  # deployed on AWS Lambda: no listener, a tick for workers
+            out.print(f"\n[bold]unit {unit}[/]  an AWS Lambda function (cleave.serverless.handler)")
+        else:
+            out.print(f"\n[bold]unit {unit}[/]  http {address.http}{grpc}")
         for name in members:
             out.print(f"  {name:<10} {config.database_url(name)}")
             for protocol in services[name].calls:
