@@ -110,6 +110,8 @@ class _Differ:
             if name not in new_fields:
                 if self.compatibility.reads:
                     self.fail(where, "removed (or renamed)")
+                elif new_extra is False:
+                    self.fail(where, "no longer accepted")
                 continue
             if self.compatibility.reads and name in old_required and name not in new_required:
                 self.fail(where, "no longer required: the other side may find it missing")
@@ -119,6 +121,8 @@ class _Differ:
         if self.compatibility.writes:
             for name in sorted(new_required - set(old_fields)):
                 self.fail(f"{at}.{name}" if at else name, "new and required")
+        if self.compatibility.writes and new_extra is False and old_extra is not False:
+            self.fail(at, "no longer accepts fields it does not name")
         if isinstance(old_extra, Mapping) and isinstance(new_extra, Mapping):
             self.compare(old_extra, new_extra, f"{at}.*" if at else "*")
 
