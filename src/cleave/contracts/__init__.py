@@ -6,6 +6,7 @@ from __future__ import annotations
 # Each check by name, as "module:function", so a command can run one or all without importing all.
 CHECKS: dict[str, str] = {
     "events": "cleave.contracts.events:verify",
+    "asyncapi": "cleave.contracts.asyncapi:verify",
     "openapi": "cleave.contracts.openapi:verify",
     "proto": "cleave.contracts.proto:verify",
 }

@@ -3,7 +3,7 @@ under `contracts/proto/` (by its import path), and `buf breaking` compares today
 with the WIRE_JSON rules, those that matter between two units running different versions: no
 field renumbered or retyped, none removed without `reserved`, no rpc or message removed.
 
-buf comes from the npm package `@bufbuild/buf`, installed in `tools/buf` by `make test`.
+buf comes from the npm package `@bufbuild/buf`, installed in `tools/contracts` by `make test`.
 `python -m cleave.contracts.proto` lists the problems; `--write` refreshes the copies.
 """
 
@@ -25,8 +25,8 @@ from cleave.service import Service
 
 KIND = "proto"
 WRITE_COMMAND = "python -m cleave.contracts.proto --write"
-BUF = Path("tools/buf/node_modules/.bin/buf")
-INSTALL_BUF = "npm ci --prefix tools/buf"
+BUF = Path("tools/contracts/node_modules/.bin/buf")
+INSTALL_BUF = "npm ci --prefix tools/contracts"
 BUF_CONFIG = json.dumps({"version": "v2", "breaking": {"use": ["WIRE_JSON"]}})
 
 
@@ -133,7 +133,7 @@ def write(config: SystemConfig) -> list[Path]:
 
 
 def find_buf(config: SystemConfig) -> Path | None:
-    """The system's own buf (`tools/buf`), else one on the PATH."""
+    """The system's own buf (`tools/contracts`), else one on the PATH."""
     if (config.root / BUF).is_file():
         return config.root / BUF
     found = shutil.which("buf")
