@@ -16,7 +16,7 @@ from cleave.config import load_config
 from cleave.contracts import asyncapi, baseline
 from tests.conftest import ROOT, require
 
-SPEC = ROOT / "tools/contracts/node_modules/@asyncapi/specs/schemas/3.0.0-without-$id.json"
+SPEC = ROOT / "tools/contracts/node_modules/@asyncapi/specs/schemas/3.1.0-without-$id.json"
 CONFIRMED = "shop_ordering_order_confirmed_v1"
 
 
@@ -56,7 +56,7 @@ def test_a_stale_document_is_reported(tmp_path: Path) -> None:
     ]
 
 
-def test_the_document_is_valid_asyncapi_3(validator: jsonschema.protocols.Validator) -> None:
+def test_the_document_is_valid_asyncapi_3_1(validator: jsonschema.protocols.Validator) -> None:
     document = checked_in()
     validator.validate(document)
     wrong = copy.deepcopy(document)

@@ -71,7 +71,7 @@ def document(config: SystemConfig, services: Mapping[str, Service]) -> Document:
                 "summary": f"{name} applies it once, through its inbox.",
             }
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {
             "title": f"{config.name} events",
             "version": "1",
