@@ -14,11 +14,16 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+)
 
 from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
 from cleave.config import RateLimitConfig
@@ -28,11 +33,12 @@ from shop.identity.domain import USER_SCOPES
 from tests.conftest import ROOT, MigratedShop, suite_config
 
 DOCUMENTS = sorted((ROOT / "contracts/openapi").glob("*.json"))
-CHECKS = [not_a_server_error, response_schema_conformance]
+CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 # Examples per operation and caller: enough to reach each branch of the validation, while the
 # whole module stays well under a minute.
 EXAMPLES = 5
-CUSTOMER = "alice"  # a demo customer the seed creates
+CUSTOMER = "alice"
+NEGATIVE = GenerationMode.NEGATIVE  # a demo customer the seed creates
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,14 @@ def shop(tmp_path_factory: pytest.TempPathFactory, migrated_shop: MigratedShop) 
     asgi.shutdown_lifespans()
 
 
-def conformance_failures(document: dict[str, Any], app: Any, headers: dict[str, str]) -> list[str]:
-    """Each operation of `document` whose generated calls got a server error or a response
-    that does not match its declared schema, with what schemathesis says of it."""
+def conformance_failures(
+    document: dict[str, Any],
+    app: Any,
+    headers: dict[str, str],
+    mode: GenerationMode = GenerationMode.POSITIVE,
+) -> list[str]:
+    """Each operation of `document` whose generated calls (valid ones, or with NEGATIVE invalid
+    ones) got a server error, or a response whose media type or body is not the one declared."""
     schema = schemathesis.openapi.from_dict(document)
     schema.app = app
     results = list(schema.get_all_operations())
@@ -69,7 +80,7 @@ def conformance_failures(document: dict[str, Any], app: Any, headers: dict[str, 
     assert operations, "the document declares no operation"
     for operation in operations:
 
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
@@ -82,6 +93,8 @@ def conformance_failures(document: dict[str, Any], app: Any, headers: dict[str, 
 
         try:
             call()
+        except Unsatisfiable:  # nothing to make invalid: an operation that takes no input
+            assert mode is GenerationMode.NEGATIVE, f"{operation.label}: no call generated"
         except (Exception, FailureGroup) as error:  # a group of failed checks is a BaseException
             causes = getattr(error, "exceptions", [error])
             failures.append(f"{operation.label}: " + "\n".join(map(str, causes)))
@@ -100,6 +113,17 @@ def test_every_operation_answers_what_its_document_declares(
     shop: Shop, path: Path, caller: str
 ) -> None:
     failures = conformance_failures(json.loads(path.read_text()), shop.app, shop.headers[caller])
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings(RANDOM_IN_THE_APP)
+@pytest.mark.parametrize("path", DOCUMENTS, ids=[path.stem for path in DOCUMENTS])
+def test_every_invalid_request_is_answered_with_the_declared_problem(
+    shop: Shop, path: Path
+) -> None:
+    document = json.loads(path.read_text())
+    failures = conformance_failures(document, shop.app, shop.headers["admin"], NEGATIVE)
     assert not failures, "\n\n".join(failures)
 
 
