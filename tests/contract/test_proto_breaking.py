@@ -11,6 +11,7 @@ import pytest
 
 from cleave.config import load_config
 from cleave.contracts import baseline, proto
+from cleave.errors import CleaveError
 from cleave.runtime import load_services
 from tests.conftest import ROOT, require
 
@@ -122,3 +123,12 @@ def test_verify_reads_a_copy_of_the_system_and_write_refuses_the_break(
     assert baseline.command(["--write"], "proto", proto.findings, proto.write) == 1
     assert "proto: nothing written" in capsys.readouterr().out
     assert copy.read_text() == before
+
+
+def test_a_buf_that_cannot_run_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "buf"
+    broken.write_text("#!/bin/sh\necho 'buf: something went wrong' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    changed = current(("int32 quantity = 2;", "int32 quantity = 3;"))
+    with pytest.raises(CleaveError, match="buf breaking failed: buf: something went wrong"):
+        proto.compare(changed, checked_in(), callers(), broken)

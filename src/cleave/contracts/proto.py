@@ -20,6 +20,7 @@ from pathlib import Path
 from cleave.config import SystemConfig
 from cleave.contracts import baseline
 from cleave.contracts.baseline import Findings
+from cleave.errors import CleaveError
 from cleave.runtime import load_services
 from cleave.service import Service
 
@@ -152,16 +153,19 @@ def _buf_breaking(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
         arguments = ["breaking", ".", "--against", "../against", "--config", BUF_CONFIG]
-        run = subprocess.run(  # noqa: S603 (buf is the system's own tool, the arguments ours)
-            [str(buf), *arguments, "--error-format", "json"],
-            cwd=Path(scratch, "current"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        try:
+            run = subprocess.run(  # noqa: S603 (buf is the system's own tool, the arguments ours)
+                [str(buf), *arguments, "--error-format", "json"],
+                cwd=Path(scratch, "current"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise CleaveError(f"{buf} could not run: {error}") from None
     if run.returncode not in (0, 100):  # 100: breaking changes found, reported on stdout
-        raise RuntimeError(f"buf breaking failed: {(run.stderr or run.stdout).strip()}")
+        raise CleaveError(f"buf breaking failed: {(run.stderr or run.stdout).strip()}")
     results = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
     return [(item["path"], item.get("start_line", 0), item["message"]) for item in results]
 
