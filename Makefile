@@ -41,6 +41,7 @@ test: lint typecheck contracts  ## the whole suite: style, types, boundaries, th
 	$(BIN)/python tests/services.py ensure
 	bash tests/browser.sh
 	npm ci --prefix tests/a11y --no-audit --no-fund --silent
+	npm ci --prefix tools/contracts --no-audit --no-fund --silent
 	@# Two workers: the end-to-end tests on one, in turn; the in-process suites on the other.
 	$(BIN)/pytest -n 2 --dist loadgroup --durations=15
 

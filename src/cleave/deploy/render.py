@@ -87,7 +87,9 @@ def dockerfile() -> str:
 
 
 def dockerignore() -> str:
-    ignored = [".git", ".venv", "var", "deploy", "tests", "bench", "**/__pycache__", "*.db"]
+    # tools/: the development tools npm installs (buf), never part of the image.
+    ignored = [".git", ".venv", "var", "deploy", "tests", "bench", "tools", "**/__pycache__"]
+    ignored.append("*.db")
     return f"# {HEADER}\n" + "\n".join(ignored) + "\n"
 
 
