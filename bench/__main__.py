@@ -257,7 +257,21 @@ def main() -> None:
             unit="ms",
             ok=lambda v: v <= 20,
         )
+    from bench import cold_start
+
+    print("a unit's cold start as a Lambda function…", flush=True)
+    lambda_start = cold_start.measure(repeats)
+    bare_cold = lambda_start["medians"]["baseline"]["cold"]
+    figures.add(
+        "Lambda cold start, import + first response (monolith)",
+        "≤ 5× bare",
+        lambda_start["ratios"],
+        baseline=f"bare Mangum + FastAPI {bare_cold:.2f} s",
+        unit="×",
+        ok=lambda v: v <= 5,
+    )
     runs.update(
+        lambda_cold_start=lambda_start,
         monolith_saturation=[asdict(r) for r in mono_saturation],
         untraced_saturation=[asdict(r) for r in untraced_saturation],
         split_saturation=[asdict(r) for r in split_saturation],

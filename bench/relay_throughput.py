@@ -1,6 +1,7 @@
-"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream.
+"""Outbox relay throughput over each broker: memory, RabbitMQ, NATS JetStream, Kafka (Tansu), and
+SNS+SQS on moto's server with `--brokers sqs` (an emulator's rate, not AWS's).
 
-    .venv/bin/python -m bench.relay_throughput [--events 5000] [--brokers memory,rabbitmq,nats]
+    .venv/bin/python -m bench.relay_throughput [--events 5000] [--brokers rabbitmq,nats,kafka]
 
 The toy `notes` service commits N events to its outbox with no relay running; then its unit
 starts and we time until the broker has confirmed every row (the relay's rate). The consuming

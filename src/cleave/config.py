@@ -36,6 +36,9 @@ class Topology:
     metrics_port: int | None = None
     # A folder of certificates for TLS on gRPC between units (`cleave certs` makes them).
     grpc_tls: str | None = None
+    # The units deployed as AWS Lambda functions (`cleave deploy render --target lambda`); how
+    # `cleave up` runs the topology is the same either way.
+    functions: tuple[str, ...] = ()
 
     def unit_of(self, service: str) -> str:
         for unit, services in self.units.items():
@@ -325,6 +328,7 @@ TOPOLOGY_KEYS = frozenset(
         "pool_size",
         "grpc_tls",
         "trusted_proxies",
+        "functions",
     }
 )
 
@@ -458,6 +462,12 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
             file.fail(
                 where, "trusted_proxies", f"{entry!r} in trusted_proxies is no address or network"
             )
+    functions = table.get("functions", [])
+    if not isinstance(functions, list) or not all(isinstance(unit, str) for unit in functions):
+        file.fail(where, "functions", "functions must be a list of unit names")
+    for unit in functions:
+        if unit not in units:
+            file.fail(where, "functions", f"functions names unknown unit {unit!r}")
     return Topology(
         name=name,
         units=units,
@@ -473,4 +483,5 @@ def _topology(file: _File, name: str, table: Mapping[str, Any], services: list[s
         admin_url=table.get("admin_url"),
         trusted_proxies=tuple(str(entry) for entry in proxies),
         grpc_tls=table.get("grpc_tls"),
+        functions=tuple(dict.fromkeys(functions)),
     )

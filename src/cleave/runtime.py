@@ -220,11 +220,11 @@ class Unit:
             self.broker.subscribe(
                 revocation_queue(self.name),
                 [event.event_type for event in REVOCATION_EVENTS],
-                self._revoked,
+                self.apply_revocation,
             )
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _revoked(self, envelope: Envelope) -> None:
+    async def apply_revocation(self, envelope: Envelope) -> None:
         """A revocation event, applied to the list in memory: idempotent, so no inbox."""
         for event in REVOCATION_EVENTS:
             if event.event_type == envelope.type:
@@ -381,10 +381,15 @@ class Unit:
             changed += await registrar(provider, client_id, frozenset({UNIT_SCOPE}), secret)
         return changed
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
+        """Start the broker, then the unit's background work. Without `background` (a unit
+        served as a function, frozen between invocations) nothing runs on its own: no gRPC
+        listener, relay, worker or revocation reload; `tick` does their due work instead."""
         if registered := await self.register_unit_clients():
             log.info("unit clients registered", changed=registered, unit=self.name)
         await self.broker.start()
+        if not background:
+            return
         if self.config.auth.provider:
             self._spawn("revocations.load", self._load_revocations)
         await self._serve_rpc()
@@ -394,6 +399,29 @@ class Unit:
             context = self.contexts[service.name]
             for worker in service.workers:
                 self._spawn(f"{service.name}.{worker.__name__}", _bind(worker, context))
+
+    async def tick(self) -> dict[str, int]:
+        """One round of the background work, run by a scheduler: the revocations read again,
+        each service's ticks (its sagas due now), then every outbox's pending rows delivered;
+        returns how many events each service published. A failing part does not stop the rest."""
+        if self.config.auth.provider:
+            try:
+                await self.revocations.reload()
+            except ServiceUnavailable as error:
+                log.warning("revocations not read again", unit=self.name, error=error.detail)
+        for service in self.services:
+            for tick in service.ticks:
+                try:
+                    await tick(self.contexts[service.name])
+                except Exception:
+                    log.exception("tick failed", service=service.name, tick=tick.__name__)
+        published: dict[str, int] = {}
+        for name, relay in self.relays.items():
+            try:
+                published[name] = await relay.deliver_pending()
+            except Exception:
+                log.exception("relay tick failed", service=name)
+        return published
 
     async def stop(self) -> None:
         if self.rpc_server is not None:

@@ -196,6 +196,17 @@ class SagaRunner:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def run_due(self) -> int:
+        """Advance every saga due now until none is, waiting for each (a scheduled function's
+        tick, where nothing runs between invocations); returns how many advances started.
+        A saga retrying later is due at a later tick."""
+        started = 0
+        while advanced := await self.advance_due():
+            started += advanced
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return started
+
     async def advance_due(self) -> int:
         """Claim the sagas that are due and advance each in its own task; returns how many."""
         room = self.max_in_flight - len(self._in_flight)

@@ -8,16 +8,21 @@ over OTLP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set; sampling follo
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from prometheus_client import Counter, Gauge, Histogram
+
+from cleave.files import OWNER_ONLY_FILE, private_dir
 
 _configured = False
 
@@ -89,6 +94,60 @@ def _add_trace_ids(
 
 # Extra destinations for log events (the console keeps those logged inside a trace).
 LOG_SINKS: list[Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]] = []
+
+
+class UnitLogFile:
+    """Every log event of this process's unit, one JSON object a line, for `cleave logs`: appended
+    with one write each (a reader never sees half a line), owner-only, and moved aside to
+    `<unit>.1.jsonl` once it passes `max_bytes`, so that it never fills the disk."""
+
+    def __init__(self, path: Path, max_bytes: int = 8 << 20) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        private_dir(path.parent)
+        self._descriptor = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, OWNER_ONLY_FILE)
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        record = structlog.processors.format_exc_info(logger, method, dict(event))
+        line = json.dumps(record, default=str, ensure_ascii=False) + "\n"
+        with contextlib.suppress(OSError):  # a log line is never worth failing the work for
+            if os.fstat(self._descriptor).st_size > self.max_bytes:
+                os.replace(self.path, rotated_log_path(self.path))
+                os.close(self._descriptor)
+                self._descriptor = self._open()
+            os.write(self._descriptor, line.encode())
+        return event
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._descriptor)
+
+
+def unit_log_path(state_dir: Path, unit: str) -> Path:
+    return state_dir / "logs" / f"{unit}.jsonl"
+
+
+def rotated_log_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".jsonl") + ".1.jsonl")
+
+
+_unit_log: UnitLogFile | None = None
+
+
+def log_to_file(path: Path) -> None:
+    """Write this process's log events to `path` too (one unit a process: a later call moves
+    them to its file)."""
+    global _unit_log
+    if _unit_log is not None:
+        LOG_SINKS.remove(_unit_log)
+        _unit_log.close()
+    _unit_log = UnitLogFile(path)
+    LOG_SINKS.append(_unit_log)
 
 
 def _forward_to_sinks(

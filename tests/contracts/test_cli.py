@@ -1,5 +1,6 @@
 """The contract commands as the README shows them, run as a user runs them, on a copy of the
-system's files (its cleave.toml and pacts) so that the versions matrix they write is the test's."""
+system's files (its cleave.toml and contracts) so that the versions matrix they write is the
+test's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cleave.contracts import CHECKS
 from cleave.contracts.pacts import PACT_DIR
 from tests.conftest import ROOT
 
@@ -32,7 +34,7 @@ def cleave(*args: str, tree: Path) -> subprocess.CompletedProcess[str]:
 
 def _tree(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "cleave.toml", tmp_path / "cleave.toml")
-    shutil.copytree(ROOT / PACT_DIR, tmp_path / PACT_DIR)
+    shutil.copytree(ROOT / "contracts", tmp_path / "contracts")
     return tmp_path
 
 
@@ -49,7 +51,7 @@ def test_contracts_verify_reports_each_check(tmp_path: Path) -> None:
     tree = _tree(tmp_path)
     passing = cleave("contracts", "verify", tree=tree)
     assert passing.returncode == 0, passing.stdout + passing.stderr
-    assert passing.stdout.splitlines() == ["ok  pacts"]
+    assert passing.stdout.splitlines() == [f"ok  {name}" for name in CHECKS]
 
     _expect_loyalty(tree)
     failing = cleave("contracts", "verify", "ordering", tree=tree)

@@ -129,6 +129,50 @@ def test_status_and_doctor_see_the_running_system(server: str, env: dict[str, st
     assert f"✔ port system: 127.0.0.1:{port} in use by this system" in doctor.stdout
 
 
+def test_logs_show_a_units_lines_and_follow_new_ones(server: str, env: dict[str, str]) -> None:
+    shown = cleave("logs", "shop", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "unit serving" in shown.stdout
+    assert not shown.stdout.lstrip().startswith("{")  # for a person, not raw JSON
+    by_service = cleave("logs", "catalog", "--json", "--lines", "500", env=env)
+    records = [json.loads(line) for line in by_service.stdout.splitlines()]
+    assert any(record["event"] == "unit serving" for record in records)
+    warnings = cleave("logs", "shop", "--level", "warning", "--json", "-n", "500", env=env)
+    assert all(
+        json.loads(line)["level"] in ("warning", "error", "critical")
+        for line in warnings.stdout.splitlines()
+    )
+
+    marker = f"restock {time.monotonic_ns()}"
+    with subprocess.Popen(
+        [sys.executable, "-m", "cleave", "logs", "shop", "-f", "-n", "0", "--grep", marker],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as follower:
+        try:
+            time.sleep(2)  # the follower has read to the end before the line is written
+            admin = cleave("token", "--scope", "admin", env=env).stdout.strip()
+            adjusted = httpx.post(
+                f"{server}/api/catalog/v1/products/MUG-CLASSIC/stock-adjustments",
+                json={"delta": 1, "reason": marker},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            assert adjusted.status_code == 200, adjusted.text
+            assert follower.stdout is not None
+            line = follower.stdout.readline()
+            assert "stock adjusted" in line
+            assert marker in line
+        finally:
+            follower.terminate()
+
+    unknown = cleave("logs", "nowhere", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().startswith("error: no unit or service 'nowhere'")
+    assert "(its units: shop)" in unknown.stderr
+
+
 def test_version_and_status_and_doctor_with_nothing_running(env: dict[str, str]) -> None:
     version = cleave("--version", env=env)
     assert version.returncode == 0
@@ -220,7 +264,7 @@ def test_the_bare_command_and_help_read_cleanly(env: dict[str, str]) -> None:
         (
             ("up", "--topology", "nope"),
             2,
-            "error: unknown topology 'nope' (known: monolith, payments-out, split)",
+            "error: unknown topology 'nope' (known: aws, kafka, monolith, payments-out, split)",
         ),
         (("up", "--port", "99999"), 2, "error: Invalid value for '--port'"),
         (("token",), 1, "error: name a --customer, or the --scope to grant"),

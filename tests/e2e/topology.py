@@ -23,9 +23,10 @@ from cleave.config import load_config
 from tests.conftest import PostgresDatabases, require_server
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
-from tests.services import NATS, POSTGRES, RABBITMQ
+from tests.services import KAFKA, NATS, POSTGRES, RABBITMQ, SQS
 
-BROKER_OF = {"split": "rabbitmq", "payments-out": "nats"}
+BROKER_OF = {"split": "rabbitmq", "payments-out": "nats", "kafka": "kafka", "aws": "sqs"}
+SERVER_OF = {"rabbitmq": RABBITMQ, "nats": NATS, "kafka": KAFKA, "sqs": SQS}
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
     if topology != "monolith":
         require_server("PostgreSQL", POSTGRES)
         kind = BROKER_OF[topology]
-        require_server(kind, RABBITMQ if kind == "rabbitmq" else NATS)
+        require_server(kind, SERVER_OF[kind])
         brokers = Brokers(kind, f"e2e{uuid.uuid4().hex[:10]}")
         await databases.create(list(config.services))
         environment["CLEAVE_DATABASE"] = (

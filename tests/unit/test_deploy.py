@@ -28,7 +28,7 @@ from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-TOPOLOGIES = ("monolith", "split", "payments-out")
+TOPOLOGIES = ("monolith", "split", "payments-out", "kafka", "aws")
 KUBERNETES_VERSION = "1.32.0"
 
 
@@ -68,7 +68,7 @@ def by_kind(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, A
 def test_the_committed_files_are_what_cleave_toml_generates() -> None:
     result = cleave("deploy", "check", CLEAVE_DATABASE="postgresql://elsewhere/{service}")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "11 deployment files match cleave.toml"
+    assert result.stdout.strip() == "15 deployment files match cleave.toml"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,6 +25,7 @@ from cleave.cli.app import (
 from cleave.errors import CleaveError, ConfigError
 
 if TYPE_CHECKING:
+    from cleave.config import SystemConfig
     from cleave.runtime import Unit
     from cleave.serving.claim import ServerClaim
 
@@ -51,12 +53,23 @@ def up(
             "controlled by hand over a line protocol (its address is printed).",
         ),
     ] = False,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Restart the units whose code changes (every unit for a change to shared "
+            "code; the one process of a single-unit topology).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
     from cleave.serving.claim import ServerClaim
     from cleave.serving.server import check_port_free, unrecoverable
 
     config = config_for(topology)
+    if reload and len(config.topology.units) == 1:
+        _serve_reloading(config)
+        return
     host = host or config.topology.host
     port = port or config.topology.http_port
     config = config.serving_at(host, port)
@@ -92,7 +105,9 @@ def up(
                 check_port_free(
                     address.host, address.http_port, option=f"the address of unit {unit}"
                 )
-            supervisor = Supervisor(config, host=host, port=port, seed=seed, console=err)
+            supervisor = Supervisor(
+                config, host=host, port=port, seed=seed, console=err, reload=reload
+            )
 
             def serving(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
                 if through_proxy:
@@ -107,6 +122,30 @@ def up(
             if (permanent := unrecoverable(error)) is not None:
                 raise permanent from None
             raise
+
+
+def _serve_reloading(config: SystemConfig) -> None:
+    """One process serves a single-unit topology, so a change restarts that process: the same
+    `cleave up`, without --reload, as a child that starts again at every change."""
+    import shlex
+    import sys
+
+    from watchfiles import PythonFilter, run_process
+
+    from cleave.serving.reload import service_homes, watched_folders
+
+    command = [sys.executable, "-m", "cleave", *(a for a in sys.argv[1:] if a != "--reload")]
+    err.print(f"[dim]reloading {config.topology.name} whenever its code changes[/]")
+    run_process(
+        *watched_folders(service_homes(config)),
+        target=shlex.join(command),
+        target_type="command",
+        watch_filter=PythonFilter(),
+        callback=lambda changes: err.print(
+            f"[bold]reloading[/] ({', '.join(sorted(Path(p).name for _, p in changes)[:3])} "
+            "changed)"
+        ),
+    )
 
 
 async def _serve_while_claimed(
@@ -191,7 +230,10 @@ def plan(topology: TopologyOption = None) -> None:
         address = layout.address_of(unit)
         # gRPC is served only between units: a one-unit topology has nothing listening there.
         grpc = f"  grpc {address.grpc}" if len(layout.units) > 1 else ""
-        out.print(f"\n[bold]unit {unit}[/]  http {address.http}{grpc}")
+        if unit in layout.functions:  # deployed on AWS Lambda: no listener, a tick for workers
+            out.print(f"\n[bold]unit {unit}[/]  an AWS Lambda function (cleave.serverless.handler)")
+        else:
+            out.print(f"\n[bold]unit {unit}[/]  http {address.http}{grpc}")
         for name in members:
             out.print(f"  {name:<10} {config.database_url(name)}")
             for protocol in services[name].calls:

@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
 Check = Callable[["SystemConfig", "str | None"], list[str]]
 
+# Each check by name, as "module:function", so a command can run one or all without importing all.
 CHECKS: dict[str, str] = {
     "pacts": "cleave.contracts.pacts:verify",
+    "events": "cleave.contracts.events:verify",
+    "asyncapi": "cleave.contracts.asyncapi:verify",
+    "openapi": "cleave.contracts.openapi:verify",
+    "proto": "cleave.contracts.proto:verify",
 }
 
 

@@ -11,7 +11,8 @@ from rich.console import Console
 from cleave.errors import CleaveError
 
 deploy_app = typer.Typer(
-    help="Deployment files (Dockerfile, compose.yaml, kustomize) generated from cleave.toml.",
+    help="Deployment files (Dockerfile, compose.yaml, kustomize, AWS SAM) generated from "
+    "cleave.toml.",
     no_args_is_help=True,
 )
 out = Console(highlight=False, soft_wrap=True)
@@ -21,7 +22,26 @@ OutOption = Annotated[
 ]
 
 
-def _rendered(folder: str) -> tuple[Path, dict[str, str]]:
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        help="Only these: docker, compose, kubernetes, lambda (an AWS SAM template for each "
+        "topology that lists functions). Repeatable; every one by default.",
+    ),
+]
+
+
+def _targets(chosen: list[str] | None) -> tuple[str, ...]:
+    from cleave.deploy.render import TARGETS
+
+    for target in chosen or ():
+        if target not in TARGETS:
+            raise CleaveError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
+    return tuple(chosen) if chosen else TARGETS
+
+
+def _rendered(folder: str, targets: tuple[str, ...]) -> tuple[Path, dict[str, str]]:
     from importlib.metadata import version
 
     from cleave.config import find_config, load_config
@@ -41,17 +61,20 @@ def _rendered(folder: str) -> tuple[Path, dict[str, str]]:
             services_with_workers=frozenset(name for name, s in services.items() if s.workers),
             version=version("cleave"),
             site_service=site_service(services),
+            declarations=services,
         )
-        return config.root, render(system, folder)
+        return config.root, render(system, folder, targets)
 
 
 @deploy_app.command("render")
-def render_files(folder: OutOption = "deploy") -> None:
-    """Write the Dockerfile, compose.yaml and the kustomize base and overlays."""
+def render_files(folder: OutOption = "deploy", target: TargetOption = None) -> None:
+    """Write the Dockerfile, compose.yaml, the kustomize base and overlays, and the AWS SAM
+    template of each topology that lists functions."""
     from cleave.deploy.render import differences, write
 
-    root, files = _rendered(folder)
-    for stale in differences(root, files, folder):
+    targets = _targets(target)
+    root, files = _rendered(folder, targets)
+    for stale in differences(root, files, folder, targets):
         if stale.endswith("(not generated)"):
             (root / stale.rpartition(" (")[0]).unlink()
             out.print(f"removed {stale.rpartition(' (')[0]}")
@@ -61,12 +84,13 @@ def render_files(folder: OutOption = "deploy") -> None:
 
 
 @deploy_app.command("check")
-def check_files(folder: OutOption = "deploy") -> None:
+def check_files(folder: OutOption = "deploy", target: TargetOption = None) -> None:
     """Exit 1 if the files on disk differ from what cleave.toml generates."""
     from cleave.deploy.render import differences
 
-    root, files = _rendered(folder)
-    if found := differences(root, files, folder):
+    targets = _targets(target)
+    root, files = _rendered(folder, targets)
+    if found := differences(root, files, folder, targets):
         raise CleaveError(
             f"{len(found)} deployment file(s) drifted from cleave.toml: {', '.join(found)}; "
             "run `cleave deploy render`"

@@ -18,6 +18,7 @@ ADAPTERS = {
     "nats": "cleave.messaging.jetstream:JetStreamBroker",
     "tls": "cleave.messaging.jetstream:JetStreamBroker",
     "kafka": "cleave.messaging.kafka:KafkaBroker",
+    "sqs": "cleave.messaging.sqs:SQSBroker",
 }
 
 

@@ -1,7 +1,8 @@
 """Idempotent consumers: the inbox row and the handler's effect commit in one transaction.
 
 A delivery is retried with backoff; after `max_attempts` failures the message is parked in the
-service's dead-letter table with its error, to be listed and replayed with `cleave dlq`.
+service's dead-letter table with its error, to be listed and replayed with `cleave dlq`; one
+whose data breaks its event's schema is parked at the first failure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,9 +23,16 @@ from cleave.clock import utcnow
 from cleave.data.statements import Prepared
 from cleave.data.tables import dead_letters, inbox
 from cleave.errors import CleaveError, NotFound
-from cleave.events import Envelope
+from cleave.events import Envelope, EnvelopeError
 from cleave.service import ServiceContext, Subscription
 from cleave.telemetry import EVENTS_CONSUMED, trace_context_of, tracer
+
+# What a message that is not a CloudEvent is parked under: it names no handler and no type.
+UNREADABLE = "(not a CloudEvent)"
+
+
+class RetryLater(CleaveError):
+    """A handler failed and has attempts left: the broker should deliver the message again."""
 
 
 @dataclass(frozen=True)
@@ -67,25 +76,43 @@ class Consumer:
             *(self._deliver_to(sub, envelope) for sub in self._by_type.get(envelope.type, ()))
         )
 
+    async def deliver_attempt(self, envelope: Envelope, attempt: int) -> None:
+        """One delivery from a broker that counts the receives itself (an SQS event source):
+        each handler tries once; one that fails before its last attempt raises `RetryLater`, so
+        the broker delivers the message again later and the inbox skips the handlers that did."""
+        settled = await asyncio.gather(
+            *(self._attempt(sub, envelope, attempt) for sub in self._by_type.get(envelope.type, ()))
+        )
+        if not all(settled):
+            raise RetryLater(f"{envelope.type} {envelope.id}: attempt {attempt} failed")
+
     async def _deliver_to(self, subscription: Subscription[Any], envelope: Envelope) -> None:
-        log = self.context.log.bind(handler=subscription.name, message_id=envelope.id)
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                applied = await self.apply(subscription, envelope)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("handler failed", attempt=attempt, error=_describe(error))
-                if attempt == self.max_attempts:
-                    await self._park(subscription, envelope, error, attempt)
-                    self._count(subscription, "dead_lettered")
-                    log.error("message dead-lettered", attempts=attempt, type=envelope.type)
-                    return
-                self._count(subscription, "retried")
-                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            else:
-                self._count(subscription, "applied" if applied else "duplicate")
+            if await self._attempt(subscription, envelope, attempt):
                 return
+            await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+
+    async def _attempt(
+        self, subscription: Subscription[Any], envelope: Envelope, attempt: int
+    ) -> bool:
+        """Apply once: True when settled (applied, a duplicate, or parked), False to try again."""
+        log = self.context.log.bind(handler=subscription.name, message_id=envelope.id)
+        try:
+            applied = await self.apply(subscription, envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("handler failed", attempt=attempt, error=_describe(error))
+            # Data that breaks the event's schema stays broken however often it is retried.
+            if attempt < self.max_attempts and not isinstance(error, ValidationError):
+                self._count(subscription, "retried")
+                return False
+            await self._park(subscription, envelope, error, attempt)
+            self._count(subscription, "dead_lettered")
+            log.error("message dead-lettered", attempts=attempt, type=envelope.type)
+            return True
+        self._count(subscription, "applied" if applied else "duplicate")
+        return True
 
     def _count(self, subscription: Subscription[Any], outcome: str) -> None:
         EVENTS_CONSUMED.labels(self.context.name, subscription.name, outcome).inc()
@@ -128,6 +155,8 @@ class Consumer:
         self, subscription: Subscription[Any], envelope: Envelope, error: Exception, attempts: int
     ) -> None:
         async with self.context.unit_of_work() as uow:
+            if await _parked_before(uow.connection, envelope.id, subscription.name):
+                return  # the same message delivered again after it was parked
             await uow.connection.execute(
                 dead_letters.insert().values(
                     message_id=envelope.id,
@@ -136,6 +165,24 @@ class Consumer:
                     envelope=envelope.to_json(),
                     error=_describe(error),
                     attempts=attempts,
+                    failed_at=utcnow(),
+                )
+            )
+
+    async def park_unreadable(self, body: bytes, message_id: str, reason: str) -> None:
+        """Keep a message that is not a CloudEvent in the dead-letter table, as received, for a
+        person to read: where no broker-side parking queue is at hand (a function's event)."""
+        async with self.context.unit_of_work() as uow:
+            if await _parked_before(uow.connection, message_id[:64], UNREADABLE):
+                return
+            await uow.connection.execute(
+                dead_letters.insert().values(
+                    message_id=message_id[:64],
+                    handler=UNREADABLE,
+                    type=UNREADABLE,
+                    envelope=body.decode("utf-8", errors="replace"),
+                    error=reason,
+                    attempts=1,
                     failed_at=utcnow(),
                 )
             )
@@ -152,7 +199,12 @@ class Consumer:
             raise NotFound(f"no dead letter {dead_letter_id} in {self.context.name}")
         if row.replayed_at is not None:
             raise CleaveError(f"dead letter {dead_letter_id} was replayed at {row.replayed_at}")
-        envelope = Envelope.from_json(row.envelope)
+        try:
+            envelope = Envelope.from_json(row.envelope)
+        except EnvelopeError as error:
+            raise CleaveError(
+                f"dead letter {dead_letter_id} is not a CloudEvent ({error}): it can only be read"
+            ) from None
         for subscription in self._by_type.get(envelope.type, ()):
             if subscription.name == row.handler:
                 return await self.apply(subscription, envelope, replaying=dead_letter_id)
@@ -208,6 +260,16 @@ async def _claim(connection: AsyncConnection, envelope: Envelope, handler: str) 
         new_received_at=utcnow(),
     )
     return claimed == 1
+
+
+async def _parked_before(connection: AsyncConnection, message_id: str, handler: str) -> bool:
+    """Whether this message is parked for this handler and not replayed yet."""
+    query = select(dead_letters.c.id).where(
+        dead_letters.c.message_id == message_id,
+        dead_letters.c.handler == handler,
+        dead_letters.c.replayed_at.is_(None),
+    )
+    return (await connection.execute(query.limit(1))).first() is not None
 
 
 def _describe(error: BaseException) -> str:

@@ -1,5 +1,6 @@
-"""Kafka through FastStream. Tested only with FastStream's in-memory TestKafkaBroker: no Kafka
-broker can be installed on the machines this project is built on.
+"""Kafka through FastStream (aiokafka underneath). Tested against Tansu, a Kafka-protocol broker
+(`tests/services.py` starts it), not against Apache Kafka itself, which cannot be installed on the
+machines this project is built on.
 
 Names, for namespace `ns` (see `cleave.messaging.remote`):
 
@@ -10,15 +11,25 @@ Names, for namespace `ns` (see `cleave.messaging.remote`):
 - a topic `ns.parked.<service>`, where a message that is not a CloudEvent is copied before its
   offset is committed.
 
-`publish` returns once the leader and its in-sync replicas have the record (`acks=all`, with an
-idempotent producer).
+`publish` returns once the leader and its in-sync replicas have the record (`acks=all`). The
+producer is idempotent by default: a retried produce after a lost response is not written twice.
+`?idempotence=false` turns that off for brokers without `InitProducerId` (Tansu answers it with
+UnknownError); a retried produce may then write a record twice, which the consumers' inbox drops.
+
+`?session_timeout_ms=N` (default 10000, aiokafka's) is how long a consumer may stay silent before
+the group gives its partitions to another member; it heartbeats every third of it. A broker waits
+for members to join a new group for a while tied to it (Tansu: half of it), so it bounds how
+quickly a unit's consumers start too. `?prefetch` does not apply: a consumer handles the records of
+its partitions one at a time, committing each after it, which keeps a key's order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+from aiokafka.errors import UnknownError
 from faststream.kafka import KafkaBroker as FastStreamKafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.message import StreamMessage
@@ -37,6 +48,8 @@ from cleave.messaging.remote import (
 )
 
 CONTENT_TYPE = "application/cloudevents+json"
+_SWITCH = {"true": True, "false": False}
+DEFAULT_SESSION_TIMEOUT_MS = 10_000
 
 
 class KafkaBroker:
@@ -44,13 +57,26 @@ class KafkaBroker:
 
     def __init__(self, url: str) -> None:
         self.address = BrokerAddress.parse(url)
-        servers = self.address.url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        if not servers:
+        parts = urlsplit(self.address.url)
+        if not parts.netloc:
             raise ConfigError(f"broker {url!r}: name the bootstrap servers, kafka://host:port")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        idempotence = options.pop("idempotence", "true")
+        if idempotence not in _SWITCH:
+            raise ConfigError(f"broker idempotence {idempotence!r}: use true or false")
+        session_timeout = options.pop("session_timeout_ms", str(DEFAULT_SESSION_TIMEOUT_MS))
+        self.session_timeout_ms = int(session_timeout) if session_timeout.isdigit() else 0
+        if not 1_000 <= self.session_timeout_ms <= 3_600_000:
+            raise ConfigError(
+                f"broker session_timeout_ms {session_timeout!r}: use a whole number 1000-3600000"
+            )
+        if options:
+            raise ConfigError(f"broker {url!r}: unknown option {next(iter(options))!r}")
+        self.idempotent = _SWITCH[idempotence]
         self.faststream = FastStreamKafkaBroker(
-            servers.split(","),
+            parts.netloc.split(","),
             acks="all",
-            enable_idempotence=True,
+            enable_idempotence=self.idempotent,
             logger=None,
             apply_types=False,
             graceful_timeout=10.0,
@@ -77,6 +103,8 @@ class KafkaBroker:
             *(self.topic(event_type) for event_type in event_types),
             group_id=f"{self.address.namespace}.{queue}",
             auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.session_timeout_ms // 3,
             ack_policy=AckPolicy.MANUAL,
             decoder=keep_raw_message,
             no_reply=True,
@@ -84,7 +112,16 @@ class KafkaBroker:
 
     async def start(self) -> None:
         self._started = True
-        await self.faststream.start()
+        try:
+            await self.faststream.start()
+        except UnknownError as error:
+            if not self.idempotent:
+                raise
+            await self.faststream.stop()
+            raise ConfigError(
+                f"broker {self.address.url!r} refused an idempotent producer ({error}); a broker "
+                "without InitProducerId, such as Tansu, needs ?idempotence=false"
+            ) from error
 
     async def publish(self, envelope: Envelope) -> None:
         check_event_type(envelope.type)

@@ -72,6 +72,18 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self._record_outcomes()
 
+    async def deliver_pending(self) -> int:
+        """Deliver what is pending now, wait for the broker and record it, then return how many
+        were published (a scheduled function's tick: no loop, no wake-up). Stops at the first
+        round with a failure, leaving the row for the next tick, as the loop would back off."""
+        published = self.published
+        while await self.drain_once():
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._failed:
+                break
+        await self._record_outcomes()
+        return self.published - published
+
     async def drain_once(self) -> int:
         """Record finished deliveries, then start publishing what is pending; returns how many."""
         await self._record_outcomes()

@@ -15,15 +15,17 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
-from faststream.message import StreamMessage
 
 from cleave.errors import ConfigError
 from cleave.events import Envelope, EnvelopeError
 from cleave.messaging.broker import Delivery
+
+if TYPE_CHECKING:  # FastStream costs a second to import; a function's SQS path needs none of it
+    from faststream.message import StreamMessage
 
 log = structlog.get_logger("cleave.messaging")
 
@@ -101,8 +103,16 @@ class Settlement(Protocol):
         """It can never be applied (not a CloudEvent): set it aside for a person to look at."""
 
 
-async def settle(body: bytes, deliver: Delivery, settlement: Settlement, *, queue: str) -> None:
-    """Decode, hand to the consumer, then acknowledge; park what is malformed, retry a failure."""
+async def settle(
+    body: bytes,
+    deliver: Delivery,
+    settlement: Settlement,
+    *,
+    queue: str,
+    retry_delay: float = RETRY_DELAY_SECONDS,
+) -> None:
+    """Decode, hand to the consumer, then acknowledge; park what is malformed, retry a failure
+    after `retry_delay` (none where the broker itself waits before redelivering)."""
     try:
         envelope = Envelope.from_json(body)
     except EnvelopeError as error:
@@ -122,7 +132,7 @@ async def settle(body: bytes, deliver: Delivery, settlement: Settlement, *, queu
             message_id=envelope.id,
             error=f"{type(error).__name__}: {error}",
         )
-        await asyncio.sleep(RETRY_DELAY_SECONDS)
+        await asyncio.sleep(retry_delay)
         await settlement.retry()
         return
     await settlement.ack()

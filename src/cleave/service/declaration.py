@@ -85,6 +85,9 @@ class Service:
     port: PortBinding[Any] | None = None
     calls: Sequence[type] = ()
     workers: Sequence[Worker] = ()
+    # One round of each worker's due work, returning: what a scheduled tick runs where no
+    # worker can loop (a unit served as a function).
+    ticks: Sequence[Worker] = ()
     seed: Seeder | None = None
     welcome: Welcome | None = None
     description: str = ""

@@ -16,7 +16,7 @@ import uvicorn
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError, ConfigError, DatabaseUnavailable, Unrecoverable
 from cleave.runtime import Unit, welcome_lines
-from cleave.telemetry import configure_logging
+from cleave.telemetry import configure_logging, log_to_file, unit_log_path
 from cleave.web.app import create_app, create_metrics_app
 
 
@@ -75,6 +75,7 @@ async def serve_unit(
 ) -> None:
     """Serve `unit_name` until the process is told to stop, or until `stop` is set."""
     configure_logging(unit=unit_name)
+    log_to_file(unit_log_path(config.var_dir, unit_name))
     unit = Unit(config, unit_name)
     try:
         if migrate:

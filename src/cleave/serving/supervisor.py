@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from rich.console import Console
@@ -70,6 +71,10 @@ class Child:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Cleared while a unit is held down: it is not restarted until released.
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when `--reload` stops the unit for a change to its code: it starts again at once.
+    reloading: bool = False
+    # Set by `--reload` at each change to the unit's code (a unit that failed waits for one).
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.released.set()
@@ -86,6 +91,7 @@ class Supervisor:
         ready_timeout_seconds: float = 90.0,
         console: Console | None = None,
         unit_environment: Mapping[str, Mapping[str, str]] | None = None,
+        reload: bool = False,
     ) -> None:
         self.config = config
         self.host = host
@@ -95,6 +101,7 @@ class Supervisor:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         # Extra variables for one unit's process only (how it sees the others, through a proxy).
         self.unit_environment = unit_environment or {}
+        self.reload = reload
         self.children = [
             Child(unit, COLOURS[index % len(COLOURS)])
             for index, unit in enumerate(config.topology.units)
@@ -176,6 +183,21 @@ class Supervisor:
             await asyncio.gather(*child.tasks, return_exceptions=True)
             if self._stopping.is_set():
                 return
+            if child.reloading:
+                child.reloading = False
+                await self._spawn(child)
+                continue
+            if self.reload:
+                # While code is being edited, a failing unit waits for the fix, not a backoff.
+                self.console.print(
+                    f"[bold red]unit {child.unit} exited with code {code}; it starts again "
+                    "when its code changes[/]"
+                )
+                child.changed.clear()
+                if not await self._until_changed(child):
+                    return
+                await self._spawn(child)
+                continue
             if code == EX_CONFIG:
                 self.failure = (child.unit, child.last_error or f"exit code {code}")
                 self._stopping.set()
@@ -191,6 +213,38 @@ class Supervisor:
                 return
             child.restarts += 1
             await self._spawn(child)
+
+    async def _until_changed(self, child: Child) -> bool:
+        """Wait for a change to the unit's code; False if the supervisor is stopping first."""
+        changed = asyncio.create_task(child.changed.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({changed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (changed, stopping):
+            task.cancel()
+        return not self._stopping.is_set()
+
+    async def _reload_on_changes(self) -> None:
+        """Restart the units whose code changed, as soon as a change settles."""
+        from watchfiles import PythonFilter, awatch
+
+        from cleave.serving.reload import service_homes, units_to_reload, watched_folders
+
+        homes = service_homes(self.config)
+        async for changes in awatch(
+            *watched_folders(homes), watch_filter=PythonFilter(), stop_event=self._stopping
+        ):
+            changed = sorted({Path(path) for _change, path in changes})
+            names = ", ".join(path.name for path in changed[:3])
+            for unit in units_to_reload(self.config, homes, changed):
+                child = self.child(unit)
+                self.console.print(f"[bold]reloading unit {unit}[/] ({names} changed)")
+                process = child.process
+                if process is not None and process.returncode is None:
+                    child.reloading = True
+                    with contextlib.suppress(ProcessLookupError):
+                        process.terminate()
+                else:
+                    child.changed.set()
 
     def child(self, unit: str) -> Child:
         for child in self.children:
@@ -265,6 +319,8 @@ class Supervisor:
             for child in self.children:
                 await self._spawn(child)
             watchers += [asyncio.create_task(self._watch(child)) for child in self.children]
+            if self.reload:
+                watchers.append(asyncio.create_task(self._reload_on_changes()))
             await self.wait_until_ready()
             if self._stopping.is_set():
                 return

@@ -111,10 +111,70 @@ def _declare_security(
         for (path, method), scopes in protected.items():
             if (operation := document["paths"].get(path, {}).get(method)) is not None:
                 operation["security"] = [{SCHEME: scopes}]
+        _declare_validation_problems(document)
         app.openapi_schema = document
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# What a 422 is answered with (cleave.web.app's handlers): an RFC 9457 problem, which lists each
+# error when the request failed validation; never FastAPI's default `{"detail": [...]}` body.
+PROBLEM = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem. `code` says which; a request that fails validation "
+    "(`validation-error`) lists each error in `errors`. A problem may carry other members.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _declare_validation_problems(document: dict[str, Any]) -> None:
+    """Each operation's 422 as the problem the chassis really sends, in place of FastAPI's."""
+    declared = False
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if "422" in responses:
+                responses["422"] = {
+                    "description": "The request is not valid, or cannot be carried out",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                }
+                declared = True
+    if declared:
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name in _FASTAPI_VALIDATION_SCHEMAS:
+            schemas.pop(name, None)
+        schemas["Problem"] = PROBLEM
+        document["components"]["schemas"] = dict(sorted(schemas.items()))
 
 
 def _takes_principal(route: APIRoute) -> bool:

@@ -129,10 +129,10 @@ def definition(context: ServiceContext) -> SagaDefinition:
     )
 
 
-async def run(context: ServiceContext) -> None:
-    """The saga worker: advances every pending order until the service stops."""
+def runner(context: ServiceContext) -> SagaRunner:
+    """The order saga's runner, with this service's settings."""
     lease = context.settings.get("lease_seconds")
-    runner = SagaRunner(
+    return SagaRunner(
         context,
         definition(context),
         deadline_seconds=context.setting("step_deadline_seconds", 5.0),
@@ -141,4 +141,13 @@ async def run(context: ServiceContext) -> None:
         max_attempts=int(context.setting("max_step_attempts", 10)),
         lease_seconds=float(lease) if lease is not None else None,
     )
-    await runner.run()
+
+
+async def run(context: ServiceContext) -> None:
+    """The saga worker: advances every pending order until the service stops."""
+    await runner(context).run()
+
+
+async def run_due(context: ServiceContext) -> None:
+    """One tick of the saga worker: advances every order due now, then returns."""
+    await runner(context).run_due()

@@ -20,4 +20,5 @@ service = Service(
     publishes=(OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled),
     calls=(CatalogPort, CustomerPort, PaymentPort),
     workers=(saga.run,),
+    ticks=(saga.run_due,),
 )

@@ -353,6 +353,13 @@ def _processor_file(context: ServiceContext) -> Path:
     return context.system.state_dir / "card-processor.db"
 
 
+async def settle_captures_in_doubt_once(context: ServiceContext) -> None:
+    """One round of the worker below, for a unit with no background work (a function's tick)."""
+    payments = context.port(PaymentPort)
+    assert isinstance(payments, LocalPayments)
+    await payments.settle_in_doubt(older_than_seconds=2 * payments.processor_timeout)
+
+
 async def settle_captures_in_doubt(context: ServiceContext) -> None:
     """Payment's worker: a capture left without an answer (the unit was killed while the
     processor decided) is settled by asking the processor again, at start and then now and then,

@@ -24,4 +24,5 @@ service = Service(
     publishes=(PaymentAuthorized, PaymentCaptured, PaymentVoided, PaymentRefunded),
     port=PortBinding(PaymentPort, handlers.LocalPayments, rpc=payment_pb2),
     workers=(handlers.settle_captures_in_doubt,),
+    ticks=(handlers.settle_captures_in_doubt_once,),
 )

@@ -1,0 +1,64 @@
+"""A unit's log file: whole JSON lines, owner-only, moved aside when full, and followed across
+the move."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import structlog
+
+from cleave.cli.logs import _follow, _last_lines
+from cleave.telemetry import UnitLogFile, rotated_log_path
+
+
+def log(sink: UnitLogFile, event: str) -> None:
+    sink(None, "info", {"event": event, "level": "info"})
+
+
+def test_lines_are_whole_json_owner_only_and_moved_aside_when_full(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "shop.jsonl"
+    sink = UnitLogFile(path, max_bytes=200)
+    for number in range(10):
+        log(sink, f"line {number}")
+    sink.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    older = rotated_log_path(path)
+    assert older.name == "shop.1.jsonl"
+    newest = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert newest[-1] == "line 9"
+    assert len(path.read_text()) < 300  # moved aside, not grown past the limit
+    # The last lines asked for come from the older file too when the new one holds fewer.
+    assert [json.loads(line)["event"] for line in _last_lines(path, path.read_text(), 4)] == [
+        f"line {n}" for n in range(6, 10)
+    ]
+
+
+def test_an_exception_is_kept_with_its_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "shop.jsonl"
+    sink = UnitLogFile(path)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        sink(None, "error", {"event": "failed", "level": "error", "exc_info": True})
+    sink.close()
+    [record] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "ValueError: boom" in record["exception"]
+    assert structlog  # the processor that formats it is structlog's own
+
+
+def test_a_follower_reads_on_after_the_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "shop.jsonl"
+    sink = UnitLogFile(path, max_bytes=150)
+    log(sink, "before the follower")
+    with path.open() as handle:
+        handle.read()  # where `cleave logs -f` starts: after the lines it has shown
+        following = _follow(path, handle)
+        seen = []
+        for number in range(8):  # past max_bytes: the file is moved aside along the way
+            log(sink, f"new {number}")
+            seen.append(json.loads(next(following))["event"])
+        following.close()
+    sink.close()
+    assert rotated_log_path(path).exists()
+    assert seen == [f"new {n}" for n in range(8)]
