@@ -76,17 +76,21 @@ class SqsRecord:
 
 class _PublishOnly:
     """A function's broker: it publishes; what it consumes arrives as invocations (an SQS event
-    source), so it subscribes to nothing on the broker itself."""
+    source), so it never consumes from the broker itself. An SQS broker still declares its
+    queues and their subscriptions to the topic at start (`SQSBroker.declare`), since nothing
+    else subscribes them and the event source mapping only reads them."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.name = broker.name
+        self._declare: Callable[[], Awaitable[None]] | None = getattr(broker, "declare", None)
 
     def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
-        return None
+        if self._declare is not None:
+            self.broker.subscribe(queue, types, deliver)
 
     async def start(self) -> None:
-        await self.broker.start()
+        await (self._declare or self.broker.start)()
 
     async def publish(self, envelope: Envelope) -> None:
         await self.broker.publish(envelope)
