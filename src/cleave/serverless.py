@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cleave.serverless")
 # Mangum base64-encodes a body unless its type contains one of these: problems are text too.
 TEXT_TYPES = ["text/", "application/json", "application/problem+json", "application/javascript"]
-# Receives of a message whose handler fails before it is parked: below the queue's redrive
-# count, so the inbox's dead-letter table keeps it with its error, not only the DLQ.
+# Receives of a message whose handler fails before it is parked: no more than the queue's
+# redrive count (the sqs:// URL's max_receives, 5 by default), so the last receive parks it in
+# the inbox's dead-letter table with its error before SQS would move it to the parked queue.
 MAX_ATTEMPTS = 5
 # A record's delivery to one consumer group, told which receive of the message this is.
 GroupDelivery = Callable[["Envelope", int], Awaitable[None]]
