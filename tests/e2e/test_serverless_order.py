@@ -77,7 +77,8 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
     config = load_config(ROOT / "cleave.toml", topology=TOPOLOGY)
     databases = PostgresDatabases()
     brokers = Brokers("sqs", f"e2e{uuid.uuid4().hex[:10]}")
-    broker = brokers.url
+    # Not the function's default of 5 attempts: its consumers must take the queue's instead.
+    broker = f"{brokers.url}&max_receives=4"
     addresses = {
         unit: UnitAddress("127.0.0.1", free_port(), free_port(), free_port())
         for unit in config.topology.units
@@ -257,6 +258,9 @@ def test_an_order_completes_with_ordering_as_a_function_over_sqs(deployment: Dep
         # ordering consumes no events (its saga calls catalog and payment over gRPC): its one
         # queue carries the provider's revocations
         assert set(aws.queues) == {revocation_queue(FUNCTION)}
+        # its last receive before SQS's redrive parks a failing message with its error
+        redrive = SQSBroker(deployment.broker).sqs_address.max_receives
+        assert {c.max_attempts for c in function.unit.consumers.values()} == {redrive}
         catalog, payment = (
             deployment.addresses["catalog"].http,
             deployment.addresses["payment"].http,
