@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cleave.serverless")
 # Mangum base64-encodes a body unless its type contains one of these: problems are text too.
 TEXT_TYPES = ["text/", "application/json", "application/problem+json", "application/javascript"]
-# Receives of a message whose handler fails before it is parked: below the queue's redrive
-# count, so the inbox's dead-letter table keeps it with its error, not only the DLQ.
+# Receives of a message whose handler fails before it is parked, on a broker other than SQS
+# (on SQS: the URL's max_receives, after which SQS would move it to the parked queue).
 MAX_ATTEMPTS = 5
 # A record's delivery to one consumer group, told which receive of the message this is.
 GroupDelivery = Callable[["Envelope", int], Awaitable[None]]
@@ -76,17 +76,21 @@ class SqsRecord:
 
 class _PublishOnly:
     """A function's broker: it publishes; what it consumes arrives as invocations (an SQS event
-    source), so it subscribes to nothing on the broker itself."""
+    source), so it never consumes from the broker itself. An SQS broker still declares its
+    queues and their subscriptions to the topic at start (`SQSBroker.declare`), since nothing
+    else subscribes them and the event source mapping only reads them."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.name = broker.name
+        self._declare: Callable[[], Awaitable[None]] | None = getattr(broker, "declare", None)
 
     def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
-        return None
+        if self._declare is not None:
+            self.broker.subscribe(queue, types, deliver)
 
     async def start(self) -> None:
-        await self.broker.start()
+        await (self._declare or self.broker.start)()
 
     async def publish(self, envelope: Envelope) -> None:
         await self.broker.publish(envelope)
@@ -122,7 +126,7 @@ class FunctionUnit:
         unit: str | None = None,
         *,
         migrate: bool = False,
-        max_attempts: int = MAX_ATTEMPTS,
+        max_attempts: int | None = None,
     ) -> None:
         from mangum import Mangum
 
@@ -136,6 +140,8 @@ class FunctionUnit:
         # The monolith's in-process bus stays: its relay delivers to the consumers beside it.
         url = config.topology.broker
         broker = None if url == "memory" else _PublishOnly(create_broker(url))
+        if max_attempts is None:
+            max_attempts = _redrive_receives(broker.broker) if broker else MAX_ATTEMPTS
         self.unit: Unit = Unit(config, name, broker=broker, max_attempts=max_attempts)
         app = create_app(self.unit, start_unit=False)
         self.loop = asyncio.new_event_loop()
@@ -268,6 +274,14 @@ class FunctionUnit:
     def close(self) -> None:
         self.loop.run_until_complete(self.unit.stop())
         self.loop.close()
+
+
+def _redrive_receives(broker: Broker) -> int:
+    """An SQS queue's receives before its redrive (the URL's `max_receives`): the last one parks
+    the message with its error rather than leave it to the parked queue without one."""
+    from cleave.messaging.sqs import SQSBroker
+
+    return broker.sqs_address.max_receives if isinstance(broker, SQSBroker) else MAX_ATTEMPTS
 
 
 def _flush_spans() -> None:

@@ -16,6 +16,7 @@ from cleave.config import load_config
 from cleave.deploy.render import render
 from cleave.deploy.system import System
 from cleave.errors import ConfigError
+from cleave.messaging.sqs import SQSBroker
 from cleave.runtime import load_services, site_service
 from tests.unit.test_deploy import ROOT, cleave
 
@@ -28,6 +29,7 @@ database = "postgresql+asyncpg://cleave_{{service}}@db.internal:5432/cleave_{{se
 functions = ["core"]
 """
 TEMPLATE = "deploy/lambda/functions/template.yaml"
+TOPOLOGY_BROKER = "sqs://sqs.eu-west-1.amazonaws.com/?namespace=shop"
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def test_the_rendered_template_runs_the_core_as_a_function_and_passes_cfn_lint(
         assert events[queue]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     customer_queue = template["Resources"]["CustomerQueue"]["Properties"]
     assert customer_queue["QueueName"] == "shop-customer"
-    assert customer_queue["RedrivePolicy"]["maxReceiveCount"] == 6
+    assert customer_queue["RedrivePolicy"]["maxReceiveCount"] == 5
     assert events["Tick"] == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
 
 
@@ -120,6 +122,30 @@ def system_of(project: Path, functions: str, **replacing: str) -> System:
     )
 
 
+@pytest.mark.parametrize("options", ["", "&fifo=true&max_receives=3&visibility=60"])
+def test_the_templates_queues_are_the_ones_the_sqs_adapter_declares(
+    project: Path, options: str
+) -> None:
+    """The function's cold start declares its queues through the adapter (with their topic
+    subscription): the template must name and set them the same, or one overwrites the other."""
+    url = f"sqs://sqs.eu-west-1.amazonaws.com/?namespace=shop{options}"
+    system = system_of(project, 'functions = ["core"]', **{TOPOLOGY_BROKER: url})
+    resources = yaml.safe_load(render(system, targets=("lambda",))[TEMPLATE])["Resources"]
+    broker = SQSBroker(url)
+    address = broker.sqs_address
+    for group, logical in (("customer", "Customer"), ("revocations-core", "RevocationsCore")):
+        queue = resources[f"{logical}Queue"]["Properties"]
+        parked = resources[queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        assert queue["QueueName"] == broker.queue_name(group)
+        assert parked["Properties"]["QueueName"] == broker.parked_queue_name(group)
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == address.max_receives
+        assert queue["VisibilityTimeout"] == address.visibility
+        assert queue.get("FifoQueue", False) is parked["Properties"].get("FifoQueue", False)
+        assert queue.get("FifoQueue", False) is address.fifo
+    if address.fifo:
+        assert resources["CustomerQueue"]["Properties"]["QueueName"] == "shop-customer.fifo"
+
+
 @pytest.mark.parametrize(
     ("functions", "replacing", "reason"),
     [
@@ -142,6 +168,11 @@ def system_of(project: Path, functions: str, **replacing: str) -> System:
             {"sqs://sqs.eu-west-1.amazonaws.com/?namespace=shop": "nats://127.0.0.1:4222"},
             "it consumes events, which a function receives only as SQS events, and the broker "
             "is 'nats'",
+        ),
+        (
+            'functions = ["core"]',
+            {TOPOLOGY_BROKER: f"{TOPOLOGY_BROKER}&visibility=10"},
+            "the broker's visibility=10 is shorter than the function's 30 s timeout",
         ),
     ],
 )

@@ -27,14 +27,11 @@ from cleave.deploy.system import (
     address_variable,
 )
 from cleave.errors import ConfigError
-from cleave.messaging.remote import BrokerAddress
+from cleave.messaging.sqs import RETENTION_SECONDS, SQSBroker
 
 HANDLER = "cleave.serverless.handler"
 RUNTIME = "python3.11"
 TIMEOUT_SECONDS = 30
-# What `cleave.serverless` retries before it parks (its MAX_ATTEMPTS), plus one: the app parks
-# a failing message with its error before SQS moves it to the dead-letter queue.
-MAX_RECEIVES = 6
 TICK = "rate(1 minute)"
 # Where the package is built, relative to the folder holding cleave.toml (see the README).
 BUILD_FOLDER = "build/lambda"
@@ -71,23 +68,7 @@ def sam_template(system: System, topology: Topology, depth: int) -> dict[str, An
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
                 },
             }
-            name = _queue_name(topology, group)
-            resources[queue] = {
-                "Type": "AWS::SQS::Queue",
-                "Properties": {
-                    "QueueName": name,
-                    # AWS's advice for an event source: six times the function's timeout.
-                    "VisibilityTimeout": 6 * TIMEOUT_SECONDS,
-                    "RedrivePolicy": {
-                        "deadLetterTargetArn": {"Fn::GetAtt": [dead, "Arn"]},
-                        "maxReceiveCount": MAX_RECEIVES,
-                    },
-                },
-            }
-            resources[dead] = {
-                "Type": "AWS::SQS::Queue",
-                "Properties": {"QueueName": f"{name}-dead", "MessageRetentionPeriod": 1_209_600},
-            }
+            resources[queue], resources[dead] = _queues(topology, group, dead)
         events["Tick"] = {"Type": "Schedule", "Properties": {"Schedule": TICK}}
         for other in topology.units:
             if other not in topology.functions:
@@ -155,6 +136,14 @@ def _check_function(system: System, topology: Topology, unit: str) -> None:
             f"{where}: it consumes events, which a function receives only as SQS events, and "
             f"the broker is {topology.broker.split('://', 1)[0]!r} (use an sqs:// broker)"
         )
+    if topology.broker.startswith("sqs://"):
+        visibility = SQSBroker(topology.broker).sqs_address.visibility
+        if visibility < TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"{where}: the broker's visibility={visibility} is shorter than the function's "
+                f"{TIMEOUT_SECONDS} s timeout, which Lambda refuses for an SQS event source "
+                f"(use visibility={TIMEOUT_SECONDS} or more)"
+            )
 
 
 def _consumer_groups(system: System, topology: Topology, unit: str) -> list[str]:
@@ -168,9 +157,35 @@ def _consumer_groups(system: System, topology: Topology, unit: str) -> list[str]
     return groups
 
 
-def _queue_name(topology: Topology, group: str) -> str:
-    """`<namespace>-<group>`: `cleave.serverless` finds the consumer group by that suffix."""
-    return f"{BrokerAddress.parse(topology.broker).namespace}-{group}"
+def _queues(topology: Topology, group: str, dead: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A consumer group's queue and dead-letter queue, named and set as the SQS adapter makes
+    them: the function's cold start declares them again (with their subscription to the topic),
+    so a template that said otherwise would be overwritten by it."""
+    broker = SQSBroker(topology.broker)
+    address = broker.sqs_address
+    fifo = {"FifoQueue": True} if address.fifo else {}
+    queue = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "QueueName": broker.queue_name(group),
+            **fifo,
+            "VisibilityTimeout": address.visibility,
+            "MessageRetentionPeriod": RETENTION_SECONDS,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dead, "Arn"]},
+                "maxReceiveCount": address.max_receives,
+            },
+        },
+    }
+    parked = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "QueueName": broker.parked_queue_name(group),
+            **fifo,
+            "MessageRetentionPeriod": RETENTION_SECONDS,
+        },
+    }
+    return queue, parked
 
 
 def _environment(system: System, topology: Topology, unit: str) -> dict[str, Any]:
