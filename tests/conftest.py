@@ -267,10 +267,21 @@ def migrated_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrated
 
 @pytest.fixture
 async def config(
-    base_config: SystemConfig, backend: str, migrated_shop: MigratedShop
+    base_config: SystemConfig,
+    backend: str,
+    migrated_shop: MigratedShop,
+    request: pytest.FixtureRequest,
 ) -> SystemConfig:
-    """The shop's configuration on a migrated and seeded state of its own."""
-    return await migrated_shop.restore(base_config, backend)
+    """The shop's configuration on a migrated and seeded state of its own; a test marked
+    `@pytest.mark.settings(service={...})` gets those service settings on top."""
+    restored = await migrated_shop.restore(base_config, backend)
+    marker = request.node.get_closest_marker("settings")
+    if marker is None:
+        return restored
+    settings = {name: dict(values) for name, values in restored.settings.items()}
+    for service, values in marker.kwargs.items():
+        settings.setdefault(service, {}).update(values)
+    return replace(restored, settings=settings)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from cleave.events import Envelope
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
 from cleave.web.app import create_app
+from shop.customer import store as customer_store
 from shop.ordering.contract import OrderConfirmed
 from tests.conftest import eventually, scrape
 from tests.integration.test_order_saga import order, place, settled
@@ -147,21 +148,37 @@ async def test_saga_and_consumer_metrics_move_with_outcomes(
     assert metric("cleave_sagas_finished_total", **labels, outcome="failed") == failed + 1
     assert metric("cleave_saga_duration_seconds_count", **labels, outcome="completed") >= 1
 
-    # An event naming a customer the handler cannot apply: retried, then dead-lettered.
+    # An event the handler keeps failing on: retried, then dead-lettered.
     handler = {"service": "customer", "handler": "on_order_confirmed"}
     parked_before = metric("cleave_events_consumed_total", **handler, outcome="dead_lettered")
+    retried_before = metric("cleave_events_consumed_total", **handler, outcome="retried")
     consumer = unit.consumers["customer"]
     consumer.backoff_seconds = 0.001
-    poison = Envelope(type=OrderConfirmed.event_type, source="/test", data={"order_id": "x"})
-    await consumer.deliver(poison)
+
+    async def unavailable(*_args: object) -> bool:
+        raise RuntimeError("the customer database is unavailable")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(customer_store, "count_confirmed_order", unavailable)
+        data = {"order_id": "x", "customer_id": "bob", "total": {"amount": 1, "currency": "EUR"}}
+        await consumer.deliver(Envelope(type=OrderConfirmed.event_type, source="/test", data=data))
     assert (
         metric("cleave_events_consumed_total", **handler, outcome="dead_lettered")
         == parked_before + 1
     )
-    assert metric("cleave_events_consumed_total", **handler, outcome="retried") >= 4
+    retried = metric("cleave_events_consumed_total", **handler, outcome="retried")
+    assert retried >= retried_before + 4
+    # Data that breaks the event's schema: no retry can help, so it is parked at once.
+    poison = Envelope(type=OrderConfirmed.event_type, source="/test", data={"order_id": "x"})
+    await consumer.deliver(poison)
+    assert (
+        metric("cleave_events_consumed_total", **handler, outcome="dead_lettered")
+        == parked_before + 2
+    )
+    assert metric("cleave_events_consumed_total", **handler, outcome="retried") == retried
 
     scraped = await scrape(unit)
-    assert 'cleave_dead_letters{service="customer"} 1.0' in scraped
+    assert 'cleave_dead_letters{service="customer"} 2.0' in scraped
     assert 'cleave_outbox_pending{service="ordering"}' in scraped
     assert 'cleave_db_connections_in_use{service="catalog"}' in scraped
 
