@@ -16,7 +16,7 @@ from cleave.money import Money
 from shop.catalog.contract import CatalogPort, OrderLine, OutOfStock, PricedLine, UnknownProducts
 from shop.customer.contract import CustomerInfo, CustomerPort
 from shop.payment.contract import PaymentFailed, PaymentOutcome, PaymentPort
-from tests.contracts.pactfiles import Call, answers, expect_call, write_pact
+from tests.contract.pactfiles import Call, answers, expect_call, write_pact
 
 ORDER = "o-pact-1"
 MUG = OrderLine(sku="MUG-CLASSIC", quantity=2)

@@ -15,7 +15,7 @@ from cleave.config import SystemConfig
 from cleave.contracts.pacts import alone
 from cleave.events import Envelope
 from cleave.runtime import Unit
-from tests.contracts.pactfiles import expect_event, write_pact
+from tests.contract.pactfiles import expect_event, write_pact
 
 ISO_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 LATER = "2099-01-01T00:00:00Z"

@@ -14,7 +14,7 @@ from pact import Pact, generate, match
 from cleave.auth.client import client_credentials_token, fetch_client_credentials
 from cleave.auth.units import UNIT_SCOPE
 from cleave.contracts.pacts import CLIENT_REGISTERED
-from tests.contracts.pactfiles import write_pact
+from tests.contract.pactfiles import write_pact
 
 CLIENT = "unit-pact"
 SECRET = "a-secret-only-this-pact-uses"

@@ -2,7 +2,7 @@
 products, one product, a product that does not exist); with customer, the signed-in person's
 profile and addresses. Each is made by the storefront's own API client against Pact's mock
 server, so the pact holds exactly what that client sends and reads; each provider verifies it by
-replaying the requests against its real app (tests/contracts/test_providers.py)."""
+replaying the requests against its real app (tests/contract/test_providers.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cleave.contracts.pacts import REQUESTED, SIGNED_IN
 from cleave.web.clients import cookieless_client
 from shop.identity.domain import USER_SCOPES
 from shop.storefront.upstream import Product, ShopApi
-from tests.contracts.pactfiles import write_pact
+from tests.contract.pactfiles import write_pact
 
 PRODUCT = {
     "sku": "MUG-CLASSIC",

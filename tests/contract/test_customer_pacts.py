@@ -19,7 +19,7 @@ from cleave.contracts.pacts import alone
 from cleave.events import Envelope
 from cleave.runtime import Unit
 from shop.customer import store
-from tests.contracts.pactfiles import expect_event, write_pact
+from tests.contract.pactfiles import expect_event, write_pact
 
 Check = Callable[[Unit], Awaitable[None]]
 
