@@ -253,14 +253,16 @@ async def test_an_orchestrator_killed_inside_a_step_resumes_it_without_charging_
 async def test_a_shop_killed_while_the_processor_captures_confirms_the_order_once_on_restart(
     base_config: SystemConfig, customer_headers: Headers
 ) -> None:
-    config = with_settings(base_config, lease_seconds=1.0)
+    # A step deadline past any load: on a busy machine the suite's 3 s let reserve_stock run out
+    # and the order end before it ever reached the capture this test is about.
+    config = with_settings(base_config, lease_seconds=1.0, step_deadline_seconds=60.0)
     alice = customer_headers("alice")
     async with running(config) as crashed:
         payments = crashed.unit.ports.get(PaymentPort)
         assert isinstance(payments, LocalPayments)
         payments.processor = lost = AnswerLostProcessor(processor_file(crashed.unit))
         order_id = await place(crashed.client, alice, order(("TOTE-CANVAS", 1)))
-        await asyncio.wait_for(lost.captured.wait(), 10)
+        await asyncio.wait_for(lost.captured.wait(), 60)
     # Killed after the processor took the money and before payment heard: nothing says
     # "captured" yet, and the processor, an outside system, still knows what it did.
     async with running(config, fresh=False) as restarted:
