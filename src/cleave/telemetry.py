@@ -42,7 +42,7 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_CONSUMED = Counter(
     "cleave_events_consumed_total",
-    "Messages a consumer handled, by outcome (applied, duplicate, retried, dead_lettered).",
+    "Messages a consumer handled, by outcome (applied, duplicate, retried, waited, dead_lettered).",
     ["service", "handler", "outcome"],
 )
 OUTBOX_PENDING = Gauge(

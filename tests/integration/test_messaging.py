@@ -123,21 +123,27 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
         await restarted.stop()
 
 
-async def test_a_delivery_whose_bookkeeping_write_fails_is_recorded_by_the_next_one(
-    toy_config: SystemConfig,
-) -> None:
-    unit = await started(toy_config)
-    database = unit.context("notes").database
+def down_for(unit: Unit, service: str) -> dict[str, int]:
+    """Make the service's next `left` transactions fail as a database restart does."""
+    database = unit.context(service).database
     real_transaction = database.transaction
     failing = {"left": 0}
 
     def transaction() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         if failing["left"]:
             failing["left"] -= 1
-            raise DatabaseUnavailable("the notes database is restarting")
+            raise DatabaseUnavailable(f"the {service} database is restarting")
         return real_transaction()
 
     database.transaction = transaction  # type: ignore[method-assign,assignment]
+    return failing
+
+
+async def test_a_delivery_whose_bookkeeping_write_fails_is_recorded_by_the_next_one(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config)
+    failing = down_for(unit, "notes")
     try:
         async with unit.context("notes").unit_of_work() as uow:
             await toy.write_note(uow, "n1", "kept")
@@ -150,6 +156,24 @@ async def test_a_delivery_whose_bookkeeping_write_fails_is_recorded_by_the_next_
         assert await eventually(recorded, within=5)
         assert failing["left"] == 0
         assert await tally_of(unit, "kept") == 1
+    finally:
+        await unit.stop()
+
+
+async def test_a_consumer_whose_database_is_down_waits_for_it_without_spending_attempts(
+    toy_config: SystemConfig,
+) -> None:
+    """Down for more tries than the handler has attempts: the message is applied once the
+    database is back, and nothing is dead-lettered (a restart is not the message's fault)."""
+    unit = await started(toy_config)
+    failing = down_for(unit, "tally")
+    try:
+        envelope = Envelope.of(toy.NoteWritten(note_id="n1", text="waited"), source="/t", trace={})
+        failing["left"] = unit.consumers["tally"].max_attempts + 2
+        await unit.consumers["tally"].deliver(envelope)
+        assert failing["left"] == 0
+        assert await tally_of(unit, "waited") == 1
+        assert await list_dead_letters(unit.context("tally")) == []
     finally:
         await unit.stop()
 

@@ -2,7 +2,9 @@
 
 A delivery is retried with backoff; after `max_attempts` failures the message is parked in the
 service's dead-letter table with its error, to be listed and replayed with `cleave dlq`; one
-whose data breaks its event's schema is parked at the first failure.
+whose data breaks its event's schema is parked at the first failure. While the service's own
+database is unreachable no attempt is spent: the message waits for it (it could not be parked
+there either), so a database restart dead-letters nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.clock import utcnow
 from cleave.data.statements import Prepared
 from cleave.data.tables import dead_letters, inbox
-from cleave.errors import CleaveError, NotFound
+from cleave.errors import CleaveError, DatabaseUnavailable, NotFound
 from cleave.events import Envelope, EnvelopeError
 from cleave.service import ServiceContext, Subscription
 from cleave.telemetry import EVENTS_CONSUMED, trace_context_of, tracer
 
 # What a message that is not a CloudEvent is parked under: it names no handler and no type.
 UNREADABLE = "(not a CloudEvent)"
+# How long a message waits at most between two tries while its service's database is down.
+STORE_WAIT_CAP_SECONDS = 2.0
 
 
 class RetryLater(CleaveError):
@@ -81,25 +85,61 @@ class Consumer:
         each handler tries once; one that fails before its last attempt raises `RetryLater`, so
         the broker delivers the message again later and the inbox skips the handlers that did."""
         settled = await asyncio.gather(
-            *(self._attempt(sub, envelope, attempt) for sub in self._by_type.get(envelope.type, ()))
+            *(
+                self._attempt_unless_store_down(sub, envelope, attempt)
+                for sub in self._by_type.get(envelope.type, ())
+            )
         )
         if not all(settled):
             raise RetryLater(f"{envelope.type} {envelope.id}: attempt {attempt} failed")
 
+    async def _attempt_unless_store_down(
+        self, subscription: Subscription[Any], envelope: Envelope, attempt: int
+    ) -> bool:
+        try:
+            return await self._attempt(subscription, envelope, attempt)
+        except DatabaseUnavailable as error:
+            self._waiting_for_store(subscription, envelope, error, waits=1)
+            return False
+
     async def _deliver_to(self, subscription: Subscription[Any], envelope: Envelope) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            if await self._attempt(subscription, envelope, attempt):
-                return
+        attempt, waits = 1, 0
+        while True:
+            try:
+                if await self._attempt(subscription, envelope, attempt):
+                    return
+            except DatabaseUnavailable as error:
+                waits += 1
+                self._waiting_for_store(subscription, envelope, error, waits)
+                await asyncio.sleep(
+                    min(STORE_WAIT_CAP_SECONDS, self.backoff_seconds * 2 ** min(waits, 8))
+                )
+                continue
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            attempt += 1
+
+    def _waiting_for_store(
+        self, subscription: Subscription[Any], envelope: Envelope, error: Exception, waits: int
+    ) -> None:
+        self._count(subscription, "waited")
+        if waits == 1 or waits % 30 == 0:  # a line when it starts, then one a minute or so
+            self.context.log.warning(
+                "database unavailable: the message waits for it",
+                handler=subscription.name,
+                message_id=envelope.id,
+                waits=waits,
+                error=_describe(error),
+            )
 
     async def _attempt(
         self, subscription: Subscription[Any], envelope: Envelope, attempt: int
     ) -> bool:
-        """Apply once: True when settled (applied, a duplicate, or parked), False to try again."""
+        """Apply once: True when settled (applied, a duplicate, or parked), False to try again;
+        `DatabaseUnavailable` (from the handler or from parking) is for the caller to wait out."""
         log = self.context.log.bind(handler=subscription.name, message_id=envelope.id)
         try:
             applied = await self.apply(subscription, envelope)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, DatabaseUnavailable):
             raise
         except Exception as error:
             log.warning("handler failed", attempt=attempt, error=_describe(error))
