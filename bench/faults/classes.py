@@ -1,4 +1,4 @@
-"""The fault classes F1-F9: each is injected while the paced order load runs, and returns the
+"""The fault classes F1-F10: each is injected while the paced order load runs, and returns the
 moment the fault ended (for the recovery time). Process faults go through the supervisor's
 process handles; network faults through the proxies; server restarts to private servers only."""
 
@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from bench.faults import next_release
 from bench.faults.invariants import Poison
 from bench.faults.servers import PrivateNats, PrivatePostgres, PrivateRabbitMQ
-from bench.faults.system import System
+from bench.faults.system import System, unit_ready
 from cleave.events import Envelope
 from shop.ordering.contract import OrderConfirmed
+
+CURRENT_ORDERING = "shop.ordering.service:service"
 
 
 @dataclass
@@ -43,20 +44,6 @@ class FaultClass:
     topology: str
     inject: Inject
     smoke: bool = False  # process faults and the proxy only: safe on shared servers
-
-
-async def unit_ready(system: System, unit: str, within: float = 120.0) -> None:
-    url = f"{system.config.topology.address_of(unit).http}/readyz"
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url, timeout=1)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"unit {unit} did not come back within {within:.0f} s")
 
 
 async def kill_and_wait(context: Context, unit: str) -> None:
@@ -303,6 +290,43 @@ async def catalog_paused(context: Context) -> float:
     return time.time()
 
 
+# F10 -----------------------------------------------------------------------------------------
+
+
+async def ordering_upgraded_and_rolled_back(context: Context) -> float:
+    """Replace the ordering unit by its next release mid-load (`.v1` gains a field, `.v2` is
+    published beside it), then roll it back; customer stays at the current release throughout."""
+    system = context.system
+    await asyncio.sleep(context.load_seconds * 0.2)
+    await system.deploy("ordering", next_release.IMPORT_PATH)
+    context.notes.append("ordering upgraded to its next release")
+    await asyncio.sleep(context.load_seconds * 0.4)
+    await system.deploy("ordering", CURRENT_ORDERING)
+    context.notes.append("ordering rolled back")
+    healed_at = time.time()
+    connection = await system.connect("ordering")
+    try:
+        published = await connection.fetch(
+            "SELECT type, count(*) AS n, count(*) FILTER (WHERE envelope LIKE '%\"items\"%') "
+            "AS with_items FROM cleave_outbox WHERE type LIKE '%order_confirmed%' GROUP BY type"
+        )
+    finally:
+        await connection.close()
+    by_type = {row["type"]: row for row in published}
+    v1 = by_type.get(OrderConfirmed.event_type)
+    v2 = by_type.get(next_release.OrderConfirmedV2.event_type)
+    if v1 is None or v2 is None or not v1["with_items"]:
+        context.notes.append(
+            f"VIOLATION: the next release published none of its events: {published}"
+        )
+    else:
+        context.notes.append(
+            f"next release: {v2['n']} order_confirmed.v2 beside .v1, {v1['with_items']} of "
+            f"{v1['n']} .v1 with the new field"
+        )
+    return healed_at
+
+
 # The smoke version's own: the payments unit killed, and a short blackhole to it -------------
 
 
@@ -332,6 +356,10 @@ CLASSES = [
     FaultClass("F7", "nats-server restarted (payments-out)", "payments-out", nats_restarted),
     FaultClass("F8", "identity down for 30 s", "split", identity_down, smoke=True),
     FaultClass("F9", "catalog paused (SIGSTOP) for 8 s", "split", catalog_paused, smoke=True),
+    FaultClass(
+        "F10", "ordering upgraded to its next release mid-load, then rolled back", "split",
+        ordering_upgraded_and_rolled_back, smoke=True,
+    ),
 ]  # fmt: skip
 
 SMOKE = FaultClass(

@@ -43,6 +43,7 @@ class System:
     namespace: str
     var: Path
     log: Path
+    toml: Path  # the run's cleave.toml, which every unit reads when it starts
     tokens: dict[str, str]
     admin_token: str
 
@@ -57,8 +58,39 @@ class System:
         dsn = self.admin_dsn.rsplit("/", 1)[0] + "/" + self.database(service)
         return await asyncpg.connect(dsn)
 
+    async def deploy(self, service: str, import_path: str) -> None:
+        """Roll `service`'s unit to the release at `import_path`: point `cleave.toml` at it,
+        restart the unit cleanly, and return once it is ready again."""
+        lines = self.toml.read_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{service} = "))
+        lines[at] = f'{service} = "{import_path}"'
+        self.toml.write_text("\n".join(lines) + "\n")
+        unit = self.config.topology.unit_of(service)
+        old = self.supervisor.child(unit).process
+        self.supervisor.restart(unit)
+        deadline = time.monotonic() + 60
+        while self.supervisor.child(unit).process is old:  # the old one finishes what it holds
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"unit {unit} did not stop within 60 s")
+            await asyncio.sleep(0.05)
+        await unit_ready(self, unit)
+
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-characters:]
+
+
+async def unit_ready(system: System, unit: str, within: float = 120.0) -> None:
+    url = f"{system.config.topology.address_of(unit).http}/readyz"
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url, timeout=1)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"unit {unit} did not come back within {within:.0f} s")
 
 
 @contextlib.contextmanager
@@ -206,6 +238,7 @@ async def running_system(
                 namespace=namespace,
                 var=var,
                 log=log,
+                toml=toml,
                 tokens=tokens,
                 admin_token=admin,
             )

@@ -71,7 +71,7 @@ class Child:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Cleared while a unit is held down: it is not restarted until released.
     released: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set when `--reload` stops the unit for a change to its code: it starts again at once.
+    # Set when the unit is stopped to be restarted (`restart`): it starts again at once.
     reloading: bool = False
     # Set by `--reload` at each change to the unit's code (a unit that failed waits for one).
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -236,15 +236,20 @@ class Supervisor:
             changed = sorted({Path(path) for _change, path in changes})
             names = ", ".join(path.name for path in changed[:3])
             for unit in units_to_reload(self.config, homes, changed):
-                child = self.child(unit)
                 self.console.print(f"[bold]reloading unit {unit}[/] ({names} changed)")
-                process = child.process
-                if process is not None and process.returncode is None:
-                    child.reloading = True
-                    with contextlib.suppress(ProcessLookupError):
-                        process.terminate()
-                else:
-                    child.changed.set()
+                self.restart(unit)
+
+    def restart(self, unit: str) -> None:
+        """Stop the unit cleanly (SIGTERM: it finishes what it holds) and start it again at once,
+        reading `cleave.toml` anew: a code reload, or a rolling upgrade to another version."""
+        child = self.child(unit)
+        process = child.process
+        if process is not None and process.returncode is None:
+            child.reloading = True
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        else:
+            child.changed.set()
 
     def child(self, unit: str) -> Child:
         for child in self.children:

@@ -129,12 +129,12 @@ def definition(context: ServiceContext) -> SagaDefinition:
     )
 
 
-def runner(context: ServiceContext) -> SagaRunner:
-    """The order saga's runner, with this service's settings."""
+def runner(context: ServiceContext, saga: SagaDefinition | None = None) -> SagaRunner:
+    """The order saga's runner (of `saga`, by default this release's), with the settings."""
     lease = context.settings.get("lease_seconds")
     return SagaRunner(
         context,
-        definition(context),
+        saga or definition(context),
         deadline_seconds=context.setting("step_deadline_seconds", 5.0),
         retry_seconds=context.setting("retry_seconds", 0.2),
         max_retry_seconds=context.setting("max_retry_seconds", 10.0),
