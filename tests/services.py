@@ -23,6 +23,7 @@ KAFKA = ("127.0.0.1", 9092)
 TANSU_LOG = Path("/var/log/tansu.log")
 # moto's server: an SQS/SNS emulator, on the port LocalStack made the usual one for it.
 SQS = ("127.0.0.1", 4566)
+REDIS = ("127.0.0.1", 6379)
 
 
 def reachable(address: tuple[str, int], timeout: float = 0.5) -> bool:
@@ -94,12 +95,22 @@ def _start_moto() -> None:
             )
 
 
+def _start_redis() -> None:
+    if shutil.which("redis-server"):
+        subprocess.run(
+            ["redis-server", "--bind", REDIS[0], "--port", str(REDIS[1]), "--daemonize", "yes"],
+            check=False,
+            capture_output=True,
+        )
+
+
 STARTERS = {
     "postgresql": (POSTGRES, _start_postgres),
     "rabbitmq": (RABBITMQ, _start_rabbitmq),
     "nats": (NATS, _start_nats),
     "kafka": (KAFKA, _start_kafka),
     "sqs": (SQS, _start_moto),
+    "redis": (REDIS, _start_redis),
 }
 
 

@@ -144,7 +144,9 @@ async def _wait_ready(base: str, supervisor_task: asyncio.Task[None], log: Path)
             await asyncio.sleep(0.3)
 
 
-async def _tokens(config: SystemConfig) -> tuple[dict[str, str], str]:
+async def demo_tokens(config: SystemConfig) -> tuple[dict[str, str], str]:
+    """Access tokens from the system's identity provider, as its clients get them: alice's,
+    bob's and carol's by the authorization code flow, and the admin client's."""
     from cleave.auth.client import authorization_code_token, client_credentials_token
     from cleave.auth.tokens import ADMIN_SCOPE
     from shop.identity.contract import read_credentials
@@ -226,7 +228,7 @@ async def running_system(
         base = f"http://127.0.0.1:{port}"
         try:
             await _wait_ready(base, task, log)
-            tokens, admin = await _tokens(config)
+            tokens, admin = await demo_tokens(config)
             yield System(
                 config=config,
                 supervisor=supervisor,

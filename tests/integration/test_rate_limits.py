@@ -1,9 +1,11 @@
 """Rate limits on the API, per principal and per client address: past either, a 429 problem with
-Retry-After; other principals and addresses keep their own allowance; `[rate_limit]` in
-cleave.toml sets them, and a bad value is a one-line configuration error."""
+Retry-After; other principals and addresses keep their own allowance; replicas counting in one
+Redis share one allowance; `[rate_limit]` in cleave.toml sets them, and a bad value is a
+one-line configuration error."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,8 @@ from cleave.config import RateLimitConfig, SystemConfig, load_config
 from cleave.errors import ConfigError
 from cleave.runtime import Unit
 from cleave.web.app import create_app
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_server
+from tests.services import REDIS
 
 Headers = Callable[[str], dict[str, str]]
 ORDERS = "/api/ordering/v1/orders"
@@ -71,6 +74,34 @@ async def test_an_address_past_its_limit_gets_429_whoever_it_claims_to_be(
         assert (await http.get("/livez")).status_code == 200  # probes are not the API
     async with client_from(limited, "10.0.0.3") as other:
         assert (await other.get("/api/catalog/v1/products")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("storage", "allowed"), [("memory://", 10), ("redis://127.0.0.1:6379/0", 5)]
+)
+async def test_replicas_counting_in_redis_share_one_allowance_per_principal(
+    base_config: SystemConfig, customer_headers: Headers, storage: str, allowed: int
+) -> None:
+    """Two replicas of the API: in memory each counts on its own (5 + 5), in Redis together (5);
+    another person keeps a full allowance either way."""
+    if storage.startswith("redis"):
+        require_server("Redis", REDIS)
+    tight = RateLimitConfig(per_address="off", per_principal="5/minute", storage=storage)
+    unit = Unit(replace(base_config, rate_limit=tight))
+    await unit.migrate()
+    # Subjects of this run's own: the Redis server is shared with other runs and checkouts.
+    alice, bob = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("alice", "bob"))
+    try:
+        async with client_from(unit, "10.0.0.4") as one, client_from(unit, "10.0.0.5") as two:
+            answers = [
+                (await replica.get(ORDERS, headers=customer_headers(alice))).status_code
+                for replica in (one, two) * 6
+            ]
+            assert answers.count(200) == allowed, answers
+            assert set(answers) == {200, 429}
+            assert (await two.get(ORDERS, headers=customer_headers(bob))).status_code == 200
+    finally:
+        await unit.stop()
 
 
 def test_cleave_toml_limits_the_api_by_default_and_the_environment_overrides_it(

@@ -18,7 +18,6 @@ from joserfc.jwk import RSAKey
 from cleave.auth.tokens import DevIssuer
 from cleave.runtime import Unit
 from cleave.web.guards import MAX_BODY_BYTES
-from shop.identity.domain import USER_SCOPES
 from tests.integration.test_order_saga import order, payments_of, place, settled
 
 Headers = Callable[[str], dict[str, str]]
@@ -130,19 +129,31 @@ async def test_api1_one_customers_objects_are_refused_to_another(
 # --- API2: broken authentication ---------------------------------------------------------------
 
 
-async def test_api2_every_protected_operation_wants_a_valid_token(
-    client: httpx.AsyncClient, openapi: dict[str, Any], issuer: DevIssuer
-) -> None:
-    stranger = RSAKey.generate_key(2048, parameters={"kid": str(issuer.key.kid)})
-    now = int(time.time())
-    claims = {"iss": issuer.issuer, "aud": issuer.audience, "sub": "alice", "scope": "admin"}
-    header = {"alg": "RS256", "kid": issuer.key.kid, "typ": "at+jwt"}
-    bad_tokens = {
+def forged_token(issuer: str, audience: str, kid: str) -> str:
+    """An admin token in the issuer's name and under its key id, signed by another key."""
+    stranger = RSAKey.generate_key(2048, parameters={"kid": kid})
+    claims = {"iss": issuer, "aud": audience, "sub": "alice", "scope": "admin"}
+    header = {"alg": "RS256", "kid": kid, "typ": "at+jwt"}
+    return jwt.encode(header, {**claims, "exp": int(time.time()) + 60}, stranger, ["RS256"])
+
+
+UNSIGNED_TOKEN = "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiJhbGljZSJ9."
+
+
+@pytest.fixture
+def bad_tokens(issuer: DevIssuer) -> dict[str, str | None]:
+    """Tokens no operation may take, by what is wrong with them."""
+    return {
         "none": None,
-        "forged": jwt.encode(header, {**claims, "exp": now + 60}, stranger, algorithms=["RS256"]),
+        "forged": forged_token(issuer.issuer, issuer.audience, str(issuer.key.kid)),
         "expired": issuer.issue("alice", ["admin"], ttl_seconds=-120),
-        "unsigned": "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiJhbGljZSJ9.",
+        "unsigned": UNSIGNED_TOKEN,
     }
+
+
+async def test_api2_every_protected_operation_wants_a_valid_token(
+    client: httpx.AsyncClient, openapi: dict[str, Any], bad_tokens: dict[str, str | None]
+) -> None:
     protected = [(m, p) for m, p, op in operations(openapi) if scopes_of(op) is not None]
     assert len(protected) >= 15
     for method, path in protected:
@@ -238,9 +249,9 @@ async def test_api4_page_sizes_body_sizes_and_quantities_are_bounded(
 
 
 async def test_api5_a_customer_token_is_refused_on_every_admin_operation(
-    client: httpx.AsyncClient, openapi: dict[str, Any], issuer: DevIssuer
+    client: httpx.AsyncClient, openapi: dict[str, Any], customer_headers: Headers
 ) -> None:
-    customer = {"Authorization": f"Bearer {issuer.issue('alice', sorted(USER_SCOPES))}"}
+    customer = customer_headers("alice")
     admin_only = [(m, p) for m, p, op in operations(openapi) if scopes_of(op) == ["admin"]]
     assert len(admin_only) >= 6
     for method, path in admin_only:
