@@ -248,10 +248,10 @@ class Unit:
             self.tokens = build_unit_tokens(self.config, self.name)
         return await fetch_revocations(self.config.issuer, await self.tokens.token())
 
-    async def _load_revocations(self) -> None:
+    async def keep_revocations_loaded(self, every: float = RELOAD_SECONDS) -> None:
         """Fill the list before the first request needs it, retrying until the provider answers
         (in the split it is reached through the gateway, which starts once every unit is ready,
-        so readiness cannot wait for this); then read it again every `RELOAD_SECONDS`."""
+        so readiness cannot wait for this); then read it again every `every` seconds."""
         delay = 0.2
         while True:
             try:
@@ -262,7 +262,7 @@ class Unit:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
         while True:
-            await asyncio.sleep(RELOAD_SECONDS)
+            await asyncio.sleep(every)
             try:
                 await self.revocations.reload()
             except ServiceUnavailable as error:
@@ -391,7 +391,7 @@ class Unit:
         if not background:
             return
         if self.config.auth.provider:
-            self._spawn("revocations.load", self._load_revocations)
+            self._spawn("revocations.load", self.keep_revocations_loaded)
         await self._serve_rpc()
         for name, relay in self.relays.items():
             self._spawn(f"{name}.relay", relay.run)

@@ -23,7 +23,10 @@ from cleave.runtime import Unit, build_verifier
 from cleave.web.app import create_app
 from cleave.web.console.access import CONTENT_SECURITY_POLICY, ConsoleAccess
 from cleave.web.console.collect import span_export_headers, span_secret
+from cleave.web.gateway import CONSOLE_REVOCATIONS_SECONDS
 from shop.identity.contract import read_credentials
+from shop.identity.handlers import disable_user
+from tests.conftest import eventually
 from tests.identity.conftest import (
     CSRF,
     Provider,
@@ -286,6 +289,43 @@ async def test_a_monolith_off_loopback_signs_its_admin_in_through_its_own_provid
         assert "Signed in as <b>admin@example.com</b>" in page.text
         assert "This console is open" not in page.text
         assert "id=messaging" in page.text  # the unit's own outbox, inbox and dead letters
+
+
+async def test_a_disabled_admin_is_out_of_the_console_at_the_next_click(
+    provider: Provider,
+) -> None:
+    """The console's session outlives the access token it was opened with: it is checked
+    against the unit's revocations at each request, so disabling the person ends it."""
+    app = create_app(provider.unit, start_unit=False, console=True, host="0.0.0.0")  # noqa: S104
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=provider.url, timeout=10
+    ) as monolith:
+        assert (await sign_in(monolith, provider, "admin")).status_code == 200
+        assert (await monolith.get("/console")).status_code == 200
+        async with provider.unit.context("identity").unit_of_work() as uow:
+            await disable_user(uow, provider.credentials["users"]["admin"]["email"])
+
+        async def sent_to_sign_in() -> bool:
+            return (await monolith.get("/console")).status_code == 303
+
+        assert await eventually(sent_to_sign_in, within=5)
+        assert (await monolith.get("/console/api/traces")).status_code == 401
+
+
+async def test_a_disabled_admin_is_out_of_the_gateways_console_within_seconds(
+    web: httpx.AsyncClient, provider: Provider
+) -> None:
+    """The split's console, on the gateway, has no broker: it reads the provider's revocations
+    every few seconds, and a session of a person disabled since then ends."""
+    assert (await sign_in(web, provider, "admin")).status_code == 200
+    assert (await web.get("/console")).status_code == 200
+    async with provider.unit.context("identity").unit_of_work() as uow:
+        await disable_user(uow, provider.credentials["users"]["admin"]["email"])
+
+    async def sent_to_sign_in() -> bool:
+        return (await web.get("/console")).status_code == 303
+
+    assert await eventually(sent_to_sign_in, within=CONSOLE_REVOCATIONS_SECONDS + 5)
 
 
 async def test_in_a_real_browser_the_admin_signs_in_and_the_strict_cookie_holds(

@@ -42,6 +42,7 @@ class Principal:
     scopes: frozenset[str]
     client_id: str | None = None
     subject_type: str = USER
+    session_id: str | None = None  # the provider's sign-in session (`sid`), when it names one
 
     @property
     def is_admin(self) -> bool:
@@ -119,6 +120,7 @@ class TokenVerifier:
             scopes=frozenset(scope.split() if isinstance(scope, str) else ()),
             client_id=client_id,
             subject_type=kind or (CLIENT if subject == client_id else USER),
+            session_id=str(decoded.claims["sid"]) if decoded.claims.get("sid") else None,
         )
 
 

@@ -38,6 +38,9 @@ from cleave.web.docs import DOCS_ROUTES, api_docs_app
 log = structlog.get_logger("cleave.web.gateway")
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
+# How often the gateway's console reads the provider's revocations: the bound on how long a
+# disabled admin's console session lasts.
+CONSOLE_REVOCATIONS_SECONDS = 2.0
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -221,9 +224,20 @@ def create_gateway(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # The console's sessions end with what the provider revokes: read from its database,
+        # as the admin unit reaches every service's data, every few seconds (no broker here).
+        reloading = (
+            asyncio.create_task(admin.keep_revocations_loaded(every=CONSOLE_REVOCATIONS_SECONDS))
+            if admin is not None and config.auth.provider
+            else None
+        )
         try:
             yield
         finally:
+            if reloading is not None:
+                reloading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reloading
             await proxy.aclose()
             if admin is not None:
                 await admin.stop()
@@ -295,7 +309,8 @@ def create_gateway(
         from cleave.web.console import ConsoleAccess, console_routes, span_secret
 
         # In front of several units, the console is an administrator's, signed in.
-        access = ConsoleAccess(config, sign_in=True, verifier=build_verifier(config))
+        verifier = build_verifier(config, revocations=admin.revocations if admin else None)
+        access = ConsoleAccess(config, sign_in=True, verifier=verifier)
         secret = span_secret(config.var_dir)
         routes += console_routes(
             store, config, services, health, admin, access=access, span_secret=secret

@@ -131,8 +131,15 @@ class ConsoleAccess:
     # --- the session ------------------------------------------------------------------------
 
     def session_of(self, request: Request) -> Session | None:
+        """The browser's console session; None when it has none, or when the provider has since
+        revoked the person or their sign-in session (a disabled admin is out at the next click)."""
         claims = self._unsealed(request.cookies.get(self.cookie, ""), "session")
         if claims is None:
+            return None
+        revocations = self._verifier.revocations if self._verifier is not None else None
+        if revocations is not None and revocations.revoked(
+            {"sub": claims["sub"], "sid": claims.get("sid")}
+        ):
             return None
         return Session(
             str(claims["sub"]), bool(claims["admin"]), str(claims["csrf"]), str(claims["who"])
@@ -142,10 +149,18 @@ class ConsoleAccess:
         return bool(sent) and hmac.compare_digest(session.csrf, sent)
 
     def start_session(
-        self, response: Response, subject: str, *, admin: bool, who: str = ""
+        self,
+        response: Response,
+        subject: str,
+        *,
+        admin: bool,
+        who: str = "",
+        provider_session: str | None = None,
     ) -> Session:
         session = Session(subject, admin, secrets.token_urlsafe(24), who or subject)
         claims = {"sub": subject, "admin": admin, "csrf": session.csrf, "who": session.who}
+        if provider_session:
+            claims["sid"] = provider_session
         self._set(response, self.cookie, self._sealed(claims, "session", SESSION_SECONDS))
         return session
 
@@ -345,7 +360,13 @@ class ConsoleAccess:
             head=f'<meta http-equiv=refresh content="0;url={escape(target)}">',
         )
         who = await self._email(str(issued["access_token"]))
-        self.start_session(response, principal.subject, admin=principal.is_admin, who=who)
+        self.start_session(
+            response,
+            principal.subject,
+            admin=principal.is_admin,
+            who=who,
+            provider_session=principal.session_id,
+        )
         response.delete_cookie(self.login_cookie, path=CONSOLE_CALLBACK_PATH)
         return response
 
