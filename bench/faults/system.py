@@ -206,6 +206,9 @@ async def running_system(
         "CLEAVE_LOG_FORMAT": "json",
         "CLEAVE_LOG_LEVEL": "WARNING",
         "OTEL_TRACES_SAMPLER": "always_off",  # spans cost CPU the load should have
+        # Units start in the run's folder: the repository stays importable, for the releases
+        # a class rolls a unit to (`next_release`).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     for unit in template.topology.units:
         environment[address_variable(unit)] = f"127.0.0.1:{free_port()}:{free_port()}"

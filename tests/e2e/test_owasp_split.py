@@ -48,7 +48,8 @@ __all__ = [  # collected here again, with this module's fixtures
 @pytest.fixture(scope="module")
 def split_config(readme_split: ReadmeSplit) -> SystemConfig:
     with mock.patch.dict(os.environ, readme_split.environment, clear=True):
-        return load_config(ROOT / "cleave.toml", topology="split")
+        config = load_config(ROOT / "cleave.toml", topology="split")
+    return config.serving_at("127.0.0.1", int(readme_split.environment["CLEAVE_PORT"]))
 
 
 @pytest.fixture(scope="module")
