@@ -25,8 +25,10 @@ def new_service(
         str, typer.Argument(help="The service's name: lower-case letters, digits and '_'.")
     ],
 ) -> None:
-    """Write a service of the same shape as the others (declaration, REST routes, handlers,
-    table and migration, a port over gRPC, an event, tests) and add it to cleave.toml."""
+    """Write a service of the same shape as the others and add it to cleave.toml.
+
+    Its declaration, REST routes, handlers, a table and its migration, a port over gRPC, an
+    event it publishes, and tests in both wirings."""
     from cleave.config import find_config
     from cleave.scaffold.service import new_service as write_service
     from cleave.scaffold.toml_lines import diff
@@ -44,8 +46,11 @@ def new_service(
             markup=False,
         )
     out.print(
-        f"next: `pytest tests/integration/test_{name}.py`, then record its contracts "
-        "(`python -m cleave.contracts.openapi --write`, and events, asyncapi and proto alike)"
+        f"next: `pytest tests/integration/test_{name}.py`; record its contracts with "
+        "`python -m cleave.contracts.X --write` for X in openapi, events, asyncapi and proto; "
+        f"in pyproject.toml, add {made.package}.{name} to the import-linter contracts and its "
+        "_pb2 module to mypy's generated-code override",
+        markup=False,
     )
 
 

@@ -29,6 +29,7 @@ SUFFIX = ".tmpl"
 @dataclass(frozen=True)
 class NewService:
     name: str
+    package: str
     written: list[Path]  # relative to the system's root
     before: str  # cleave.toml's text
     after: str
@@ -145,5 +146,10 @@ def new_service(name: str, path: Path | None = None) -> NewService:
     toml_lines.write(path, after)
     written = [target for _, target in targets] + generated
     return NewService(
-        name, [file.relative_to(config.root) for file in written], before, after, placed
+        name,
+        package,
+        sorted(file.relative_to(config.root) for file in written),
+        before,
+        after,
+        placed,
     )
