@@ -114,7 +114,8 @@ def new_service(name: str, path: Path | None = None) -> NewService:
             (template, tests_dir / str(relative).replace("NAME", name))
             for template, relative in _templates(TEMPLATES / "tests")
         ]
-    if taken := [target for _, target in targets if target.exists()] + [home] * home.exists():
+    taken = [home] if home.exists() else [target for _, target in targets if target.exists()]
+    if taken:
         raise ConfigError(f"{taken[0]} exists already")
     if importlib.util.find_spec("grpc_tools") is None:
         raise CleaveError(
@@ -129,7 +130,6 @@ def new_service(name: str, path: Path | None = None) -> NewService:
         "name": name,
         "package": package,
         "Camel": "".join(part.capitalize() for part in name.split("_")),
-        "title": name.replace("_", " ").capitalize(),
         "date": f"{datetime.now(UTC):%Y-%m-%d}",
     }
     try:
