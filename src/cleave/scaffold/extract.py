@@ -33,15 +33,16 @@ def extract(
     config = load_config(path, topology)
     config.require_service(service)
     layout = config.topology
-    unit = unit or service
+    current = layout.unit_of(service)
+    alone = layout.units[current] == (service,)
+    unit = unit or (current if alone else service)
     if not UNIT_NAME.fullmatch(unit):
         raise ConfigError(
             f"{unit!r} is not a unit name: lower-case letters, digits, '_' and '-', "
             "starting with a letter"
         )
     before = path.read_text()
-    current = layout.unit_of(service)
-    if current == unit and layout.units[current] == (service,):
+    if alone and current == unit:
         return Extraction(layout.name, unit, before, before)
     if unit in layout.units and unit != current:
         raise ConfigError(
@@ -54,13 +55,16 @@ def extract(
             f"topology {layout.name!r} runs {service} alone in unit {current!r} already "
             '(units = "one-per-service" names each unit after its service)'
         )
-    units = {
-        name: [member for member in members if member != service]
-        for name, members in layout.units.items()
-    }
     # The units that stay keep their order, and so their ports (unit N listens on port + N).
-    units = {name: members for name, members in units.items() if members}
-    units[unit] = [service]
+    if alone:  # only its unit's name changes, in its place
+        units = {(unit if name == current else name): list(m) for name, m in layout.units.items()}
+    else:
+        units = {
+            name: [member for member in members if member != service]
+            for name, members in layout.units.items()
+            if members != (service,)
+        }
+        units[unit] = [service]
     after = toml_lines.with_units(before, layout.name, units)
     moved = toml_lines.checked(path, after, layout.name)
     if problems := wiring_problems(moved):
