@@ -70,6 +70,50 @@ def load_services(config: SystemConfig) -> dict[str, Service]:
     return services
 
 
+def wiring_problems(config: SystemConfig) -> list[str]:
+    """What the topology cannot wire, one line each: a port call whose provider is missing or,
+    in another unit, has no rpc contract; an event no service publishes, or one that must cross
+    units on the in-process broker (as must the provider's revocations, to every unit)."""
+    services = load_services(config)
+    layout = config.topology
+    local_broker = config.topology.broker == "memory"
+    providers = {s.port.protocol: s.port for s in services.values() if s.port is not None}
+    provider_of = {s.port.protocol: name for name, s in services.items() if s.port is not None}
+    problems = []
+    for name, service in services.items():
+        unit = layout.unit_of(name)
+        for protocol in service.calls:
+            if protocol not in providers:
+                problems.append(f"{name} calls {protocol.__name__}, which no service provides")
+                continue
+            provider = provider_of[protocol]
+            if layout.unit_of(provider) != unit and providers[protocol].rpc is None:
+                problems.append(
+                    f"{name} (unit {unit}) calls {protocol.__name__} of {provider} (unit "
+                    f"{layout.unit_of(provider)}), whose port declares no rpc contract"
+                )
+        for subscription in service.subscriptions:
+            publishers = [s for s, p in services.items() if subscription.event in p.publishes]
+            if not publishers:
+                problems.append(
+                    f"{name} subscribes to {subscription.event.event_type}, which no service "
+                    "publishes"
+                )
+            for publisher in publishers:
+                if local_broker and layout.unit_of(publisher) != unit:
+                    problems.append(
+                        f"{name} (unit {unit}) subscribes to {subscription.event.event_type} of "
+                        f"{publisher} (unit {layout.unit_of(publisher)}), but the broker "
+                        "'memory' carries events only within one process"
+                    )
+    if config.auth.provider in services and local_broker and len(layout.units) > 1:
+        problems.append(
+            f"every unit subscribes to {config.auth.provider}'s revocations, but the broker "
+            "'memory' carries events only within one process"
+        )
+    return problems
+
+
 def site_service(services: Mapping[str, Service]) -> str | None:
     """The service that serves the site's pages at `/`, if any."""
     return next((name for name, service in services.items() if service.pages), None)

@@ -10,11 +10,22 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 # Each command module registers its commands on the one Typer app when imported.
-from cleave.cli import certs, contracts, dlq, doctor, logs, sagas, status, system
+from cleave.cli import certs, contracts, dlq, doctor, logs, sagas, scaffold, status, system
 from cleave.cli.app import app, err
 from cleave.errors import EX_CONFIG, CleaveError, ConfigError, Unrecoverable
 
-__all__ = ["certs", "contracts", "dlq", "doctor", "logs", "main", "sagas", "status", "system"]
+__all__ = [
+    "certs",
+    "contracts",
+    "dlq",
+    "doctor",
+    "logs",
+    "main",
+    "sagas",
+    "scaffold",
+    "status",
+    "system",
+]
 
 
 def _add_service_commands() -> None:
