@@ -37,7 +37,8 @@ def service_details(
         )
         provided = (
             f"<tr><td>provides</td><td class=mono>{escape(protocol.__name__)}</td>"
-            f"<td class=mono>{escape(operations)}</td><td class=mono>{escape(grpc)}</td></tr>"
+            f"<td class=mono>{escape(operations)}</td><td>gRPC service "
+            f"<span class=mono>{escape(grpc)}</span></td></tr>"
         )
     called = "".join(
         f"<tr><td>calls</td><td class=mono>{escape(edge.name)}</td><td>{_link(edge.target)}</td>"
@@ -62,9 +63,10 @@ def service_details(
         f"<p>In unit <b>{escape(unit)}</b> of topology {escape(config.topology.name)}.</p>"
         "<h3>Routes</h3><table id=service-routes><tr><th>methods</th><th>path</th></tr>"
         f"{routes or '<tr><td colspan=2>none</td></tr>'}</table>"
-        "<h3>Ports</h3><table id=service-ports><tr><th></th><th>port</th><th></th><th></th></tr>"
+        "<h3>Ports</h3><table id=service-ports><tr><th>role</th><th>port</th>"
+        "<th>operations or provider</th><th>over</th></tr>"
         f"{provided + called or '<tr><td colspan=4>none</td></tr>'}</table>"
-        "<h3>Events</h3><table id=service-events><tr><th></th><th>event</th><th>with</th></tr>"
+        "<h3>Events</h3><table id=service-events><tr><th>role</th><th>event</th><th>with</th></tr>"
         f"{published + consumed or '<tr><td colspan=3>none</td></tr>'}</table>"
         f"<h3>Recent errors</h3>{_recent_errors(store, name)}</section>"
     )
