@@ -14,6 +14,12 @@ from cleave.web.console.picture import SERVICE_PAGE, Edge, topology_edges
 from cleave.web.console.store import TraceQuery, TraceStore
 
 RECENT_ERRORS = 10
+# The page of one service: its picture and its details side by side where the window allows.
+DETAILS_STYLE = """
+.service-view{display:flex;flex-wrap:wrap;gap:0 32px;align-items:flex-start}
+.service-view>div{max-width:100%} #service-details{flex:1 1 480px}
+#service-details h2{margin-top:0}
+"""
 
 
 def service_details(

@@ -21,7 +21,7 @@ from cleave.service import Service
 from cleave.web.app import problem_response
 from cleave.web.console.access import STYLE_PATH, ConsoleAccess, Session, page, secured
 from cleave.web.console.collect import decode_otlp, span_sender_ok, spans_of
-from cleave.web.console.details import service_details
+from cleave.web.console.details import DETAILS_STYLE, service_details
 from cleave.web.console.picture import TOPOLOGY_STYLE, topology_picture
 from cleave.web.console.store import STATUSES, SpanRecord, TraceQuery, TraceStore
 
@@ -50,6 +50,7 @@ td,th{padding:4px 10px;border-bottom:1px solid #e3e6ee;text-align:left;vertical-
 form.inline{display:inline} #trace-search{margin:8px 0}
 """
     + TOPOLOGY_STYLE
+    + DETAILS_STYLE
     + "".join(f".depth{d}{{padding-left:{d * 14}px}}" for d in range(MAX_DEPTH + 1))
     + "".join(f".colour{i}{{color:{c};fill:{c}}}" for i, c in enumerate(PALETTE))
 )
@@ -148,8 +149,9 @@ def console_routes(
         return page(
             f"Service {name}",
             f"<a href=/console>← console</a><h1>Cleave · {escape(config.name)} · topology "
-            f"{escape(config.topology.name)}</h1>{await topology_picture(config, services, name)}"
-            f"{service_details(config, services, store, name)}",
+            f"{escape(config.topology.name)}</h1><div class=service-view><div>"
+            f"{await topology_picture(config, services, name)}</div>"
+            f"{service_details(config, services, store, name)}</div>",
         )
 
     async def replay(request: Request, _session: Session) -> Response:
