@@ -1,16 +1,28 @@
-"""The console's topology picture of the split (a unit per service), in a real headless
-Chromium at 1280 pixels: laid out by Graphviz, it fits the window, no edge label lies on another
-label or on a service, its words stay readable, and clicking a service opens its details."""
+"""The console's topology picture in a real headless Chromium at 1280 pixels, laid out by
+Graphviz: it fits the window, no edge label lies on another label or on a service and its words
+stay readable, for the split (a unit per service) and for larger made-up systems with many more
+calls and events; clicking a service of the split opens its details."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page
+import pytest
+from playwright.async_api import Browser, Locator, Page
+from sqlalchemy import MetaData
 
+from cleave.config import SystemConfig, Topology, load_config
+from cleave.data.unit_of_work import UnitOfWork
+from cleave.events import Event
+from cleave.service import PortBinding, Service, Subscription
+from cleave.web.console.picture import topology_picture
+from cleave.web.console.web import STYLE
 from shop.identity.contract import read_credentials
-from tests.e2e.conftest import ReadmeSplit
+from tests.conftest import require
+from tests.e2e.conftest import ROOT, ReadmeSplit
 from tests.e2e.test_storefront import screenshots
 
 WIDTH = 1280
@@ -44,6 +56,73 @@ def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
+async def assert_legible(page: Page, picture: Locator) -> list[dict[str, Any]]:
+    """The picture fits the window, and each edge's label lies clear of every other label and
+    of every service, in letters at least 10 pixels tall. Returns the labels."""
+    box = await picture.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= WIDTH, box
+    assert await page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # no scrolling
+    found = await picture.evaluate(BOXES)
+    labels: list[dict[str, Any]] = found["labels"]
+    for index, label in enumerate(labels):
+        assert label["screen_height"] >= 10, label  # not shrunk past reading
+        for other in labels[index + 1 :]:
+            assert not overlap(label, other), (label, other)
+        for service in found["services"]:
+            assert not overlap(label, service), (label, service)
+    return labels
+
+
+def a_made_up_system(units: int, per_unit: int) -> tuple[SystemConfig, dict[str, Service]]:
+    """`units` units of `per_unit` services, each providing a port, calling two others' and
+    consuming a third one's event: a denser web than any real system's."""
+    count = units * per_unit
+    ports = [type(f"Svc{i}Port", (), {}) for i in range(count)]
+    events = [
+        type(f"Thing{i}", (Event,), {"event_type": f"big.svc{i}.thing{i}_happened.v1"})
+        for i in range(count)
+    ]
+
+    async def handled(_event: Event, _uow: UnitOfWork) -> None:
+        return None
+
+    services = {
+        f"svc{i}": Service(
+            name=f"svc{i}",
+            metadata=MetaData(),
+            migrations=Path("migrations"),
+            port=PortBinding(ports[i], factory=lambda _context: None),
+            calls=(ports[(i + 1) % count], ports[(i + 3) % count]),
+            publishes=(events[i],),
+            subscriptions=(Subscription(events[(i + 2) % count], handled, f"on_thing{i}"),),
+        )
+        for i in range(count)
+    }
+    names = list(services)
+    topology = Topology(
+        name=f"{units}x{per_unit}",
+        units={f"u{u}": tuple(names[u * per_unit : (u + 1) * per_unit]) for u in range(units)},
+        broker="memory",
+        database="sqlite+aiosqlite:///{var}/{service}.db",
+    )
+    return replace(load_config(ROOT / "cleave.toml"), topology=topology), services
+
+
+@pytest.mark.parametrize(("units", "per_unit"), [(16, 1), (4, 4), (2, 3), (1, 12)])
+async def test_a_larger_systems_picture_stays_legible(
+    browser: Browser, units: int, per_unit: int
+) -> None:
+    require(shutil.which("dot") is not None, "no Graphviz dot (tests/browser.sh adds it)")
+    config, services = a_made_up_system(units, per_unit)
+    svg = await topology_picture(config, services)
+    page = await browser.new_page(viewport={"width": WIDTH, "height": 900})
+    await page.set_content(f"<style>{STYLE}</style>{svg}")  # the console's own stylesheet
+    labels = await assert_legible(page, page.locator("svg.topology.laid-out"))
+    assert len(labels) == 3 * len(services)  # two calls and one event each, every one labelled
+
+
 async def sign_in_as_admin(page: Page, split: ReadmeSplit) -> None:
     admin = read_credentials(Path(split.environment["CLEAVE_VAR"]) / "split")["users"]["admin"]
     await page.goto(f"{split.base}/console")
@@ -62,15 +141,11 @@ async def test_the_splits_picture_fits_keeps_its_labels_apart_and_opens_a_servic
     await sign_in_as_admin(page, readme_split)
 
     picture = page.locator("svg.topology.laid-out")
-    box = await picture.bounding_box()
-    assert box is not None
-    assert box["x"] >= 0
-    assert box["x"] + box["width"] <= WIDTH, box
-    assert await page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # no scrolling
-
-    found = await picture.evaluate(BOXES)
-    labels, services = found["labels"], found["services"]
-    assert {s["service"] for s in services} == {
+    labels = await assert_legible(page, picture)
+    assert len(labels) == 5, labels  # three calls and two events, each with its label
+    assert "CatalogPort · gRPC" in {label["text"] for label in labels}
+    hooks = await picture.locator("[data-service]").all()
+    assert {await hook.get_attribute("data-service") for hook in hooks} == {
         "identity",
         "catalog",
         "customer",
@@ -78,14 +153,6 @@ async def test_the_splits_picture_fits_keeps_its_labels_apart_and_opens_a_servic
         "payment",
         "storefront",
     }
-    assert len(labels) == 5, labels  # three calls and two events, each with its label
-    for index, label in enumerate(labels):
-        assert label["screen_height"] >= 10, label  # not shrunk past reading
-        for other in labels[index + 1 :]:
-            assert not overlap(label, other), (label, other)
-        for service in services:
-            assert not overlap(label, service), (label, service)
-    assert "CatalogPort · gRPC" in {label["text"] for label in labels}
 
     await picture.locator("[data-service=payment] a").click()
     details = page.locator("#service-details")

@@ -25,6 +25,8 @@ log = structlog.get_logger("cleave.web.console.picture")
 
 BOX_W, BOX_H, GAP, FRAME_PAD, UNIT_GAP = 150, 34, 18, 16, 60
 DOT_TIMEOUT_SECONDS = 10.0
+# The console's column at 1280 pixels, in dot's points: a layout this wide is shown unscaled.
+FIT_WIDTH_PT = 900.0
 SERVICE_PAGE = "/console/services/{}"
 NO_GRAPHVIZ = (
     "<p class=note id=topology-note>Install Graphviz (<code>apt-get install graphviz</code>) "
@@ -98,12 +100,30 @@ async def topology_picture(
     source = topology_dot(config, services, selected)
     if (svg := _laid_out.get(source)) is None:
         try:
-            svg = _inline(await _run_dot(source), config.topology.name)
+            svg = _inline(await _narrower(source), config.topology.name)
         except (OSError, RuntimeError, TimeoutError) as failed:
             log.warning("topology picture: dot failed, drawing it by hand", error=str(failed))
             return topology_svg(config, services)
         _laid_out[source] = svg
     return svg
+
+
+async def _narrower(source: str) -> str:
+    """dot's SVG left to right (calls and events read like sentences) when that fits the page
+    unscaled, else top to bottom if that is narrower: a long chain of services then grows down
+    the page, which scrolls, rather than shrinking its words across it."""
+    across = await _run_dot(source)
+    if _width(across) <= FIT_WIDTH_PT:
+        return across
+    down = await _run_dot(source.replace("rankdir=LR", "rankdir=TB", 1))
+    return down if _width(down) < _width(across) else across
+
+
+def _width(svg: str) -> float:
+    found = _VIEW_BOX.search(svg)
+    if found is None:
+        raise RuntimeError("dot wrote no viewBox")
+    return float(found.group(1))
 
 
 def topology_dot(
@@ -173,6 +193,7 @@ async def _run_dot(source: str) -> str:
 
 
 _SVG_START = re.compile(r"<svg\b[^>]*>")
+_VIEW_BOX = re.compile(r'viewBox="[-\d.]+ [-\d.]+ ([\d.]+) [\d.]+"')
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
 _SERVICE_NODE = re.compile(r'<g id="service_([^"]+)" class="node')
 
