@@ -1,5 +1,5 @@
 """The topology as a picture: units as frames, services inside, port calls as solid arrows
-(labelled gRPC when they cross units) and events as dashed arrows.
+(labelled gRPC when they cross units) and events as dashed ones, each service a link to its page.
 
 Laid out by Graphviz's `dot` when the machine has it (units as clusters, each label placed
 where no other lies, scaled to the page); otherwise drawn by hand, in one row of units, with a
@@ -25,31 +25,33 @@ log = structlog.get_logger("cleave.web.console.picture")
 
 BOX_W, BOX_H, GAP, FRAME_PAD, UNIT_GAP = 150, 34, 18, 16, 60
 DOT_TIMEOUT_SECONDS = 10.0
-# The console's column at 1280 pixels, in dot's points: a layout this wide is shown unscaled.
+# About the console's column in a 1280-pixel window (1232 px), in dot's points (3/4 px).
 FIT_WIDTH_PT = 900.0
 SERVICE_PAGE = "/console/services/{}"
 NO_GRAPHVIZ = (
     "<p class=note id=topology-note>Install Graphviz (<code>apt-get install graphviz</code>) "
     "for a laid-out picture.</p>"
 )
-# Graphviz's own colours and line styles, the same as the hand-drawn picture's stylesheet.
+# Both pictures' colours: dot's as attributes, the hand-drawn one's in the stylesheet.
 CALL_COLOUR, EVENT_COLOUR, UNIT_FILL, UNIT_LINE = "#2a5bd7", "#b06d00", "#eef2fb", "#9aa9cf"
 
 # The picture's rules in the console's stylesheet: the hand-drawn one styled by class, dot's
-# coloured by dot itself and only scaled down to its container, its aspect kept.
-TOPOLOGY_STYLE = """
-svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
-svg.topology{max-width:100%;height:auto} svg.laid-out a:hover path{stroke-width:2.5}
-svg.drawn .unit{fill:#eef2fb;stroke:#9aa9cf} svg.drawn .unit-name{font-size:12px;fill:#44507a}
-svg.drawn .service{fill:white;stroke:#2a5bd7}
-svg.drawn .service-name{text-anchor:middle;font-size:13px}
-svg.drawn .call{stroke:#2a5bd7;fill:none;stroke-width:1.5}
-svg.drawn .event{stroke:#b06d00;fill:none;stroke-dasharray:5 4}
-svg.drawn .edge-label{font-size:11px;fill:#555;text-anchor:middle} svg.drawn marker path{fill:#555}
-.note{font-size:12px;color:#555}
+# coloured by dot itself; either scaled down to its container, its aspect kept.
+TOPOLOGY_STYLE = f"""
+svg.topology{{background:white;border:1px solid #e3e6ee;border-radius:8px;max-width:100%;
+height:auto}} svg.laid-out a:hover path{{stroke-width:2.5}}
+svg.drawn .unit{{fill:{UNIT_FILL};stroke:{UNIT_LINE}}}
+svg.drawn .unit-name{{font-size:12px;fill:#44507a}}
+svg.drawn .service{{fill:white;stroke:{CALL_COLOUR}}}
+svg.drawn .service-name{{text-anchor:middle;font-size:13px}}
+svg.drawn .call{{stroke:{CALL_COLOUR};fill:none;stroke-width:1.5}}
+svg.drawn .event{{stroke:{EVENT_COLOUR};fill:none;stroke-dasharray:5 4}}
+svg.drawn .edge-label{{font-size:11px;fill:#555;text-anchor:middle}}
+svg.drawn marker path{{fill:#555}} .note{{font-size:12px;color:#555}}
 """
 
-# The SVG dot made for each DOT source: the topology does not change while the console runs.
+# The SVG dot made for each DOT source (a topology, and which service is chosen): the topology
+# does not change while the console runs.
 _laid_out: dict[str, str] = {}
 
 
@@ -68,7 +70,7 @@ class Edge:
     def label(self) -> str:
         if self.kind == "call":
             return f"{self.name} · gRPC" if self.remote else self.name
-        return self.name.split(".", 2)[2]  # <system>.<service>.<event>.<version>: no system
+        return self.name.split(".", 2)[2]  # of <system>.<service>.<event>.<version>
 
 
 def topology_edges(config: SystemConfig, services: Mapping[str, Service]) -> list[Edge]:
@@ -100,7 +102,8 @@ async def topology_picture(
     source = topology_dot(config, services, selected)
     if (svg := _laid_out.get(source)) is None:
         try:
-            svg = _inline(await _narrower(source), config.topology.name)
+            downwards = topology_dot(config, services, selected, rankdir="TB")
+            svg = _inline(await _narrower(source, downwards), config.topology.name)
         except (OSError, RuntimeError, TimeoutError) as failed:
             log.warning("topology picture: dot failed, drawing it by hand", error=str(failed))
             return topology_svg(config, services)
@@ -108,15 +111,15 @@ async def topology_picture(
     return svg
 
 
-async def _narrower(source: str) -> str:
-    """dot's SVG left to right (calls and events read like sentences) when that fits the page
-    unscaled, else top to bottom if that is narrower: a long chain of services then grows down
-    the page, which scrolls, rather than shrinking its words across it."""
-    across = await _run_dot(source)
-    if _width(across) <= FIT_WIDTH_PT:
-        return across
-    down = await _run_dot(source.replace("rankdir=LR", "rankdir=TB", 1))
-    return down if _width(down) < _width(across) else across
+async def _narrower(across: str, downwards: str) -> str:
+    """dot's SVG of the graph drawn left to right (calls and events read like sentences) when
+    that fits the page unscaled, else top to bottom if that is narrower: a long chain of
+    services then grows down the page, which scrolls, rather than shrinking its words."""
+    wide = await _run_dot(across)
+    if _width(wide) <= FIT_WIDTH_PT:
+        return wide
+    tall = await _run_dot(downwards)
+    return tall if _width(tall) < _width(wide) else wide
 
 
 def _width(svg: str) -> float:
@@ -127,14 +130,17 @@ def _width(svg: str) -> float:
 
 
 def topology_dot(
-    config: SystemConfig, services: Mapping[str, Service], selected: str | None = None
+    config: SystemConfig,
+    services: Mapping[str, Service],
+    selected: str | None = None,
+    rankdir: Literal["LR", "TB"] = "LR",
 ) -> str:
     """The topology as a Graphviz digraph: each unit a cluster of its services (each a link to
     its page), calls solid and events dashed, every arrow labelled."""
     lines = [
         f"digraph {_quoted(config.topology.name)} {{",
-        "  graph [rankdir=LR, newrank=true, nodesep=0.35, ranksep=0.9, pad=0.15, fontsize=12, "
-        'fontname="Helvetica,Arial,sans-serif", fontcolor="#44507a"];',
+        f"  graph [rankdir={rankdir}, newrank=true, nodesep=0.35, ranksep=0.9, pad=0.15, "
+        'fontsize=12, fontname="Helvetica,Arial,sans-serif", fontcolor="#44507a"];',
         f'  node [shape=box, style="rounded,filled", fillcolor=white, color="{CALL_COLOUR}", '
         'fontname="Helvetica,Arial,sans-serif", fontsize=13, height=0.45, margin="0.2,0.08"];',
         '  edge [fontname="Helvetica,Arial,sans-serif", fontsize=11, arrowsize=0.7];',
