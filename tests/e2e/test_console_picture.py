@@ -5,6 +5,7 @@ calls and events; clicking a service of the split opens its details."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -154,7 +155,8 @@ async def test_the_splits_picture_fits_keeps_its_labels_apart_and_opens_a_servic
         "storefront",
     }
 
-    await picture.locator("[data-service=payment] a").click()
+    # Each service is a link by its name, for a mouse, a keyboard and a screen reader alike.
+    await picture.get_by_role("link", name=re.compile(r"^payment\b")).click()
     details = page.locator("#service-details")
     await details.wait_for()
     assert page.url == f"{readme_split.base}/console/services/payment"
@@ -163,7 +165,8 @@ async def test_the_splits_picture_fits_keeps_its_labels_apart_and_opens_a_servic
     assert "PaymentPort" in await page.locator("#service-ports").inner_text()
 
     # From one service to the next, through the same picture, the chosen one drawn stronger.
-    await page.locator("svg.topology [data-service=ordering] a").click()
+    await page.locator("svg.topology").get_by_role("link", name=re.compile("^ordering")).focus()
+    await page.keyboard.press("Enter")
     await page.wait_for_url("**/console/services/ordering")
     ports = await page.locator("#service-ports").inner_text()
     for called in ("CatalogPort", "CustomerPort", "PaymentPort"):

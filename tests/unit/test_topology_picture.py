@@ -83,7 +83,7 @@ async def test_dot_lays_it_out_once_and_each_service_is_a_link_with_its_hook() -
     assert " style=" not in svg  # nothing the console's CSP (no inline style) would refuse
     for name in services:
         assert svg.count(f'data-service="{name}"') == 1, name
-        assert f'xlink:href="/console/services/{name}"' in svg
+        assert f'<a href="/console/services/{name}"' in svg
     assert svg.count('class="cluster unit"') == len(config.topology.units)
     assert svg.count('class="edge call"') == 3
     # The topology does not change while the console runs: dot runs once for it.

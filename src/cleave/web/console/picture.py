@@ -158,7 +158,7 @@ def topology_dot(
                 lines.append(
                     f"    {_quoted(name)} [id={_quoted(f'service_{name}')}, class=service, "
                     f"href={_quoted(SERVICE_PAGE.format(name))}, "
-                    f"tooltip={_quoted(services[name].description or name)}{strong}];"
+                    f"tooltip={_quoted(_tooltip(name, services[name]))}{strong}];"
                 )
         lines.append("  }")
     for edge in topology_edges(config, services):
@@ -173,6 +173,11 @@ def topology_dot(
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _tooltip(name: str, service: Service) -> str:
+    """A service's tooltip, which is also its link's accessible name: its name first."""
+    return f"{name}: {service.description}" if service.description else name
 
 
 def _quoted(text: str) -> str:
@@ -206,16 +211,17 @@ _SERVICE_NODE = re.compile(r'<g id="service_([^"]+)" class="node')
 
 def _inline(svg: str, topology: str) -> str:
     """dot's SVG document as an element of the page: no XML prolog or comments, classed for
-    the stylesheet (which scales it to its container by its viewBox), and each service's group
-    marked with `data-service`."""
+    the stylesheet (which scales it to its container by its viewBox), each service's group
+    marked with `data-service` and its link one that assistive technology sees."""
     start = _SVG_START.search(svg)
     if start is None:
         raise RuntimeError("dot wrote no <svg> element")
     opening = start.group(0).removesuffix(">") + (
-        f' class="topology laid-out" role="img" aria-label="topology {escape(topology)}">'
+        f' class="topology laid-out" role="group" aria-label="topology {escape(topology)}">'
     )
     body = _SERVICE_NODE.sub(_mark_service, _COMMENT.sub("", svg[start.end() :]))
-    return opening + body.strip()
+    # SVG 2's href, as the hand-drawn picture has: Chromium gives xlink:href no link role.
+    return opening + body.replace("<a xlink:href=", "<a href=").strip()
 
 
 def _mark_service(node: re.Match[str]) -> str:
@@ -256,7 +262,7 @@ def topology_svg(config: SystemConfig, services: Mapping[str, Service]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{canvas_width}" '
         f'height="{canvas_height}" viewBox="0 0 {canvas_width} {canvas_height}" '
-        f'class="topology drawn" role="img" aria-label="topology {escape(layout.name)}">'
+        f'class="topology drawn" role="group" aria-label="topology {escape(layout.name)}">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker>'
         "</defs>" + "".join(frames) + "".join(edges) + "</svg>"
