@@ -304,21 +304,12 @@ def services(topology: TopologyOption = None) -> None:
     config = config_for(topology)
     out.print(f"[bold]{config.name}[/] · topology [bold]{config.topology.name}[/]")
     for name, service in load_services(config).items():
-        routes = []
-        if service.router is not None:
-            for route in service.router.routes:
-                methods = ",".join(sorted(getattr(route, "methods", None) or []))
-                routes.append(f"{methods:<6} /api/{name}/v1{getattr(route, 'path', '')}")
-        if service.pages is not None:  # the site's own pages, at the root
-            for route in service.pages.routes:
-                methods = ",".join(sorted(getattr(route, "methods", None) or []))
-                routes.append(f"{methods:<6} {getattr(route, 'path', '')} (page)")
         rows = {
             "unit": config.topology.unit_of(name),
             "database": config.database_url(name),
             "port": service.port.protocol.__name__ if service.port else "",
             "calls": ", ".join(protocol.__name__ for protocol in service.calls),
-            "routes": routes,
+            "routes": service.routes(),
             "publishes": [event.event_type for event in service.publishes],
             "consumes": [f"{sub.event.event_type} → {sub.name}" for sub in service.subscriptions],
         }

@@ -104,6 +104,19 @@ class Service:
         rule holds in-process and for the units a port answers over gRPC."""
         return protocol in self.calls or (self.port is not None and self.port.protocol is protocol)
 
+    def routes(self) -> list[str]:
+        """Each route as `METHODS path`: the API's under `/api/<name>/v1`, then the site's own
+        pages at the root, marked `(page)`."""
+        found = []
+        for prefix, router, mark in (
+            (f"/api/{self.name}/v1", self.router, ""),
+            ("", self.pages, " (page)"),  # the site's own pages, at the root
+        ):
+            for route in router.routes if router is not None else ():
+                methods = ",".join(sorted(getattr(route, "methods", None) or []))
+                found.append(f"{methods:<6} {prefix}{getattr(route, 'path', '')}{mark}")
+        return found
+
     def __post_init__(self) -> None:
         names = [subscription.name for subscription in self.subscriptions]
         if repeated := sorted({name for name in names if names.count(name) > 1}):

@@ -21,7 +21,8 @@ from cleave.service import Service
 from cleave.web.app import problem_response
 from cleave.web.console.access import STYLE_PATH, ConsoleAccess, Session, page, secured
 from cleave.web.console.collect import decode_otlp, span_sender_ok, spans_of
-from cleave.web.console.picture import topology_svg
+from cleave.web.console.details import DETAILS_STYLE, service_details
+from cleave.web.console.picture import TOPOLOGY_STYLE, topology_picture
 from cleave.web.console.store import STATUSES, SpanRecord, TraceQuery, TraceStore
 
 if TYPE_CHECKING:
@@ -39,12 +40,6 @@ h1{font-size:20px} h2{font-size:16px;margin-top:28px} a{color:#2a5bd7}
 table{border-collapse:collapse;background:white;min-width:50%}
 td,th{padding:4px 10px;border-bottom:1px solid #e3e6ee;text-align:left;vertical-align:top}
 .ok{color:#1a7f37}.bad{color:#c62828} .mono{font-family:ui-monospace,monospace;font-size:12px}
-svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
-.unit{fill:#eef2fb;stroke:#9aa9cf}.unit-name{font-size:12px;fill:#44507a}
-.service{fill:white;stroke:#2a5bd7}.service-name{text-anchor:middle;font-size:13px}
-.call{stroke:#2a5bd7;fill:none;stroke-width:1.5}
-.event{stroke:#b06d00;fill:none;stroke-dasharray:5 4}
-.edge-label{font-size:11px;fill:#555;text-anchor:middle} marker path{fill:#555}
 .waterfall{background:white;border:1px solid #e3e6ee;border-radius:8px;padding:8px}
 .row{display:flex;align-items:center;height:24px;font-size:12px}
 .label{width:380px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -54,6 +49,8 @@ svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
 .lane svg{display:block;width:100%;height:16px} .notice{background:#fff4d6;padding:6px 10px}
 form.inline{display:inline} #trace-search{margin:8px 0}
 """
+    + TOPOLOGY_STYLE
+    + DETAILS_STYLE
     + "".join(f".depth{d}{{padding-left:{d * 14}px}}" for d in range(MAX_DEPTH + 1))
     + "".join(f".colour{i}{{color:{c};fill:{c}}}" for i, c in enumerate(PALETTE))
 )
@@ -97,8 +94,9 @@ def console_routes(
             "Cleave console",
             f"<h1>Cleave · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
             f"{access.banner(session)}"
-            f"<h2>Topology</h2>{topology_svg(config, services)}"
-            "<p>Solid arrows: calls through a port (gRPC across units); dashed: events.</p>"
+            f"<h2>Topology</h2>{await topology_picture(config, services)}"
+            "<p>Solid arrows: calls through a port (gRPC across units); dashed: events. "
+            "Click a service for its routes, ports, events and recent errors.</p>"
             f"<h2>Health</h2><table id=health><tr><th>unit or service</th><th>state</th></tr>"
             f"{health_rows}</table>"
             f"<h2>Recent traces</h2>{_search_form(query, list(config.services))}"
@@ -142,6 +140,18 @@ def console_routes(
             f"<h2>Logs</h2><table id=logs><tr><th>time</th><th>level</th><th>service</th>"
             f"<th>event</th><th>fields</th></tr>{log_rows or '<tr><td colspan=5>none</td></tr>'}"
             "</table>",
+        )
+
+    async def one_service(request: Request, _session: Session) -> Response:
+        name = request.path_params["service"]
+        if name not in services:
+            return page("No such service", NO_SUCH_SERVICE, status=404)
+        return page(
+            f"Service {name}",
+            f"<a href=/console>← console</a><h1>Cleave · {escape(config.name)} · topology "
+            f"{escape(config.topology.name)}</h1><div class=service-view><div>"
+            f"{await topology_picture(config, services, name)}</div>"
+            f"{service_details(config, services, store, name)}</div>",
         )
 
     async def replay(request: Request, _session: Session) -> Response:
@@ -272,6 +282,7 @@ def console_routes(
         Route("/console/api/traces", secured(guard(traces_json, "api"))),
         Route("/console/api/traces/{trace_id}", secured(guard(trace_json, "api"))),
         Route("/console/traces/{trace_id}", secured(guard(one_trace, "page"))),
+        Route("/console/services/{service}", secured(guard(one_service, "page"))),
         Route(
             "/console/dead-letters/{service}/{letter:int}/replay",
             secured(guard(replay, "action")),
@@ -295,6 +306,7 @@ def console_routes(
 
 NO_SUCH_TRACE = "<h1>No such trace</h1><a href=/console>back</a>"
 NO_SUCH_SAGA = "<h1>No such saga</h1><a href=/console>back</a>"
+NO_SUCH_SERVICE = "<h1>No such service</h1><a href=/console>back</a>"
 
 
 def _trace_query(request: Request) -> TraceQuery:
