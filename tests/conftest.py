@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -57,9 +58,9 @@ def free_port() -> int:
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """In parallel runs the end-to-end tests, which start whole systems and share the session's
-    README split, take one worker in turn, while the other runs the in-process suites: two
-    systems starting at once on two cores would only slow each other past their deadlines.
+    """In parallel runs the end-to-end tests that share the session's README split run on one
+    worker, which starts it once; every other end-to-end file is a group of its own, so the two
+    workers share the systems to start and neither waits alone at the end.
 
     xdist's own grouping (the `xdist_group` marker) rewrites node ids, which pytest 9 ignores;
     this scheduler groups by the node id's path instead."""
@@ -67,11 +68,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-    class EndToEndInTurn(LoadGroupScheduling):  # type: ignore[misc]
+    class EndToEndByFile(LoadGroupScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return "end-to-end" if nodeid.startswith("tests/e2e/") else nodeid
+            path = nodeid.split("::", 1)[0]
+            if not path.startswith("tests/e2e/"):
+                return nodeid
+            return "readme-split" if _shares_the_readme_split(path) else path
 
-    return EndToEndInTurn(config, log)
+    return EndToEndByFile(config, log)
+
+
+@functools.cache
+def _shares_the_readme_split(path: str) -> bool:
+    return "readme_split" in (ROOT / path).read_text()
 
 
 def require(available: bool, message: str) -> None:
