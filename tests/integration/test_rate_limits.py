@@ -5,6 +5,7 @@ one-line configuration error."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -35,10 +36,17 @@ async def limited(base_config: SystemConfig) -> AsyncIterator[Unit]:
         await unit.stop()
 
 
-def client_from(unit: Unit, address: str) -> httpx.AsyncClient:
+@contextlib.asynccontextmanager
+async def client_from(unit: Unit, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one replica of the unit's app, from `address`, with the app's lifespan (which
+    lets go of the rate limiter's storage when it ends)."""
     app = create_app(unit, start_unit=False)
     transport = httpx.ASGITransport(app=app, client=(address, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http,
+    ):
+        yield http
 
 
 def assert_limited(response: httpx.Response) -> None:

@@ -273,6 +273,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.rate_limiter.close()
             if start_unit:
                 await unit.stop()
 

@@ -39,6 +39,14 @@ class RateLimiter:
             raise ConfigError(f"[rate_limit] storage {config.storage!r}: {error}") from None
         self.limiter = SlidingWindowCounterRateLimiter(storage)
 
+    def close(self) -> None:
+        """Let go of the storage's connections (Redis: its pool; memory holds none). `limits`
+        has no close of its own, so this reaches its client's pool where there is one."""
+        client = getattr(getattr(self.limiter.storage, "bridge", None), "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
     async def wait_seconds(self, rates: list[RateLimitItem], *key: str) -> int | None:
         """Count one request against `rates`: None if allowed, else seconds until it would be."""
         try:
@@ -146,6 +154,7 @@ class AddressRateLimit:
 def install_guards(app: FastAPI, config: RateLimitConfig) -> None:
     app.add_middleware(BodySizeLimit)
     limiter = RateLimiter(config)
+    app.state.rate_limiter = limiter
     app.state.principal_guard = limiter.guard_principal
     if limiter.per_address:
         app.add_middleware(AddressRateLimit, limiter=limiter)
