@@ -4,6 +4,7 @@ arrive without a reload; the catalog's route has its chart; a new trace joins th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -143,6 +144,14 @@ async def test_the_trace_list_updates_live_and_metrics_chart_each_route(
     ordering = page.locator("#gauges tr[data-service=ordering]")
     assert "0" in await ordering.locator("[data-gauge=cleave_dead_letters]").inner_text()
     # The page looks again by itself: a rate and its line appear from the second look on.
-    await catalog.locator("svg.sparkline").wait_for(timeout=15_000)
+    async with httpx.AsyncClient(base_url=server) as http:
+        for _ in range(25):
+            await http.get("/api/catalog/v1/products")
+            await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 15
+    while float(await catalog.get_attribute("data-rate") or 0) == 0:
+        assert time.monotonic() < deadline, "no rate for the catalog's route"
+        await asyncio.sleep(0.5)
+    await catalog.locator("svg.sparkline").wait_for()  # the page may be between two looks
     await page.screenshot(path=str(screenshots(tmp_path) / "console-metrics.png"))
     assert not [text for text in refused if "Content Security Policy" in text], refused

@@ -40,7 +40,7 @@ def log_filter(request: Request) -> LogFilter:
     one is wrong."""
     params = request.query_params
     trace = params.get("trace", "").strip().lower()
-    if trace and not (len(trace) <= 32 and all(c in "0123456789abcdef" for c in trace)):
+    if trace and not (len(trace) == 32 and all(c in "0123456789abcdef" for c in trace)):
         raise ValueError(f"trace must be a trace id (32 hex digits), not {trace[:40]!r}")
     return LogFilter(
         level=params.get("level", "").strip().lower(),

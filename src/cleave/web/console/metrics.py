@@ -153,7 +153,7 @@ def _seconds(bound: float | None) -> str:
     if bound is None:
         return "—"
     if bound == float("inf"):
-        return "slower"
+        return "past the last bucket"
     return f"{bound * 1000:g} ms"
 
 
@@ -166,7 +166,8 @@ def metrics_body(history: MetricsHistory) -> str:
         share = figures.errors / figures.requests if figures.requests else 0.0
         rows.append(
             f'<tr class=red data-service="{escape(service)}" data-route="{escape(route)}" '
-            f'data-count="{figures.requests:.0f}"><td>{escape(service)}</td>'
+            f'data-count="{figures.requests:.0f}" data-rate="{rates[-1] if rates else 0:.3f}">'
+            f"<td>{escape(service)}</td>"
             f"<td class=mono>{escape(route)}</td><td>{figures.requests:.0f}</td>"
             f"<td>{f'{rates[-1]:.2f}/s' if rates else '—'}</td>"
             f"<td>{sparkline(rates, f'requests a second to {route}')}</td>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -89,6 +90,7 @@ svg.topology{background:white;border:1px solid #e3e6ee;border-radius:8px}
 form.inline{display:inline} #trace-search,#log-search{margin:8px 0} nav a{margin-right:14px}
 tr.level-warning td:nth-child(2){color:#b06d00} tr.level-error td:nth-child(2),
 tr.level-critical td:nth-child(2){color:#c62828;font-weight:600}
+#log-lines td:nth-child(5){white-space:nowrap}
 svg.chart{background:#f3f5f9;border-radius:3px;vertical-align:middle}
 .sparkline polyline{fill:none;stroke:#2a5bd7;stroke-width:1.5} .durations rect{fill:#1a7f37}
 """
@@ -151,11 +153,14 @@ def console_routes(
         """Server-sent events: each trace that gains spans, as its row of the overview's list."""
         try:
             query = _trace_query(request)
-            since = int(
-                request.headers.get("last-event-id") or request.query_params.get("since") or 0
-            )
         except ValueError as bad:
             return problem_response(400, str(bad), code="bad-trace-filter")
+        cursor = request.headers.get("last-event-id") or request.query_params.get("since") or "0"
+        if not cursor.isdigit():
+            return problem_response(
+                400, f"since must be a stream position, not {cursor[:40]!r}", code="bad-cursor"
+            )
+        since = int(cursor)
 
         async def events() -> AsyncIterator[str]:
             yield "retry: 1000\n\n"
@@ -214,7 +219,7 @@ def console_routes(
                         "route": route,
                         "requests": figures.requests,
                         "errors": figures.errors,
-                        "p95_seconds": figures.quantile(0.95),
+                        "p95_seconds": _finite(figures.quantile(0.95)),
                     }
                     for (service, route), figures in sorted(snapshot.routes.items())
                 ],
@@ -534,6 +539,11 @@ def _query_string(request: Request, *, since: object) -> str:
     """The request's own filters, for its page's event stream, which starts after `since`."""
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "since"]
     return urlencode([*kept, ("since", str(since))])
+
+
+def _finite(seconds: float | None) -> float | None:
+    """JSON has no infinity: a duration past the histogram's last bound is null."""
+    return None if seconds is None or math.isinf(seconds) else seconds
 
 
 def _csrf_field(csrf: str) -> str:
