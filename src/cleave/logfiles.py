@@ -70,11 +70,18 @@ class LogTail:
         self._handle: TextIO | None = None
         self._pending = ""
 
-    def read_existing(self) -> str:
-        """Everything the file holds now ("" while it does not exist); new lines follow on."""
+    def read_existing(self, last_bytes: int = 0) -> str:
+        """What the file holds now ("" while it does not exist), or with `last_bytes` only its
+        whole lines among that much of its end; new lines follow on."""
         if self._handle is None and self.path.exists():
             self._handle = self.path.open(errors="replace")
-        return self._handle.read() if self._handle is not None else ""
+        if self._handle is None:
+            return ""
+        size = os.fstat(self._handle.fileno()).st_size
+        if not last_bytes or size <= last_bytes:
+            return self._handle.read()
+        self._handle.seek(size - last_bytes)
+        return self._handle.read().partition("\n")[2]  # from the first whole line on
 
     def new_lines(self) -> list[str]:
         """The whole lines written since the last read (none yet: an empty list)."""

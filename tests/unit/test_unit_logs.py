@@ -91,3 +91,18 @@ def test_a_filter_keeps_a_level_and_above_a_text_a_trace_and_a_service() -> None
     assert not LogFilter(service="catalog").matches(line, raw)
     with pytest.raises(ValueError, match="level must be one of"):
         LogFilter(level="loud")
+
+
+def test_a_tail_may_read_only_the_whole_lines_at_the_end_then_follow_on(tmp_path: Path) -> None:
+    path = tmp_path / "shop.jsonl"
+    sink = UnitLogFile(path)
+    for number in range(100):
+        log(sink, f"line {number}")
+    tail = LogTail(path)
+    lines = tail.read_existing(last_bytes=200).splitlines()
+    assert 1 < len(lines) < 10
+    assert [json.loads(line)["event"] for line in lines][-1] == "line 99"  # each one whole
+    log(sink, "after")
+    assert [json.loads(line)["event"] for line in tail.new_lines()] == ["after"]
+    tail.close()
+    sink.close()

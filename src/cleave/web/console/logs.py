@@ -22,6 +22,7 @@ from cleave.telemetry import unit_log_path
 
 SHOWN_LINES = 300
 SCANNED_LINES = 5000  # of each file, for the page and for a stream that resumes
+SCANNED_BYTES = 4 << 20  # of each file's end: a stream resumes often, it never reads it all
 # Shown in their own columns rather than among the fields.
 COLUMNS = ("timestamp", "level", "event", "unit", "service", "trace_id", "span_id")
 STREAM_SECONDS = 10.0
@@ -55,16 +56,21 @@ def _stamp(line: Line) -> str:
 
 
 def _wanted(raws: Sequence[str], wanted: LogFilter, after: str) -> list[Line]:
+    """The lines of one file (oldest first) that `wanted` keeps, of those written after `after`."""
     found = []
-    for raw in raws:
+    for raw in reversed(raws):  # newest first: a file's lines are in the order they were logged
+        if wanted.text and wanted.text not in raw:
+            continue  # cheaper than parsing it first
         record = parse_line(raw)
-        if (
-            record is not None
-            and wanted.matches(record, raw)
-            and str(record.get("timestamp", "")) > (after or "")
-        ):
+        if record is None:
+            continue
+        if after and str(record.get("timestamp", "")) <= after:
+            break
+        if wanted.matches(record, raw):
             found.append((record, raw))
-    return found
+            if len(found) == SHOWN_LINES:  # no more of this file can be shown
+                break
+    return found[::-1]
 
 
 def recent_lines(files: Mapping[str, Path], wanted: LogFilter, *, after: str = "") -> list[Line]:
@@ -81,7 +87,8 @@ def _existing(tails: Sequence[LogTail], wanted: LogFilter, after: str) -> list[L
     """What the files hold now that `wanted` keeps, oldest first; each tail follows on after."""
     found: list[Line] = []
     for tail in tails:
-        found += _wanted(last_lines(tail.path, tail.read_existing(), SCANNED_LINES), wanted, after)
+        text = tail.read_existing(last_bytes=SCANNED_BYTES)
+        found += _wanted(last_lines(tail.path, text, SCANNED_LINES), wanted, after)
     found.sort(key=_stamp)
     return found[-SHOWN_LINES:]
 
