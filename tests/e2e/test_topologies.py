@@ -186,3 +186,18 @@ async def test_the_same_orders_end_the_same_way_in_every_topology(shop: Shop) ->
         assert stranger.status_code == 401
         anonymous = await client.get(f"{shop.base}/console/api/traces")
         assert anonymous.status_code == (200 if shop.topology == "monolith" else 401)
+        # Every unit's log file and every unit's metrics reach the console (the gateway's, in
+        # front of several units), for an administrator only.
+        units = set(load_config(ROOT / "cleave.toml", topology=shop.topology).topology.units)
+        console_logs = f"{shop.base}/console/api/logs"
+        started = {"q": "unit serving"}  # each unit's first line, however much it logged since
+        lines = (await client.get(console_logs, params=started, headers=shop.admin)).json()
+        assert units <= {line.get("unit") for line in lines}
+        figures = (await client.get(f"{shop.base}/console/api/metrics", headers=shop.admin)).json()
+        assert figures["problems"] == []
+        orders = [r for r in figures["routes"] if r["route"] == "/api/ordering/v1/orders"]
+        assert orders
+        assert orders[0]["requests"] >= 1
+        for path in ("/console/api/logs", "/console/api/metrics"):
+            anonymous = await client.get(f"{shop.base}{path}")
+            assert anonymous.status_code == (200 if shop.topology == "monolith" else 401), path

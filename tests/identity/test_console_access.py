@@ -43,6 +43,12 @@ HEADERS = {
     "referrer-policy": "no-referrer",
 }
 FORM_CSRF = re.compile(r'name=csrf value="([^"]+)"')
+LIVE_AND_JSON = (
+    "/console/api/logs",
+    "/console/api/metrics",
+    "/console/logs/stream",
+    "/console/traces/stream",
+)
 
 
 async def sign_in(web: httpx.AsyncClient, provider: Provider, user: str) -> httpx.Response:
@@ -85,6 +91,15 @@ async def test_anyone_is_sent_to_sign_in_and_the_api_answers_401(
         assert_secured(api)
     trace_page = await web.get("/console/traces/" + "0" * 32)
     assert trace_page.status_code == 303
+    # Nor do the logs, the metrics or their live streams show anything to a visitor.
+    for path in ("/console/logs", "/console/metrics"):
+        refused = await web.get(path)
+        assert refused.status_code == 303, path
+        assert refused.headers["location"].startswith("/console/sign-in")
+    for path in LIVE_AND_JSON:
+        refused = await web.get(path)
+        assert refused.status_code == 401, path
+        assert_secured(refused)
     # A made-up session cookie opens nothing.
     web.cookies.set("cleave_console", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
     assert (await web.get("/console/api/traces")).status_code == 401
@@ -119,8 +134,20 @@ async def test_an_admin_signs_in_with_pkce_and_reads_every_page(
     assert page.status_code == 200
     assert "Signed in as <b>admin@example.com</b>" in page.text
     assert_secured(page)
-    assert "<script" not in page.text
+    # One script, the console's own file (it follows the trace list live), nothing inline.
+    assert page.text.count("<script") == 1
+    assert '<script src="/console/console.js" defer></script>' in page.text
     assert "style=" not in page.text
+    script = await web.get("/console/console.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in script.text
+    for path in ("/console/logs", "/console/metrics"):
+        shown = await web.get(path)
+        assert shown.status_code == 200, path
+        assert "Signed in as <b>admin@example.com</b>" in shown.text
+        assert_secured(shown)
+    assert (await web.get("/console/api/logs")).status_code == 200
+    assert (await web.get("/console/api/metrics")).status_code == 200
     api = await web.get("/console/api/traces")
     assert api.status_code == 200
     assert api.json() == []
@@ -150,6 +177,14 @@ async def test_a_customer_signed_in_is_refused(web: httpx.AsyncClient, provider:
     api = await web.get("/console/api/traces")
     assert api.status_code == 403
     assert api.json()["code"] == "not-admin"
+    for path in ("/console/logs", "/console/metrics"):
+        refused = await web.get(path)
+        assert refused.status_code == 403, path
+        assert "not an administrator" in refused.text
+    for path in LIVE_AND_JSON:
+        refused = await web.get(path)
+        assert refused.status_code == 403, path
+        assert refused.json()["code"] == "not-admin"
 
 
 async def test_the_api_takes_an_admins_bearer_token_and_refuses_a_customers(

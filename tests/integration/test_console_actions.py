@@ -107,6 +107,20 @@ async def test_a_one_unit_console_off_loopback_asks_for_a_sign_in(toy_unit: Unit
             assert page.status_code == 303
             assert page.headers["location"].startswith("/console/sign-in")
             assert (await web.get("/console/api/traces")).status_code == 401
+            # Nor the logs, metrics or live streams, to a visitor who has not signed in.
+            for path in ("/console/logs", "/console/metrics"):
+                refused = await web.get(path)
+                assert refused.status_code == 303, path
+                assert refused.headers["location"].startswith("/console/sign-in")
+            for path in (
+                "/console/api/logs",
+                "/console/api/metrics",
+                "/console/logs/stream",
+                "/console/traces/stream",
+            ):
+                refused = await web.get(path)
+                assert refused.status_code == 401, path
+                assert refused.headers["content-type"] == "application/problem+json"
 
 
 def test_the_console_is_open_only_for_one_unit_on_loopback_reached_there(

@@ -82,3 +82,17 @@ async def test_a_filter_that_makes_no_sense_is_a_problem_naming_it(
             assert answer.status_code == 400
             assert answer.headers["content-type"] == "application/problem+json"
             assert named in answer.json()["detail"]
+
+
+async def test_a_log_or_stream_filter_that_makes_no_sense_is_a_problem_naming_it(
+    console: httpx.AsyncClient,
+) -> None:
+    for path in ("/console/logs", "/console/api/logs", "/console/logs/stream"):
+        for params, named in (({"level": "loud"}, "level"), ({"trace": "not-a-trace"}, "trace")):
+            answer = await console.get(path, params=params)
+            assert answer.status_code == 400, path
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert named in answer.json()["detail"]
+    answer = await console.get("/console/traces/stream", params={"since": "yesterday"})
+    assert answer.status_code == 400
+    assert "since" in answer.json()["detail"]

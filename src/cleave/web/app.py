@@ -343,10 +343,15 @@ def create_metrics_app(unit: Unit) -> Starlette:
     say a lot about a system, so they stay off the API port and the public gateway."""
 
     async def metrics(_request: Request) -> PlainTextResponse:
-        await _read_messaging_gauges(unit)
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(await metrics_text(unit), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/metrics", metrics)])
+
+
+async def metrics_text(unit: Unit) -> str:
+    """What the unit's `/metrics` serves: its counters, and the gauges read from its databases."""
+    await _read_messaging_gauges(unit)
+    return generate_latest().decode()
 
 
 def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: bool) -> None:
@@ -355,6 +360,7 @@ def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: 
     from cleave.runtime import load_services
     from cleave.web.console import (
         ConsoleAccess,
+        Scraped,
         TraceStore,
         collect_here,
         console_routes,
@@ -368,6 +374,9 @@ def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: 
     async def health() -> dict[str, str]:
         return {name: error or "ok" for name, error in (await unit.readiness()).items()}
 
+    async def metrics() -> list[Scraped]:
+        return [Scraped(unit.name, await metrics_text(unit))]
+
     services = load_services(unit.config)
     access = ConsoleAccess(
         unit.config,
@@ -379,7 +388,14 @@ def _mount_console(app: FastAPI, unit: Unit, host: str | None, serves_provider: 
     secret = span_secret(unit.config.var_dir)
     app.router.routes.extend(
         console_routes(
-            store, unit.config, services, health, unit, access=access, span_secret=secret
+            store,
+            unit.config,
+            services,
+            health,
+            metrics,
+            unit,
+            access=access,
+            span_secret=secret,
         )
     )
 

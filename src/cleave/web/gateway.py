@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 from cleave.config import SystemConfig
 from cleave.web.app import RETRY_LATER, problem_response
 from cleave.web.clients import cookieless_client
+from cleave.web.console.metrics import Scraped
 from cleave.web.console.store import TraceStore
 from cleave.web.docs import DOCS_ROUTES, api_docs_app
 
@@ -297,6 +298,23 @@ def create_gateway(
         states = await asyncio.gather(*(unit_ready(unit) for unit in topology.units))
         return {f"unit {unit}": state for unit, state in zip(topology.units, states, strict=True)}
 
+    async def unit_metrics(unit: str) -> Scraped:
+        address = topology.address_of(unit)
+        if address.metrics_port is None:
+            return Scraped(unit, problem="serves no metrics (no metrics_port in the topology)")
+        try:
+            answer = await client.get(
+                f"http://{address.host}:{address.metrics_port}/metrics", timeout=2.0
+            )
+        except httpx.TransportError:
+            return Scraped(unit, problem=f"no answer on metrics port {address.metrics_port}")
+        if answer.status_code != 200:
+            return Scraped(unit, problem=f"its /metrics answered {answer.status_code}")
+        return Scraped(unit, answer.text)
+
+    async def metrics() -> list[Scraped]:
+        return list(await asyncio.gather(*(unit_metrics(unit) for unit in topology.units)))
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     routes: list[BaseRoute] = [
         Route("/livez", livez),
@@ -313,7 +331,7 @@ def create_gateway(
         access = ConsoleAccess(config, sign_in=True, verifier=verifier)
         secret = span_secret(config.var_dir)
         routes += console_routes(
-            store, config, services, health, admin, access=access, span_secret=secret
+            store, config, services, health, metrics, admin, access=access, span_secret=secret
         )
     # Every service's API in one document, tried out through this gateway.
     routers = {f"/api/{n}/v1": s.router for n, s in services.items() if s.router is not None}

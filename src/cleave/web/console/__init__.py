@@ -1,5 +1,6 @@
-"""The console at /console: the topology as a picture, unit health, recent traces with their
-waterfall and logs, and each service's outbox, inbox and dead letters (with replay); for an
+"""The console at /console: the topology as a picture, unit health, recent traces (followed
+live) with their waterfall and logs, every unit's logs, RED metrics and messaging gauges, and
+each service's outbox, inbox and dead letters (with replay); for an
 administrator only, except on a monolith that listens on loopback alone (see `access`)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from cleave.telemetry import LOG_SINKS
 from cleave.web.console.access import ConsoleAccess, sign_in_required
 from cleave.web.console.collect import StoreSpanProcessor, log_sink, span_secret
+from cleave.web.console.metrics import Scraped
 from cleave.web.console.store import TraceStore
 from cleave.web.console.web import Health, console_routes
 
@@ -25,6 +27,7 @@ def collect_here(store: TraceStore) -> None:
 __all__ = [
     "ConsoleAccess",
     "Health",
+    "Scraped",
     "TraceStore",
     "collect_here",
     "console_routes",

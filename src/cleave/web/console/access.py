@@ -45,12 +45,14 @@ SIGN_IN_PATH = "/console/sign-in"
 SIGN_OUT_PATH = "/console/sign-out"
 SIGNED_OUT_PATH = "/console/signed-out"
 STYLE_PATH = "/console/console.css"
+SCRIPT_PATH = "/console/console.js"
 SESSION_SECONDS = 3600
 LOGIN_SECONDS = 600
-# No script at all; the one stylesheet is the console's own; nothing may frame it.
+# The one stylesheet and the one script are the console's own files (no inline script or
+# style); the script may open only the console's own event streams; nothing may frame it.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -98,11 +98,17 @@ class TraceStore:
         self._traces: OrderedDict[str, list[SpanRecord]] = OrderedDict()
         self._span_count = 0
         self._logs: deque[LogRecord] = deque(maxlen=max_logs)
+        # A count of spans added so far, and each trace's at its latest span: what changed since.
+        self.sequence = 0
+        self._changed: dict[str, int] = {}
 
     def add_span(self, span: SpanRecord) -> None:
         self._traces.setdefault(span.trace_id, []).append(span)
         self._traces.move_to_end(span.trace_id)
         self._span_count += 1
+        self.sequence += 1
+        self._changed.pop(span.trace_id, None)  # to the end: kept in the order of change
+        self._changed[span.trace_id] = self.sequence
         self._evict()
 
     def add_log(self, record: LogRecord) -> None:
@@ -115,6 +121,7 @@ class TraceStore:
             if self._span_count <= self.max_spans and max(s.end_ns for s in oldest) >= horizon:
                 break
             del self._traces[oldest_id]
+            del self._changed[oldest_id]
             self._span_count -= len(oldest)
 
     @property
@@ -131,6 +138,20 @@ class TraceStore:
                 found.append(summary)
         found.sort(key=lambda summary: summary.start_ns, reverse=True)
         return found[:limit]
+
+    def changed_since(
+        self, sequence: int, query: TraceQuery | None = None, limit: int = 50
+    ) -> list[TraceSummary]:
+        """The traces `query` matches that gained a span after `sequence`, newest first."""
+        query = query or TraceQuery()
+        found = []
+        for trace_id in [t for t, at in self._changed.items() if at > sequence][-limit:]:
+            spans = self._traces[trace_id]
+            summary = self._summary(trace_id, spans)
+            if query.matches(summary, spans):
+                found.append(summary)
+        found.sort(key=lambda summary: summary.start_ns, reverse=True)
+        return found
 
     def trace(self, trace_id: str) -> tuple[list[SpanRecord], list[LogRecord]]:
         spans = sorted(self._traces.get(trace_id, []), key=lambda span: span.start_ns)

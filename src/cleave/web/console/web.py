@@ -1,29 +1,64 @@
 """The console's pages and its OTLP/HTTP receiver, as routes any unit app or the gateway mounts.
 
-Server-rendered HTML with a stylesheet of its own and no script: it works without a build step
-or a CDN, under a CSP that allows neither inline script nor inline style.
+Server-rendered HTML with a stylesheet and one small script of its own: it works without a build
+step or a CDN, under a CSP that allows neither inline script nor inline style. The script only
+follows the trace list and the logs live (server-sent events); every page works without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError, NotFound
+from cleave.logfiles import LogFilter
 from cleave.service import Service
 from cleave.web.app import problem_response
-from cleave.web.console.access import STYLE_PATH, ConsoleAccess, Session, page, secured
+from cleave.web.console.access import (
+    SCRIPT_PATH,
+    STYLE_PATH,
+    ConsoleAccess,
+    Session,
+    page,
+    secured,
+)
 from cleave.web.console.collect import decode_otlp, span_sender_ok, spans_of
 from cleave.web.console.details import DETAILS_STYLE, service_details
+from cleave.web.console.logs import (
+    follow_lines,
+    log_files,
+    log_filter,
+    log_row,
+    logs_form,
+    recent_lines,
+)
+from cleave.web.console.metrics import (
+    REFRESH_SECONDS,
+    MetricsHistory,
+    Scrape,
+    metrics_body,
+    take_snapshot,
+)
 from cleave.web.console.picture import TOPOLOGY_STYLE, topology_picture
-from cleave.web.console.store import STATUSES, SpanRecord, TraceQuery, TraceStore
+from cleave.web.console.store import (
+    STATUSES,
+    SpanRecord,
+    TraceQuery,
+    TraceStore,
+    TraceSummary,
+)
 
 if TYPE_CHECKING:
     from cleave.runtime import Unit
@@ -47,7 +82,12 @@ td,th{padding:4px 10px;border-bottom:1px solid #e3e6ee;text-align:left;vertical-
 .bar{position:absolute;height:16px;border-radius:3px;min-width:2px}
 .dur{width:80px;text-align:right;color:#555}
 .lane svg{display:block;width:100%;height:16px} .notice{background:#fff4d6;padding:6px 10px}
-form.inline{display:inline} #trace-search{margin:8px 0}
+form.inline{display:inline} #trace-search,#log-search{margin:8px 0} nav a{margin-right:14px}
+tr.level-warning td:nth-child(2){color:#b06d00} tr.level-error td:nth-child(2),
+tr.level-critical td:nth-child(2){color:#c62828;font-weight:600}
+#log-lines td:nth-child(5){white-space:nowrap}
+svg.chart{background:#f3f5f9;border-radius:3px;vertical-align:middle}
+.sparkline polyline{fill:none;stroke:#2a5bd7;stroke-width:1.5} .durations rect{fill:#1a7f37}
 """
     + TOPOLOGY_STYLE
     + DETAILS_STYLE
@@ -61,14 +101,18 @@ def console_routes(
     config: SystemConfig,
     services: Mapping[str, Service],
     health: Health,
+    metrics: Scrape,
     unit: Unit | None = None,
     *,
     access: ConsoleAccess,
     span_secret: str,
 ) -> list[BaseRoute]:
     """The console's routes: each page and API answer only for whom `access` lets in, and the
-    OTLP receiver only for the system's own units, which send `span_secret`."""
+    OTLP receiver only for the system's own units, which send `span_secret`. `metrics` reads
+    every unit's Prometheus metrics, as `health` reads their readiness."""
     colours = {name: f"colour{i % len(PALETTE)}" for i, name in enumerate(config.services)}
+    files = log_files(config)
+    history = MetricsHistory()
 
     async def overview(request: Request, session: Session) -> Response:
         try:
@@ -81,28 +125,127 @@ def console_routes(
             f"{escape(state)}</td></tr>"
             for name, state in states.items()
         )
-        trace_rows = "".join(
-            f'<tr><td><a class=mono href="/console/traces/{t.trace_id}">{t.trace_id[:16]}…</a></td>'
-            f"<td>{escape(t.root)}</td><td>{escape(', '.join(t.services))}</td><td>{t.spans}</td>"
-            f"<td>{t.duration_ms:.1f} ms</td><td>{_when(t.start_ns)}</td>"
-            f"<td class={'bad' if t.error else 'ok'}>{'error' if t.error else 'ok'}</td></tr>"
-            for t in store.recent(50, query)
-        )
+        trace_rows = "".join(_trace_row(t) for t in store.recent(50, query))
+        stream = f"/console/traces/stream?{_query_string(request, since=store.sequence)}"
         messaging = await _messaging(unit, session.csrf) if unit is not None else ""
         nothing = "none matches" if query != TraceQuery() else "none yet"
         return page(
             "Cleave console",
             f"<h1>Cleave · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
-            f"{access.banner(session)}"
+            f"{access.banner(session)}{NAV}"
             f"<h2>Topology</h2>{await topology_picture(config, services)}"
             "<p>Solid arrows: calls through a port (gRPC across units); dashed: events. "
             "Click a service for its routes, ports, events and recent errors.</p>"
             f"<h2>Health</h2><table id=health><tr><th>unit or service</th><th>state</th></tr>"
             f"{health_rows}</table>"
             f"<h2>Recent traces</h2>{_search_form(query, list(config.services))}"
-            "<table id=traces><tr><th>trace</th><th>root</th>"
-            f"<th>services</th><th>spans</th><th>duration</th><th>started</th><th></th></tr>"
-            f"{trace_rows or f'<tr><td colspan=7>{nothing}</td></tr>'}</table>{messaging}",
+            f'<table id=traces data-stream="{escape(stream)}"><thead><tr><th>trace</th>'
+            "<th>root</th><th>services</th><th>spans</th><th>duration</th><th>started</th>"
+            "<th></th></tr></thead><tbody>"
+            f"{trace_rows or f'<tr class=empty><td colspan=7>{nothing}</td></tr>'}</tbody>"
+            f"</table>{messaging}",
+            head=SCRIPT,
+        )
+
+    async def traces_stream(request: Request, _session: Session) -> Response:
+        """Server-sent events: each trace that gains spans, as its row of the overview's list."""
+        try:
+            query = _trace_query(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-trace-filter")
+        cursor = request.headers.get("last-event-id") or request.query_params.get("since") or "0"
+        if not cursor.isdigit():
+            return problem_response(
+                400, f"since must be a stream position, not {cursor[:40]!r}", code="bad-cursor"
+            )
+        since = int(cursor)
+
+        async def events() -> AsyncIterator[str]:
+            yield "retry: 1000\n\n"
+            seen = min(since, store.sequence)  # a store that restarted counts from 0 again
+            deadline = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                changed, seen = store.changed_since(seen, query), store.sequence
+                for summary in reversed(changed):  # oldest first: each goes on top
+                    data = json.dumps({"key": summary.trace_id, "html": _trace_row(summary)})
+                    yield f"id: {seen}\nevent: row\ndata: {data}\n\n"
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+
+    async def logs_page(request: Request, session: Session) -> Response:
+        try:
+            wanted = log_filter(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-log-filter")
+        lines = recent_lines(files, wanted)
+        newest = str(lines[-1][0].get("timestamp", "")) if lines else ""
+        stream = f"/console/logs/stream?{_query_string(request, since=newest)}"
+        rows = "".join(log_row(record) for record, _raw in reversed(lines))
+        nothing = "none matches" if wanted != LogFilter() else "none yet"
+        return page(
+            "Cleave console · logs",
+            f"<h1>Logs · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
+            f"{access.banner(session)}{NAV}"
+            f"<p>Every unit's log file ({escape(', '.join(files))}), newest first, followed "
+            f"live.</p>{logs_form(wanted, list(config.services))}"
+            f'<table id=log-lines data-stream="{escape(stream)}" data-keep=500><thead><tr>'
+            "<th>time</th><th>level</th><th>unit</th><th>service</th><th>event</th>"
+            "<th>trace</th><th>fields</th></tr></thead><tbody>"
+            f"{rows or f'<tr class=empty><td colspan=7>{nothing}</td></tr>'}</tbody></table>",
+            head=SCRIPT,
+        )
+
+    async def metrics_page(_request: Request, session: Session) -> Response:
+        await take_snapshot(metrics, history)
+        return page(
+            "Cleave console · metrics",
+            f"<h1>Metrics · {escape(config.name)} · topology {escape(config.topology.name)}</h1>"
+            f"{access.banner(session)}{NAV}<p>Every unit's own metrics (what its /metrics "
+            f"serves), read at each look; this page looks again every {REFRESH_SECONDS} s, and "
+            f"rates and lines grow from its looks.</p>{metrics_body(history)}",
+            head=f"<meta http-equiv=refresh content={REFRESH_SECONDS}>",
+        )
+
+    async def metrics_json(_request: Request, _session: Session) -> Response:
+        snapshot = await take_snapshot(metrics, history)
+        return JSONResponse(
+            {
+                "routes": [
+                    {
+                        "service": service,
+                        "route": route,
+                        "requests": figures.requests,
+                        "errors": figures.errors,
+                        "p95_seconds": _finite(figures.quantile(0.95)),
+                    }
+                    for (service, route), figures in sorted(snapshot.routes.items())
+                ],
+                "gauges": [
+                    {"metric": name, "service": service, "value": value}
+                    for (name, service), value in sorted(snapshot.gauges.items())
+                ],
+                "problems": snapshot.problems,
+            }
+        )
+
+    async def logs_json(request: Request, _session: Session) -> Response:
+        try:
+            wanted = log_filter(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-log-filter")
+        return JSONResponse([record for record, _raw in recent_lines(files, wanted)])
+
+    async def logs_stream(request: Request, _session: Session) -> Response:
+        try:
+            wanted = log_filter(request)
+        except ValueError as bad:
+            return problem_response(400, str(bad), code="bad-log-filter")
+        after = request.headers.get("last-event-id") or request.query_params.get("since", "")
+        return StreamingResponse(
+            follow_lines(request, files, wanted, after[:64]),
+            media_type="text/event-stream",
+            headers=STREAM_HEADERS,
         )
 
     async def one_trace(request: Request, _session: Session) -> Response:
@@ -134,7 +277,9 @@ def console_routes(
         return page(
             f"Trace {trace_id}",
             f"<a href=/console>← console</a><h1>Trace <span class=mono>{escape(trace_id)}</span>"
-            f"</h1><p>{len(spans)} spans across "
+            f'</h1><p><a id=trace-logs href="/console/logs?trace={escape(trace_id)}">'
+            "logs of this trace</a> (every unit's, from their log files)</p>"
+            f"<p>{len(spans)} spans across "
             f"{escape(', '.join(sorted({s.service for s in spans})))}"
             f" · {total / 1e6:.1f} ms</p><div class=waterfall id=waterfall>{rows}</div>"
             f"<h2>Logs</h2><table id=logs><tr><th>time</th><th>level</th><th>service</th>"
@@ -276,13 +421,22 @@ def console_routes(
     async def stylesheet(_request: Request) -> Response:
         return Response(STYLE, media_type="text/css")
 
+    async def script(_request: Request) -> Response:
+        return Response(CONSOLE_SCRIPT, media_type="text/javascript")
+
     guard = access.guard
     routes: list[BaseRoute] = [
         Route("/console", secured(guard(overview, "page"))),
         Route("/console/api/traces", secured(guard(traces_json, "api"))),
         Route("/console/api/traces/{trace_id}", secured(guard(trace_json, "api"))),
+        Route("/console/traces/stream", secured(guard(traces_stream, "api"))),
         Route("/console/traces/{trace_id}", secured(guard(one_trace, "page"))),
         Route("/console/services/{service}", secured(guard(one_service, "page"))),
+        Route("/console/logs", secured(guard(logs_page, "page"))),
+        Route("/console/logs/stream", secured(guard(logs_stream, "api"))),
+        Route("/console/api/logs", secured(guard(logs_json, "api"))),
+        Route("/console/metrics", secured(guard(metrics_page, "page"))),
+        Route("/console/api/metrics", secured(guard(metrics_json, "api"))),
         Route(
             "/console/dead-letters/{service}/{letter:int}/replay",
             secured(guard(replay, "action")),
@@ -295,6 +449,7 @@ def console_routes(
             methods=["POST"],
         ),
         Route(STYLE_PATH, secured(stylesheet)),
+        Route(SCRIPT_PATH, secured(script)),
         Route("/v1/traces", secured(receive), methods=["POST"]),
     ]
     routes += [
@@ -305,6 +460,41 @@ def console_routes(
 
 
 NO_SUCH_TRACE = "<h1>No such trace</h1><a href=/console>back</a>"
+NAV = (
+    "<nav id=pages><a href=/console>overview</a><a href=/console/logs>logs</a>"
+    "<a href=/console/metrics>metrics</a></nav>"
+)
+SCRIPT = f'<script src="{SCRIPT_PATH}" defer></script>'
+STREAM_HEADERS = {"X-Accel-Buffering": "no"}
+# Each stream ends after a while (the browser reconnects, resuming from its last event id), so
+# that no open page keeps a server from shutting down.
+STREAM_SECONDS = 10.0
+# Progressive enhancement: a table with `data-stream` takes each row its event stream sends
+# (escaped HTML the server renders, as for the page), on top, replacing the row with its key.
+CONSOLE_SCRIPT = """(function () {
+  "use strict";
+  if (!window.EventSource) { return; }
+  document.querySelectorAll("table[data-stream]").forEach(function (table) {
+    var body = table.tBodies[0];
+    var keep = parseInt(table.dataset.keep || "200", 10);
+    var source = new EventSource(table.dataset.stream);
+    source.addEventListener("row", function (event) {
+      var update = JSON.parse(event.data);
+      var holder = document.createElement("tbody");
+      holder.innerHTML = update.html;
+      var row = holder.firstElementChild;
+      if (update.key) {
+        body.querySelectorAll("tr[data-key]").forEach(function (old) {
+          if (old.dataset.key === update.key) { old.remove(); }
+        });
+      }
+      body.querySelectorAll("tr.empty").forEach(function (empty) { empty.remove(); });
+      body.insertBefore(row, body.firstElementChild);
+      while (body.rows.length > keep) { body.deleteRow(-1); }
+    });
+  });
+})();
+"""
 NO_SUCH_SAGA = "<h1>No such saga</h1><a href=/console>back</a>"
 NO_SUCH_SERVICE = "<h1>No such service</h1><a href=/console>back</a>"
 
@@ -345,6 +535,27 @@ def _search_form(query: TraceQuery, services: Sequence[str]) -> str:
         + (" <a href=/console>clear</a>" if query != TraceQuery() else "")
         + "</form>"
     )
+
+
+def _trace_row(t: TraceSummary) -> str:
+    return (
+        f'<tr data-key="{t.trace_id}"><td><a class=mono href="/console/traces/{t.trace_id}">'
+        f"{t.trace_id[:16]}…</a></td><td>{escape(t.root)}</td>"
+        f"<td>{escape(', '.join(t.services))}</td><td>{t.spans}</td>"
+        f"<td>{t.duration_ms:.1f} ms</td><td>{_when(t.start_ns)}</td>"
+        f"<td class={'bad' if t.error else 'ok'}>{'error' if t.error else 'ok'}</td></tr>"
+    )
+
+
+def _query_string(request: Request, *, since: object) -> str:
+    """The request's own filters, for its page's event stream, which starts after `since`."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "since"]
+    return urlencode([*kept, ("since", str(since))])
+
+
+def _finite(seconds: float | None) -> float | None:
+    """JSON has no infinity: a duration past the histogram's last bound is null."""
+    return None if seconds is None or math.isinf(seconds) else seconds
 
 
 def _csrf_field(csrf: str) -> str:
