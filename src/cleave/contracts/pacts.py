@@ -126,6 +126,8 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
         provider_service = services[pact.provider]
         with _Provider(config, services, provider_service, pact, Path(folder)) as provider:
             verifier = Verifier(pact.provider, host=LOOPBACK)
+            # A pact holds the provider's own answer: a redirect is checked, never followed.
+            verifier.follow_redirects(False)
             if provider.http_port is not None:
                 verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
             if token := provider.person_token():
