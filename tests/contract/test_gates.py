@@ -9,6 +9,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from cleave.events import Event
 from cleave.money import Money
 from shop.customer import handlers as customer_handlers
 from shop.customer import service as customer_service
+from shop.identity import handlers as identity_handlers
 from shop.ordering import service as ordering_service
 from shop.ordering.contract import OrderConfirmed
 from tests.conftest import ROOT
@@ -187,3 +189,24 @@ def test_a_rest_field_the_provider_does_not_send_fails_naming_consumer_and_field
     assert problems
     assert all(line.startswith("storefront <- catalog: one product") for line in problems)
     assert any("weight_grams" in line for line in problems), problems
+
+
+def test_a_token_field_the_storefront_reads_and_identity_drops_fails_naming_both(
+    base_config: SystemConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identity as a changed version would be: its code exchange answers without the ID token
+    the storefront signs a person in with."""
+    issue = identity_handlers._user_tokens
+
+    async def without_id_token(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        issued = await issue(*args, **kwargs)
+        issued.pop("id_token", None)
+        return issued
+
+    monkeypatch.setattr(identity_handlers, "_user_tokens", without_id_token)
+    problems = verify_pact(base_config, _pact(base_config, "storefront", "identity"))
+    assert problems
+    assert all(
+        line.startswith("storefront <- identity: an authorization code grant") for line in problems
+    )
+    assert any("id_token" in line for line in problems), problems

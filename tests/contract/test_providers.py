@@ -26,6 +26,7 @@ def test_every_pact_pair_is_checked_in() -> None:
         ("storefront", "catalog"),
         ("storefront", "customer"),
         ("storefront", "ordering"),
+        ("storefront", "identity"),
         ("cleave-unit-client", "identity"),
         ("cleave-unit-revocations", "identity"),
     } <= pairs

@@ -142,7 +142,47 @@ ORDER = {
 }
 
 
-async def test_storefront_places_and_lists_the_persons_orders_at_ordering() -> None:
+CREATED_AT = match.regex(
+    "2026-01-01T00:00:00Z", regex=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
+)
+
+
+def placed_order(**extra: object) -> dict[str, object]:
+    """The provider state of an order placed first (by the signed-in person, or by `subject`):
+    its answer's `id` is the state's value that a request for that order takes."""
+    return {
+        "method": "POST",
+        "path": "/api/ordering/v1/orders",
+        "body": ORDER,
+        "headers": {"Idempotency-Key": "k-listed"},
+        **extra,
+    }
+
+
+def an_order(order_id: object) -> dict[str, object]:
+    """An order as the storefront reads it (`upstream.Order`), just placed: not priced yet."""
+    return {
+        "id": order_id,
+        "status": match.str("pending"),
+        "reason": None,
+        "lines": match.each_like(
+            {"sku": "MUG-CLASSIC", "quantity": 2, "name": None, "unit_price": None}, min=1
+        ),
+        "total": None,
+        "shipping_address": SHIPPING,
+        "card": match.str("visa"),
+        "created_at": CREATED_AT,
+    }
+
+
+# The path of the order the state placed: its id comes from the state at verification (the
+# mock server answers for the example, exactly, so that each order's request finds its own).
+PLACED_ORDER_PATH = {
+    "path": {"type": "ProviderState", "expression": "/api/ordering/v1/orders/${id}"}
+}
+
+
+async def test_storefront_places_and_reads_the_persons_orders_at_ordering() -> None:
     pact = Pact("storefront", "ordering")
     token = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"
     bearer = match.regex(f"Bearer {token}", regex=r"^Bearer \S+$")
@@ -157,53 +197,51 @@ async def test_storefront_places_and_lists_the_persons_orders_at_ordering() -> N
         .will_respond_with(202)
         .with_body({"id": match.str("o-81d2")}, "application/json")
     )
-    placed: dict[str, object] = {
-        "method": "POST",
-        "path": "/api/ordering/v1/orders",
-        "body": ORDER,
-        "headers": {"Idempotency-Key": "k-listed"},
-    }
     (
         pact.upon_receiving("the person's orders")
         .given(SIGNED_IN, signed_in)
-        .given(REQUESTED, placed)
+        .given(REQUESTED, placed_order())
         .with_request("GET", "/api/ordering/v1/orders")
         .with_query_parameter("limit", "10")
         .with_header("Authorization", bearer)
         .will_respond_with(200)
         .with_body(
-            {
-                "items": match.each_like(
-                    {
-                        "id": match.str("o-81d2"),
-                        "status": match.str("pending"),
-                        "reason": None,
-                        "lines": match.each_like(
-                            {"sku": "MUG-CLASSIC", "quantity": 2, "name": None, "unit_price": None},
-                            min=1,
-                        ),
-                        "total": None,
-                        "shipping_address": SHIPPING,
-                        "card": match.str("visa"),
-                        "created_at": match.regex(
-                            "2026-01-01T00:00:00Z",
-                            regex=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
-                        ),
-                    },
-                    min=1,
-                ),
-                "next_cursor": None,
-            },
+            {"items": match.each_like(an_order(match.str("o-81d2")), min=1), "next_cursor": None},
             "application/json",
         )
+    )
+    (
+        pact.upon_receiving("one order")
+        .given(SIGNED_IN, signed_in)
+        .given(REQUESTED, placed_order())
+        .with_request("GET", "/api/ordering/v1/orders/o-81d2")
+        .with_generators(PLACED_ORDER_PATH, "Request")
+        .with_header("Authorization", bearer)
+        .will_respond_with(200)
+        .with_body(an_order(match.str("o-81d2")), "application/json")
+    )
+    # Another person's order is "not found" to this one: the order page answers 404 of its own.
+    (
+        pact.upon_receiving("an order that is not the person's")
+        .given(SIGNED_IN, signed_in)
+        .given(REQUESTED, placed_order(subject="bob"))
+        .with_request("GET", "/api/ordering/v1/orders/o-of-bob")
+        .with_generators(PLACED_ORDER_PATH, "Request")
+        .with_header("Authorization", bearer)
+        .will_respond_with(404)
     )
     with pact.serve() as server:
         async with cookieless_client(timeout=5.0) as http:
             api = ShopApi(str(server.url), http)
             order_id = await api.place_order(token, ORDER, "k-5b7e0c3a")
             page = await api.orders(token, cursor=None)
+            one = await api.order(token, "o-81d2")
+            not_theirs = await api.order(token, "o-of-bob")
     assert order_id
     [order] = page.items
     assert (order.status, order.lines[0].sku, order.total) == ("pending", "MUG-CLASSIC", None)
     assert page.next_cursor is None
+    assert one is not None
+    assert (one.id, one.status, one.card) == ("o-81d2", "pending", "visa")
+    assert not_theirs is None
     write_pact(pact)

@@ -51,8 +51,11 @@ CLIENT_REGISTERED = "a client was registered"
 # them, from the development issuer the provider under verification trusts.
 SIGNED_IN = "a person is signed in"
 # A provider state made by a request to the provider's own app first (`method`, `path`, `body`,
-# `headers`), as that person: the order a listing then shows, say.
+# `headers`), as that person (or as `subject`, another person): the order a listing then
+# shows, say. Its answer's fields are the state's values (`${id}` in a provider-state generator).
 REQUESTED = "a request was made"
+# Where the verifier asks an HTTP provider to set up a state, beside the provider's own app.
+STATE_PATH = "/_pact/state"
 CONTRACTS_ISSUER = "urn:cleave:contracts"
 CALL_TIMEOUT_SECONDS = 30.0
 LOOPBACK = "127.0.0.1"
@@ -123,12 +126,19 @@ def verify_pact(config: SystemConfig, pact: PactFile) -> list[str]:
         provider_service = services[pact.provider]
         with _Provider(config, services, provider_service, pact, Path(folder)) as provider:
             verifier = Verifier(pact.provider, host=LOOPBACK)
+            # A pact holds the provider's own answer: a redirect is checked, never followed.
+            verifier.follow_redirects(False)
             if provider.http_port is not None:
                 verifier.add_transport(url=f"http://{LOOPBACK}:{provider.http_port}/")
             if token := provider.person_token():
                 verifier.add_custom_header("Authorization", f"Bearer {token}")
             verifier.message_handler(provider.produce).add_source(source)
-            verifier.state_handler(provider.set_state, teardown=False)
+            if provider.http_port is not None:
+                # Served beside the app, so a state's values reach the requests that use them.
+                states = f"http://{LOOPBACK}:{provider.http_port}{STATE_PATH}"
+                verifier.state_handler(states, teardown=False, body=True)
+            else:
+                verifier.state_handler(provider.set_state, teardown=False)
             try:
                 with _quiet():
                     verifier.verify()
@@ -229,6 +239,7 @@ class _Provider:
         self._server: uvicorn.Server | None = None
         self._app: Any = None
         self._token: str | None = None
+        self._scopes: tuple[str, ...] = ()
         self._serving: asyncio.Future[None] | None = None
         self.http_port: int | None = None
 
@@ -279,7 +290,9 @@ class _Provider:
         from cleave.web.app import create_app
 
         app = self._app = create_app(unit, start_unit=False)
-        config = uvicorn.Config(app, host=LOOPBACK, port=0, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self._with_states(app), host=LOOPBACK, port=0, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._serving = asyncio.ensure_future(self._server.serve())
         while not self._server.started:
@@ -332,38 +345,97 @@ class _Provider:
         if len(people) > 1:
             raise ConfigError("the requests of one pact act for one person, not several")
         [(subject, scopes)] = people
-        auth = self.config.auth
-        issuer = DevIssuer.load_or_create(self.config.var_root, auth.issuer, auth.audience)
-        self._token = issuer.issue(subject, list(scopes))
+        self._scopes = scopes
+        self._token = self._issue(subject, scopes)
         return self._token
 
+    def _issue(self, subject: str, scopes: tuple[str, ...]) -> str:
+        """A token for `subject`, from the development issuer the provider's unit trusts."""
+        auth = self.config.auth
+        issuer = DevIssuer.load_or_create(self.config.var_root, auth.issuer, auth.audience)
+        return issuer.issue(subject, list(scopes))
+
+    def _with_states(self, app: Any) -> Any:
+        """The app, and the verifier's state change requests at `STATE_PATH` beside it: the JSON
+        `{"state", "params", "action"}` in, the state's values out (Pact's provider-state
+        injection), or a 422 naming why the state cannot be set up."""
+
+        async def served(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"] != STATE_PATH:
+                await app(scope, receive, send)
+                return
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            asked = json.loads(body or b"{}")
+            try:
+                values = await self._set_state(str(asked.get("state") or ""), asked.get("params"))
+                status, answer = 200, json.dumps(values).encode()
+            except (ContractGap, CleaveError) as gap:
+                self._state_failed(str(asked.get("state")), gap)
+                # Not a 5xx: the verifier retries those, and this answer will not change.
+                status, answer = 422, json.dumps({"error": str(gap)}).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+
+        return served
+
+    def _state_failed(self, state: str, gap: Exception) -> None:
+        """Why each interaction that needs `state` failed, for its line of the report (the
+        verifier itself says only that a state change handler failed)."""
+        for name, interaction in self.interactions.items():
+            if any(given.get("name") == state for given in interaction.get("providerStates", [])):
+                self.gaps.setdefault(name, str(gap))
+
     def set_state(self, state: str, parameters: dict[str, Any] | None = None) -> None:
+        """Set up a provider state, from the verifier's thread (for pacts of messages). One that
+        cannot be set up is reported, not raised: the verifier retries a failing state handler
+        again and again."""
+        if self._unit is None:
+            return  # a provider of events alone has no state to set up
+        try:
+            self._run(self._set_state(state, parameters))
+        except (ContractGap, CleaveError) as gap:
+            self._state_failed(state, gap)
+
+    async def _set_state(self, state: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
         """Set up a provider state before its interaction is replayed: a port call made first,
-        or one of the system's confidential clients registered (through the provider's own
-        `registers_clients`)."""
+        one of the system's confidential clients registered (through the provider's own
+        `registers_clients`), a request made to its app, or a state of the provider's own
+        (`provider_states`); returns the state's values."""
         if not state or state == SIGNED_IN or self._unit is None:
-            return  # a signed-in person is the token every request carries
+            return {}  # a signed-in person is the token every request carries
         context = self._unit.contexts[self.service.name]
         given = dict(parameters or {})
         if state == CLIENT_REGISTERED and self.service.registers_clients is not None:
             registrar = self.service.registers_clients
             scopes = frozenset(given.get("scopes") or ())
-            self._run(registrar(context, given["client_id"], scopes, given["secret"]))
-        elif state == REQUESTED and self._app is not None:
-            self._run(self._request(given))
-        elif state.endswith(CALLED) and self.service.port is not None:
+            await registrar(context, given["client_id"], scopes, given["secret"])
+            return {}
+        if state == REQUESTED and self._app is not None:
+            return await self._request(given)
+        if state.endswith(CALLED) and self.service.port is not None:
             implementation = self._unit.ports.get(self.service.port.protocol)
             setup = {"method": state.removesuffix(CALLED), "arguments": given}
-            self._run(answer_call(self.service.port.protocol, implementation, setup))
-        else:
-            raise ContractGap(f"{self.service.name} cannot set up the state {state!r}")
+            await answer_call(self.service.port.protocol, implementation, setup)
+            return {}
+        if own := self.service.provider_states.get(state):
+            return await own(context, given)
+        raise ContractGap(f"{self.service.name} cannot set up the state {state!r}")
 
-    async def _request(self, given: Mapping[str, Any]) -> None:
-        """A request to the provider's own app, as the signed-in person, that must succeed."""
+    async def _request(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """A request to the provider's own app that must succeed, as the signed-in person or as
+        `subject`; its answer's fields are the state's values."""
         import httpx
 
         headers = dict(given.get("headers") or {})
-        if self._token:
+        if subject := given.get("subject"):
+            headers["Authorization"] = f"Bearer {self._issue(str(subject), self._scopes)}"
+        elif self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         transport = httpx.ASGITransport(app=self._app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{LOOPBACK}") as http:
@@ -372,6 +444,11 @@ class _Provider:
             )
         if answer.status_code >= 400:
             raise ContractGap(f"the state's {given['method']} {given['path']}: {answer.text}")
+        try:
+            values = answer.json()
+        except ValueError:
+            return {}
+        return values if isinstance(values, dict) else {}
 
     def _event(self, interaction: Mapping[str, Any]) -> dict[str, Any]:
         event_type = (interaction.get("metadata") or {}).get("type")

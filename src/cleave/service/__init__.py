@@ -5,6 +5,7 @@ from cleave.service.context import PortRegistry, ServiceContext, SystemFacts
 from cleave.service.declaration import (
     ClientRegistrar,
     PortBinding,
+    ProviderState,
     Seeder,
     Service,
     Subscription,
@@ -16,6 +17,7 @@ __all__ = [
     "ClientRegistrar",
     "PortBinding",
     "PortRegistry",
+    "ProviderState",
     "Seeder",
     "Service",
     "ServiceContext",

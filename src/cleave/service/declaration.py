@@ -5,8 +5,8 @@ data. It never reads the topology: at run time it gets a `ServiceContext` whose 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -72,6 +72,9 @@ Welcome = Callable[["SystemFacts"], str]
 ClientRegistrar = Callable[["ServiceContext", str, frozenset[str], str], Awaitable[bool]]
 # How the system's own provider lists the revocations still in force (cleave.auth.revocation).
 RevocationLister = Callable[["ServiceContext"], Awaitable[list["Revocation"]]]
+# A provider state a consumer's pact may ask for (cleave.contracts.pacts): set up from the
+# state's parameters; the values it returns are what the pact's requests take from the state.
+ProviderState = Callable[["ServiceContext", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Service:
     registers_clients: ClientRegistrar | None = None
     # Only the provider: the revocations in force, read by every unit as it starts.
     lists_revocations: RevocationLister | None = None
+    # The provider states of its own that its consumers' pacts set up before a request, by name.
+    provider_states: Mapping[str, ProviderState] = field(default_factory=dict, hash=False)
 
     def may_call(self, protocol: type) -> bool:
         """Whether this service may use a port: its own, or one it declares in `calls=`. The same

@@ -200,8 +200,9 @@ async def _record_failure(
         await store.set_values(connection, store.sign_in_attempts, {"key": key}, **values)
 
 
-async def start_session(uow: UnitOfWork, user_id: str) -> str:
-    token = random_token()
+async def start_session(uow: UnitOfWork, user_id: str, *, token: str | None = None) -> str:
+    """A signed-in session; `token` is the cookie's value, new unless a pact's state names it."""
+    token = token or random_token()
     now = utcnow()
     await store.insert(
         uow.connection,
@@ -362,8 +363,10 @@ async def issue_code(
     code_challenge: str,
     nonce: str | None,
     auth_time: datetime,
+    code: str | None = None,
 ) -> str:
-    code = random_token()
+    """A new authorization code (or `code`, where a pact's state names it)."""
+    code = code or random_token()
     now = utcnow()
     await store.insert(
         uow.connection,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cleave.auth.revocation import REVOCATION_EVENTS
 from cleave.service import Service
-from shop.identity import api, handlers, seed, store
+from shop.identity import api, handlers, pact_states, seed, store
 from shop.identity.contract import UserRegistered
 
 service = Service(
@@ -20,4 +20,5 @@ service = Service(
     welcome=seed.welcome,
     registers_clients=seed.register_client,
     lists_revocations=handlers.revocations_in_force,
+    provider_states=pact_states.PROVIDER_STATES,
 )
