@@ -173,6 +173,28 @@ def test_logs_show_a_units_lines_and_follow_new_ones(server: str, env: dict[str,
     assert "(its units: shop)" in unknown.stderr
 
 
+def test_the_shell_completes_commands_and_their_options(env: dict[str, str]) -> None:
+    """What `cleave --install-completion` installs: the script, and the answers it asks for."""
+    script = cleave("--show-completion", env={**env, "SHELL": "/bin/bash"})
+    assert script.returncode == 0, script.stderr
+    assert "complete -o default -F _cleave_completion cleave" in script.stdout
+
+    def completions(words: str) -> list[str]:
+        asked = {
+            **env,
+            "_CLEAVE_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        answered = cleave(env=asked)
+        assert answered.returncode == 0, answered.stderr
+        return answered.stdout.split()
+
+    assert completions("cleave lo") == ["logs"]
+    assert "--follow" in completions("cleave logs --f")
+    assert completions("cleave sagas re") == ["retry"]
+
+
 def test_version_and_status_and_doctor_with_nothing_running(env: dict[str, str]) -> None:
     version = cleave("--version", env=env)
     assert version.returncode == 0

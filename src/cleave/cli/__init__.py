@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -60,6 +61,10 @@ def _add_service_commands() -> None:
             raise ConfigError(f"[commands] {name}: {target!r} is not a Typer app or a function")
 
 
+# Where Typer's completion scripts (`cleave --install-completion`) pass the words being completed.
+COMPLETION_VARIABLE = "_CLEAVE_COMPLETE"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit."""
     try:
@@ -69,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     command = typer.main.get_command(app)
     arguments = argv if argv is not None else sys.argv[1:]
-    if not arguments:  # asked for nothing: the help is the answer, not an error
+    # Asked for nothing: the help is the answer, not an error (a shell asking for completions
+    # sends its words in the environment instead).
+    if not arguments and COMPLETION_VARIABLE not in os.environ:
         typer.echo(command.get_help(typer.Context(command, info_name="cleave")))
         sys.exit(0)
     try:

@@ -47,7 +47,7 @@ app = typer.Typer(
     name="cleave",
     help="Cleave: one codebase, any topology. Run, migrate, seed and inspect the system.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(deploy_app, name="deploy")
