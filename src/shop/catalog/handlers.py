@@ -103,21 +103,13 @@ class LocalCatalog:
 
     async def release_stock(self, order_id: str) -> None:
         async with self.context.unit_of_work() as uow:
-            held = [
-                row
-                for row in await store.reservation(uow.connection, order_id)
-                if row.state == store.HELD
-            ]
-            if not held:
-                return
-            for row in held:
-                await store.give_stock(uow.connection, row.sku, row.quantity)
-            await store.set_reservation_state(uow.connection, order_id, store.RELEASED)
-            uow.publish(
-                StockReleased(order_id=order_id, lines={row.sku: row.quantity for row in held}),
-                subject=order_id,
-            )
+            released = await store.end_reservation(uow.connection, order_id, store.RELEASED)
+            if not released:
+                return  # never held, or released or committed by an earlier call
+            for sku, quantity in sorted(released.items()):
+                await store.give_stock(uow.connection, sku, quantity)
+            uow.publish(StockReleased(order_id=order_id, lines=released), subject=order_id)
 
     async def commit_stock(self, order_id: str) -> None:
         async with self.context.unit_of_work() as uow:
-            await store.set_reservation_state(uow.connection, order_id, store.COMMITTED)
+            await store.end_reservation(uow.connection, order_id, store.COMMITTED)

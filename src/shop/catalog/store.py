@@ -148,12 +148,17 @@ async def record_reservation(
     )
 
 
-async def set_reservation_state(connection: AsyncConnection, order_id: str, state: str) -> None:
-    await connection.execute(
+async def end_reservation(connection: AsyncConnection, order_id: str, state: str) -> dict[str, int]:
+    """Move the order's held lines to `state` and return them: none when another call ended the
+    reservation first. One statement, so two calls at once (a retried compensation arriving
+    beside the first) cannot both find the lines held: the second waits on the rows' lock."""
+    rows = await connection.execute(
         update(reservations)
         .where(reservations.c.order_id == order_id, reservations.c.state == HELD)
         .values(state=state, updated_at=utcnow())
+        .returning(reservations.c.sku, reservations.c.quantity)
     )
+    return {row.sku: row.quantity for row in rows}
 
 
 async def count_products(connection: AsyncConnection) -> int:
