@@ -46,13 +46,13 @@ def cleave(*args: str, cwd: Path = ROOT, **extra: str) -> subprocess.CompletedPr
     )
 
 
-def kustomize(overlay: str) -> list[dict[str, Any]]:
+def kustomize(overlay: str, deploy: Path = DEPLOY) -> list[dict[str, Any]]:
     require(
         shutil.which("kubectl") is not None,
         "kubectl (whose built-in kustomize builds the overlays) is not installed",
     )
     built = subprocess.run(
-        ["kubectl", "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        ["kubectl", "kustomize", str(deploy / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -186,6 +186,58 @@ def test_a_unit_deployment_runs_its_unit_as_a_non_root_user_with_probes_and_secr
     assert container["envFrom"] == [{"configMapRef": {"name": env_map["metadata"]["name"]}}]
     ports = {p["name"]: p["port"] for p in by_kind(documents, "Service")["core"]["spec"]["ports"]}
     assert ports == {"http": 8001, "grpc": 9001}
+    # /metrics on a port of its own (unit N's: metrics_port + N), which Prometheus is told of;
+    # the Service, which the Ingress and other units reach, does not carry it.
+    pod = by_kind(documents, "Deployment")["core"]["spec"]["template"]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container_ports == {"http": 8001, "grpc": 9001, "metrics": 9465}
+    assert pod["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9465",
+        "prometheus.io/path": "/metrics",
+    }
+    assert "CLEAVE_GRPC_TLS" not in {item["name"] for item in container["env"]}  # TLS is off
+
+
+def test_with_grpc_tls_each_unit_mounts_only_its_own_certificate_and_key(project: Path) -> None:
+    toml = project / "cleave.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            "[topology.split]\n", '[topology.split]\ngrpc_tls = "{var}/certs"\n', 1
+        )
+    )
+    assert cleave("deploy", "render", cwd=project).returncode == 0
+    documents = kustomize("split", project / "deploy")
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    for unit, deployment in by_kind(documents, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert {"name": "CLEAVE_GRPC_TLS", "value": "/etc/cleave/grpc-tls"} in container["env"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "grpc-tls")
+        assert (mount["mountPath"], mount["readOnly"]) == ("/etc/cleave/grpc-tls", True)
+        volume = next(v for v in pod["volumes"] if v["name"] == "grpc-tls")["secret"]
+        assert volume["secretName"] == f"{unit}-grpc-tls"
+        assert [item["key"] for item in volume["items"]] == ["ca.pem", f"{unit}.pem", f"{unit}.key"]
+
+    # The Secrets those volumes name, from the folder `cleave certs` writes.
+    certs = project / "certs"
+    made = cleave("certs", "-t", "split", "--out", str(certs), cwd=project)
+    assert made.returncode == 0, made.stderr
+    printed = cleave("deploy", "secrets", "-t", "split", "--grpc-tls", str(certs), cwd=project)
+    assert printed.returncode == 0, printed.stderr
+    secrets = by_kind(list(yaml.safe_load_all(printed.stdout)), "Secret")
+    assert set(secrets) == {"cleave-unit-clients"} | {
+        f"{u}-grpc-tls" for u in by_kind(documents, "Deployment")
+    }
+    ordering = secrets["ordering-grpc-tls"]["stringData"]
+    assert set(ordering) == {"ca.pem", "ordering.pem", "ordering.key"}
+    assert ordering["ordering.key"] == (certs / "ordering.key").read_text()
+    (certs / "payment.key").unlink()
+    missing = cleave("deploy", "secrets", "-t", "split", "--grpc-tls", str(certs), cwd=project)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("error: gRPC TLS: cannot read")
+    assert "payment.key" in missing.stderr
 
 
 def test_compose_runs_the_split_topology_and_matches_the_compose_specification() -> None:

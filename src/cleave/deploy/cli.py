@@ -103,6 +103,14 @@ def unit_secrets(
     topology: Annotated[
         str, typer.Option("--topology", "-t", help="The topology whose units need clients.")
     ] = "split",
+    grpc_tls: Annotated[
+        Path | None,
+        typer.Option(
+            "--grpc-tls",
+            help="A folder from `cleave certs`: also a Secret <unit>-grpc-tls per unit, with "
+            "its certificate, its key and the CA (what its Deployment mounts).",
+        ),
+    ] = None,
 ) -> None:
     """Print a Kubernetes Secret with a fresh secret for each unit's client, for
     `kubectl apply -f -` (once: applying it again changes every unit's secret)."""
@@ -112,17 +120,36 @@ def unit_secrets(
 
     from cleave.auth.units import unit_client_id
     from cleave.config import find_config, load_config
-    from cleave.deploy.system import UNIT_CLIENTS_SECRET
+    from cleave.deploy.system import UNIT_CLIENTS_SECRET, grpc_tls_secret
+    from cleave.rpc.tls import UnitTls
 
     config = load_config(find_config(), topology=topology)
     units = config.topology.units
     if len(units) < 2:
         raise CleaveError(f"topology {topology!r} is one unit: no call crosses a process")
-    document = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": UNIT_CLIENTS_SECRET},
-        "type": "Opaque",
-        "stringData": {unit_client_id(unit): secrets.token_urlsafe(32) for unit in units},
-    }
-    typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+    documents = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": UNIT_CLIENTS_SECRET},
+            "type": "Opaque",
+            "stringData": {unit_client_id(unit): secrets.token_urlsafe(32) for unit in units},
+        }
+    ]
+    for unit in units if grpc_tls is not None else ():
+        assert grpc_tls is not None
+        files = UnitTls.load(grpc_tls, unit)  # a missing file is a one-line error naming it
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": grpc_tls_secret(unit)},
+                "type": "Opaque",
+                "stringData": {
+                    "ca.pem": files.ca.decode(),
+                    f"{unit}.pem": files.certificate.decode(),
+                    f"{unit}.key": files.key.decode(),
+                },
+            }
+        )
+    typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)

@@ -4,6 +4,7 @@ HorizontalPodAutoscaler per unit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,6 +15,7 @@ from cleave.deploy.system import (
     BROKER_SECRET,
     CONFIG_PATH,
     DATABASE_SECRET,
+    GRPC_TLS_PATH,
     IMAGE,
     OTLP_ENDPOINT,
     UID,
@@ -22,6 +24,7 @@ from cleave.deploy.system import (
     System,
     address_value,
     address_variable,
+    grpc_tls_secret,
 )
 
 
@@ -109,7 +112,9 @@ def _broker_env(topology: Topology) -> list[dict[str, Any]]:
     return [_secret_env("CLEAVE_BROKER", BROKER_SECRET, "url")]
 
 
-def _pod_spec(containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _pod_spec(
+    containers: list[dict[str, Any]], *, volumes: Sequence[dict[str, Any]] = (), **extra: Any
+) -> dict[str, Any]:
     return {
         "securityContext": {
             "runAsNonRoot": True,
@@ -123,12 +128,15 @@ def _pod_spec(containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
             {"name": "config", "configMap": {"name": "cleave-config"}},
             {"name": "var", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
+            *volumes,
         ],
         **extra,
     }
 
 
-def _container(name: str, env: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+def _container(
+    name: str, env: list[dict[str, Any]], *, mounts: Sequence[dict[str, Any]] = (), **fields: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "image": IMAGE,
@@ -143,6 +151,7 @@ def _container(name: str, env: list[dict[str, Any]], **fields: Any) -> dict[str,
             },
             {"name": "var", "mountPath": VAR_PATH},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            *mounts,
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -164,14 +173,22 @@ def _deployment(system: System, topology: Topology, unit: str) -> dict[str, Any]
         ),
         {"name": "OTEL_SERVICE_NAME", "value": unit},
     ]
+    # gRPC over mutual TLS: the unit's own certificate and key and the CA, from its own Secret.
+    tls = topology.grpc_tls is not None
+    if tls:
+        env.append({"name": "CLEAVE_GRPC_TLS", "value": GRPC_TLS_PATH})
+    ports = [
+        {"name": "http", "containerPort": address.http_port},
+        {"name": "grpc", "containerPort": address.grpc_port},
+    ]
+    if address.metrics_port:  # /metrics on a port of its own, never the API's
+        ports.append({"name": "metrics", "containerPort": address.metrics_port})
     container = _container(
         "unit",
         env,
+        mounts=[{"name": "grpc-tls", "mountPath": GRPC_TLS_PATH, "readOnly": True}] if tls else [],
         args=[unit, "--host", "0.0.0.0", "--no-migrate", "--no-seed"],  # noqa: S104
-        ports=[
-            {"name": "http", "containerPort": address.http_port},
-            {"name": "grpc", "containerPort": address.grpc_port},
-        ],
+        ports=ports,
         livenessProbe={
             "httpGet": {"path": "/livez", "port": "http"},
             "periodSeconds": 10,
@@ -204,11 +221,38 @@ def _deployment(system: System, topology: Topology, unit: str) -> dict[str, Any]
             if system.scalable(topology, unit)
             else {"type": "Recreate"},
             "template": {
-                "metadata": {"labels": _labels(unit)},
-                "spec": _pod_spec([container]),
+                "metadata": {"labels": _labels(unit), **_scrape_annotations(address)},
+                "spec": _pod_spec([container], volumes=_tls_volumes(unit) if tls else []),
             },
         },
     }
+
+
+def _scrape_annotations(address: UnitAddress) -> dict[str, Any]:
+    """Where Prometheus finds the unit's metrics (the annotations its usual scrape config reads)."""
+    if not address.metrics_port:
+        return {}
+    return {
+        "annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(address.metrics_port),
+            "prometheus.io/path": "/metrics",
+        }
+    }
+
+
+def _tls_volumes(unit: str) -> list[dict[str, Any]]:
+    files = ("ca.pem", f"{unit}.pem", f"{unit}.key")
+    return [
+        {
+            "name": "grpc-tls",
+            "secret": {
+                "secretName": grpc_tls_secret(unit),
+                "defaultMode": 0o440,  # the key readable by the unit's group only (fsGroup)
+                "items": [{"key": name, "path": name} for name in files],
+            },
+        }
+    ]
 
 
 def _service(topology: Topology, unit: str) -> dict[str, Any]:

@@ -28,7 +28,15 @@ ADMIN_SECRET = "cleave-postgres-admin"  # noqa: S105
 # One key per unit client (`unit-<unit>`), its secret: `cleave deploy secrets` makes one.
 UNIT_CLIENTS_SECRET = "cleave-unit-clients"  # noqa: S105
 CONFIG_PATH = "/etc/cleave/cleave.toml"
+# Where a unit's gRPC certificate, key and CA are mounted, from its Secret `<unit>-grpc-tls`.
+GRPC_TLS_PATH = "/etc/cleave/grpc-tls"
 VAR_PATH = "/var/lib/cleave"
+
+
+def grpc_tls_secret(unit: str) -> str:
+    return f"{unit}-grpc-tls"
+
+
 OTLP_ENDPOINT = "http://jaeger-collector:4318"
 # Environment variables that would make the rendering depend on the shell it runs in.
 _OVERRIDES = ("CLEAVE_DATABASE", "CLEAVE_BROKER", "CLEAVE_ADDRESS_", "CLEAVE_TOPOLOGY")
