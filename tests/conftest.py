@@ -9,8 +9,10 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,33 @@ _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or
 _PORTS = itertools.cycle(range(20000 + 3000 * _WORKER, 23000 + 3000 * _WORKER))
 for _ in range(random.randrange(3000)):
     next(_PORTS)
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without Cleave's or OpenTelemetry's own variables: what a
+    user's fresh shell would hand `cleave`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+
+
+def run_cleave(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`cleave ARGS` as a user types it, in a process of its own, its output captured as text;
+    the one way the tests run the command line to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "cleave", *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -8,28 +8,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cleave.contracts import CHECKS
 from cleave.contracts.pacts import PACT_DIR
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cleave
 
 
 def cleave(*args: str, tree: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CLEAVE_CONFIG": str(tree / "cleave.toml"), "NO_COLOR": "1"}
     env.pop("CLEAVE_TOPOLOGY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "cleave", *args],
-        env=env,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    return run_cleave(*args, env=env, cwd=tree, timeout=100)
 
 
 def _tree(tmp_path: Path) -> Path:

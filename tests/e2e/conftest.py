@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,24 +16,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, clean_environment, run_cleave
 from tests.conftest import free_port as free_port  # the one place tests take ports from
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cleave(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cleave", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+cleave = run_cleave  # the end-to-end tests' name for it
 
 
 def wait_until_ready(
@@ -55,9 +41,7 @@ def wait_until_ready(
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
-    }
+    environment = clean_environment()
     # A port of its own for /metrics, so that two systems on one machine never meet.
     environment.update(
         CLEAVE_VAR=str(tmp_path / "var"),
@@ -137,9 +121,7 @@ def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSpl
     config = load_config(ROOT / "cleave.toml", topology="split")
     brokers = Brokers("rabbitmq", f"readme{uuid.uuid4().hex[:8]}")
     port = free_port()
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("CLEAVE_", "OTEL_"))
-    }
+    environment = clean_environment()
     environment.update(
         CLEAVE_VAR=str(folder / "var"),
         CLEAVE_LOG_FORMAT="json",

@@ -335,16 +335,7 @@ def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[s
     assert created.returncode == 0, created.stderr
     secret = created.stdout.split("secret: ")[1].strip()
     assert secret not in cleave("clients", "list", env=env).stdout
-    token = subprocess.run(
-        [sys.executable, "-m", "cleave", "token", "--client", "reporting", "--secret-stdin"],
-        cwd=ROOT,
-        env=env,
-        input=secret + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    token = cleave("token", "--client", "reporting", "--secret-stdin", env=env, stdin=secret + "\n")
     assert token.returncode == 0, token.stderr
     headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
     # A client's own token is no customer's: neither a person's orders nor the admin's list.

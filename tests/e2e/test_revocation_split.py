@@ -5,15 +5,14 @@ disable`, until other units (ordering and payment, each its own process) refuse 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 
 import httpx
 
 from cleave.auth.client import authorization_code_token
-from tests.e2e.conftest import ROOT, ReadmeSplit
+from tests.conftest import run_cleave
+from tests.e2e.conftest import ReadmeSplit
 
 # Seconds within which every unit must refuse a revoked token (typically well under one).
 BOUND_SECONDS = 5.0
@@ -26,15 +25,7 @@ def unit_url(split: ReadmeSplit, unit: str) -> str:
 
 
 async def cleave(split: ReadmeSplit, *args: str) -> str:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cleave", *args, "--topology", "split"],
-        cwd=ROOT,
-        env=split.environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = await asyncio.to_thread(run_cleave, *args, "--topology", "split", env=split.environment)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

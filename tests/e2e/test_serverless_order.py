@@ -30,7 +30,7 @@ from cleave.auth.revocation import revocation_queue
 from cleave.config import UnitAddress, load_config
 from cleave.messaging.sqs import SQSBroker
 from cleave.serverless import FunctionUnit
-from tests.conftest import PostgresDatabases, require_server
+from tests.conftest import PostgresDatabases, require_server, run_cleave
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
 from tests.integration.test_serverless import ADDRESS, http_event, sample
@@ -234,15 +234,7 @@ def _record(message: Any, queue_arn: str) -> dict[str, Any]:
 
 
 def _token(deployment: Deployment, *options: str) -> dict[str, str]:
-    issued = subprocess.run(
-        [sys.executable, "-m", "cleave", "token", *options],
-        cwd=ROOT,
-        env=deployment.environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    issued = run_cleave("token", *options, env=deployment.environment)
     assert issued.returncode == 0, issued.stderr
     return {"authorization": f"Bearer {issued.stdout.strip()}"}
 

@@ -21,7 +21,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from cleave.errors import EX_CONFIG
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, run_cleave
 from tests.e2e.conftest import ROOT, ReadmeSplit, free_port
 from tests.e2e.shopping import Shopper, two_people_at_once
 from tests.e2e.test_readme import readme_block
@@ -47,14 +47,9 @@ async def test_the_split_provisions_its_databases_becomes_ready_and_takes_an_ord
     assert all(database == owner for database, owner in owners)
 
     issued = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cleave", "token", "--customer", "alice"],
-        cwd=ROOT,
-        env=readme_split.environment,
-        capture_output=True,
-        text=True,
-        check=True,
+        run_cleave, "token", "--customer", "alice", env=readme_split.environment
     )
+    assert issued.returncode == 0, issued.stderr
     headers = {"Authorization": f"Bearer {issued.stdout.strip()}"}
     body = {
         "lines": [{"sku": "MUG-CLASSIC", "quantity": 1}],

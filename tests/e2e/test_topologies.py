@@ -5,8 +5,6 @@ broker and gRPC. Only `cleave.toml`'s topology (and addresses for free ports) ch
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from cleave.config import UnitAddress, load_config
 from cleave.money import Money
 from cleave.rpc.contract import RpcContract
 from shop.payment.contract import PaymentPort, payment_pb2
+from tests.conftest import run_cleave
 from tests.e2e.conftest import ROOT
 from tests.e2e.topology import running_topology
 
@@ -75,15 +74,7 @@ async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     async with running_topology(str(request.param), tmp_path) as running:
 
         async def token(*options: str) -> dict[str, str]:
-            issued = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "cleave", "token", *options],
-                cwd=ROOT,
-                env=running.environment,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            issued = await asyncio.to_thread(run_cleave, "token", *options, env=running.environment)
             assert issued.returncode == 0, f"cleave token {' '.join(options)}: {issued.stderr}"
             return {"Authorization": f"Bearer {issued.stdout.strip()}"}
 

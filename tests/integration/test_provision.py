@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, require_server
+from tests.conftest import PG_ADMIN_DSN, require_server, run_cleave
 from tests.services import POSTGRES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,15 +37,7 @@ class Provisioned:
 
 
 def cleave(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cleave", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cleave(*args, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ for what it does not do as AWS does.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +22,7 @@ from cleave.errors import ConfigError
 from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
 from cleave.messaging.sqs import SQSBroker
-from tests.conftest import eventually, require_server
+from tests.conftest import clean_environment, eventually, require_server, run_cleave
 from tests.e2e.conftest import ROOT
 from tests.integration import toy
 from tests.integration.test_brokers import SQS_URL, delete_sqs_namespace, sqs_parked_bodies
@@ -206,16 +203,9 @@ async def test_a_fifo_queue_keeps_each_subjects_order_and_drops_a_resent_event(
 
 def test_cleave_plan_shows_sns_and_sqs_carrying_the_aws_topologys_events() -> None:
     """`cleave plan --topology aws`, as the README shows it."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    planned = subprocess.run(
-        [sys.executable, "-m", "cleave", "plan", "--topology", "aws"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    ran = run_cleave("plan", "--topology", "aws", env=clean_environment())
+    assert ran.returncode == 0, ran.stderr
+    planned = ran.stdout
     broker = load_config(ROOT / "cleave.toml", topology="aws").topology.broker
     assert broker.startswith("sqs://")
     assert f"topology aws · broker {broker}" in " ".join(planned.split())

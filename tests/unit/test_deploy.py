@@ -8,10 +8,8 @@ checked against the Compose Specification's JSON schema (vendored, see tests/sch
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from cleave.config import load_config
 from cleave.deploy.render import render
 from cleave.deploy.system import System
 from cleave.runtime import load_services
-from tests.conftest import require
+from tests.conftest import clean_environment, require, run_cleave
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -33,17 +31,7 @@ KUBERNETES_VERSION = "1.32.0"
 
 
 def cleave(*args: str, cwd: Path = ROOT, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
-    env.update(extra)
-    return subprocess.run(
-        [sys.executable, "-m", "cleave", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cleave(*args, cwd=cwd, env={**clean_environment(), **extra})
 
 
 def kustomize(overlay: str, deploy: Path = DEPLOY) -> list[dict[str, Any]]:
