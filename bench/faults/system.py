@@ -210,8 +210,8 @@ async def running_system(
         # a class rolls a unit to (`next_release`).
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    for unit in template.topology.units:
-        environment[address_variable(unit)] = f"127.0.0.1:{free_port()}:{free_port()}"
+    for unit in template.topology.units:  # every port its own, /metrics too: runs never meet
+        environment[address_variable(unit)] = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
     names = [f"{prefix}_{service}" for service in template.services]
     await _create_databases(admin_dsn, names)
     port = free_port()
