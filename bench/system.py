@@ -177,7 +177,8 @@ def baseline() -> Iterator[Running]:
 def monolith(extra_env: dict[str, str] | None = None) -> Iterator[Running]:
     port = free_port()
     with tempfile.TemporaryDirectory() as var:
-        env = {**base_env(Path(var)), **(extra_env or {})}
+        # /metrics on a port of its own: a test run beside it may hold the default one.
+        env = {**base_env(Path(var)), "CLEAVE_METRICS_PORT": str(free_port()), **(extra_env or {})}
         command = [PYTHON, "-m", "cleave", "up", "--port", str(port)]
         with process(command, f"http://127.0.0.1:{port}/readyz", env) as (child, seconds):
             yield Running(child, port, seconds, env, Path(var))
@@ -201,7 +202,8 @@ def split(extra_env: dict[str, str] | None = None) -> Iterator[Running]:
         unit_ports = {}
         for unit in SPLIT_UNITS:
             unit_ports[unit] = free_port()
-            env[f"CLEAVE_ADDRESS_{unit.upper()}"] = f"127.0.0.1:{unit_ports[unit]}:{free_port()}"
+            ports = f"{unit_ports[unit]}:{free_port()}:{free_port()}"  # HTTP, gRPC, metrics
+            env[f"CLEAVE_ADDRESS_{unit.upper()}"] = f"127.0.0.1:{ports}"
         command = [PYTHON, "-m", "cleave", "up", "--topology", "split", "--port", str(port)]
         databases = [f"{run}_{unit}" for unit in SPLIT_UNITS]
         try:
@@ -318,7 +320,8 @@ async def _confirmations(system: Running, ids: set[str]) -> dict[str, tuple[str,
     if system.ordering_dsn is None:
         import sqlite3
 
-        with sqlite3.connect(system.var / "ordering.db") as connection:
+        # The monolith's state is under var/<topology>/ (CLEAVE_VAR is the var root).
+        with sqlite3.connect(system.var / "monolith" / "ordering.db") as connection:
             rows = connection.execute(query).fetchall()
         parsed = [
             (i, s, dt.datetime.fromisoformat(u).replace(tzinfo=dt.UTC).timestamp())
