@@ -11,16 +11,19 @@ on PostgreSQL it runs through SQLAlchemy as any statement, minus the cost of bui
 
 from __future__ import annotations
 
+import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 Processor = Callable[[Any], Any] | None
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,24 @@ class _Plan:
     row: Any
 
 
-class Prepared:
-    """One statement, built once; `rows`, `one_or_none`, `rowcount` and `many` run it."""
+class Prepared(Generic[RowT]):
+    """One statement, built once; `rows`, `one_or_none`, `rowcount` and `many` run it. An
+    INSERT, UPDATE or DELETE with RETURNING gives its rows to `rows` and `one_or_none`.
 
-    def __init__(self, statement: Executable) -> None:
+    With `row`, a NamedTuple whose fields are the statement's columns in order, every row is one
+    (on either database), so mypy sees the column names; a field list that differs from the
+    columns is an error at the statement's first run, not a wrong attribute later."""
+
+    @overload
+    def __init__(self: Prepared[Any], statement: Executable) -> None: ...
+
+    @overload
+    def __init__(self, statement: Executable, row: type[RowT]) -> None: ...
+
+    def __init__(self, statement: Executable, row: type[RowT] | None = None) -> None:
         self.statement: Any = statement
+        self._row: Any = row
+        self._checked = False  # the row type's fields against the columns, off SQLite
         self._plans: dict[str, _Plan] = {}
 
     def _plan(self, dialect: Dialect) -> _Plan:
@@ -46,19 +62,25 @@ class Prepared:
             compiled: Any = self.statement.compile(dialect=dialect)
             if compiled.literal_execute_params or compiled.post_compile_params:
                 raise ValueError("a Prepared statement cannot hold an expanding IN")
-            columns = list(getattr(self.statement, "selected_columns", ()))
-            if not getattr(self.statement, "is_select", False):
-                columns = []
+            columns = _result_columns(self.statement)
+            keys = self._keys()
             plan = _Plan(
                 compiled=compiled,
                 sql=compiled.string,
                 names=list(compiled.positiontup or ()),
                 binds=dict(compiled._bind_processors),
                 results=[column.type._cached_result_processor(dialect, None) for column in columns],
-                row=namedtuple("Row", [column.key for column in columns]) if columns else None,
+                row=self._row or (namedtuple("Row", keys) if columns else None),
             )
             self._plans[dialect.name] = plan
         return plan
+
+    def _keys(self) -> list[str]:
+        """The result's column names, checked against the `row` type's fields."""
+        keys = [column.key for column in _result_columns(self.statement)]
+        if self._row is not None and list(self._row._fields) != keys:
+            raise ValueError(f"{self._row.__name__} has fields {self._row._fields}, not {keys}")
+        return keys
 
     def _arguments(self, plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
         values = plan.compiled.construct_params(params, _check=False)
@@ -69,12 +91,18 @@ class Prepared:
             arguments.append(processor(value) if processor is not None else value)
         return arguments
 
-    async def rows(self, connection: AsyncConnection, **params: Any) -> list[Any]:
+    async def rows(self, connection: AsyncConnection, **params: Any) -> list[RowT]:
         driver = _sqlite_driver(connection)
         if driver is None:
-            return list((await connection.execute(self.statement, params)).all())
+            found = (await connection.execute(self.statement, params)).all()
+            if self._row is None:
+                return list(found)  # type: ignore[arg-type]  # Prepared[Any]: SQLAlchemy's rows
+            if not self._checked:
+                self._keys()
+                self._checked = True
+            return [self._row._make(row) for row in found]
         plan = self._plan(connection.dialect)
-        cursor = driver.execute(plan.sql, self._arguments(plan, params))
+        cursor = _on_driver(driver.execute, plan.sql, self._arguments(plan, params))
         processors = plan.results
         return [
             plan.row._make(
@@ -84,7 +112,7 @@ class Prepared:
             for raw in cursor.fetchall()
         ]
 
-    async def one_or_none(self, connection: AsyncConnection, **params: Any) -> Any:
+    async def one_or_none(self, connection: AsyncConnection, **params: Any) -> RowT | None:
         found = await self.rows(connection, **params)
         if len(found) > 1:
             raise ValueError(f"more than one row for {self.statement}")
@@ -97,7 +125,7 @@ class Prepared:
             result: Any = await connection.execute(self.statement, params)
             return int(result.rowcount)
         plan = self._plan(connection.dialect)
-        return int(driver.execute(plan.sql, self._arguments(plan, params)).rowcount)
+        return int(_on_driver(driver.execute, plan.sql, self._arguments(plan, params)).rowcount)
 
     async def many(self, connection: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set (an INSERT of several rows)."""
@@ -106,7 +134,52 @@ class Prepared:
             await connection.execute(self.statement, list(params))
             return
         plan = self._plan(connection.dialect)
-        driver.executemany(plan.sql, [self._arguments(plan, each) for each in params])
+        arguments = [self._arguments(plan, each) for each in params]
+        _on_driver(driver.executemany, plan.sql, arguments)
+
+
+@overload
+def by_shape(build: Callable[..., Executable]) -> Callable[..., Prepared[Any]]: ...
+
+
+@overload
+def by_shape(
+    build: Callable[..., Executable], row: type[RowT]
+) -> Callable[..., Prepared[RowT]]: ...
+
+
+def by_shape(
+    build: Callable[..., Executable], row: type[RowT] | None = None
+) -> Callable[..., Prepared[RowT]]:
+    """Statements whose shape varies a little (which columns an UPDATE sets, how many states it
+    may leave): one `Prepared` per shape, built the first time that shape is asked for."""
+    made: dict[tuple[Hashable, ...], Prepared[RowT]] = {}
+
+    def prepared(*shape: Hashable) -> Prepared[RowT]:
+        statement = made.get(shape)
+        if statement is None:
+            statement = made[shape] = Prepared(build(*shape), row)  # type: ignore[arg-type]
+        return statement
+
+    return prepared
+
+
+def _result_columns(statement: Any) -> list[Any]:
+    """What a row of the statement holds: a SELECT's columns, or what DML RETURNs."""
+    if getattr(statement, "is_select", False):
+        return list(statement.selected_columns)
+    if getattr(statement, "is_dml", False) and statement._returning:
+        return list(statement.exported_columns)
+    return []
+
+
+def _on_driver(run: Callable[[str, Any], Any], sql: str, arguments: Any) -> Any:
+    """Run on sqlite3, its errors raised as SQLAlchemy raises them (an `IntegrityError` a caller
+    catches is the same whichever path the statement took)."""
+    try:
+        return run(sql, arguments)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, arguments, error, sqlite3.Error) from error
 
 
 def _sqlite_driver(connection: AsyncConnection) -> Any:

@@ -282,7 +282,7 @@ async def count_dead_letters(context: ServiceContext) -> int:
         return int((await connection.execute(query)).scalar_one())
 
 
-def _inbox_claim(dialect: Any) -> Prepared:
+def _inbox_claim(dialect: Any) -> Prepared[Any]:
     columns = ("message_id", "handler", "type", "received_at")
     values = {column: bindparam(f"new_{column}", type_=inbox.c[column].type) for column in columns}
     return Prepared(dialect.insert(inbox).values(values).on_conflict_do_nothing())
