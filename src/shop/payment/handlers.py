@@ -16,9 +16,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,11 +39,11 @@ from shop.payment.contract import (
 from shop.payment.processor import CardProcessor, Declined, SimulatedProcessor
 
 
-def amount_of(row: Row[Any]) -> Money:
+def amount_of(row: store.Payment) -> Money:
     return Money(amount=row.amount, currency=row.currency)
 
 
-def outcome(row: Row[Any]) -> PaymentOutcome:
+def outcome(row: store.Payment) -> PaymentOutcome:
     return PaymentOutcome(
         payment_id=row.id,
         order_id=row.order_id,
@@ -55,7 +53,7 @@ def outcome(row: Row[Any]) -> PaymentOutcome:
     )
 
 
-def settled(row: Row[Any]) -> PaymentOutcome:
+def settled(row: store.Payment) -> PaymentOutcome:
     """Answer as the payment stands: its outcome if the card holds the money, else PaymentFailed."""
     reason = domain.failure_reason(row.status, row.reason)
     if reason is not None:
@@ -63,16 +61,10 @@ def settled(row: Row[Any]) -> PaymentOutcome:
     return outcome(row)
 
 
-async def _by_order(connection: AsyncConnection, order_id: str) -> Row[Any]:
+async def _by_order(connection: AsyncConnection, order_id: str) -> store.Payment:
     row = await store.by_order(connection, order_id)
     if row is None:
         raise NotFound(f"no payment for order {order_id}")
-    return row
-
-
-async def _reload(connection: AsyncConnection, payment_id: str) -> Row[Any]:
-    row = await store.by_id(connection, payment_id)
-    assert row is not None  # payments are never deleted
     return row
 
 
@@ -108,18 +100,17 @@ class LocalPayments:
 
     async def _open(
         self, order_id: str, customer_id: str, amount: Money, card_token: str
-    ) -> Row[Any]:
+    ) -> store.Payment:
         """The order's one payment: found, or recorded as authorizing in a short transaction."""
         try:
             async with self.context.unit_of_work() as uow:
                 existing = await store.by_order(uow.connection, order_id)
                 if existing is not None:
                     return existing
-                payment_id = uuid.uuid4().hex
-                await store.insert(
+                return await store.insert(
                     uow.connection,
                     {
-                        "id": payment_id,
+                        "id": uuid.uuid4().hex,
                         "order_id": order_id,
                         "customer_id": customer_id,
                         "amount": amount.amount,
@@ -128,22 +119,20 @@ class LocalPayments:
                         "status": domain.AUTHORIZING,
                     },
                 )
-                return await _reload(uow.connection, payment_id)
         except IntegrityError:
             pass  # a concurrent call for the same order inserted first: use its payment
         async with self.context.read() as connection:
             return await _by_order(connection, order_id)
 
-    async def _decline(self, payment: Row[Any], reason: str) -> PaymentOutcome:
+    async def _decline(self, payment: store.Payment, reason: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
-            await store.transition(
+            _, current = await store.transition(
                 uow.connection,
                 payment.id,
                 from_=[domain.AUTHORIZING],
                 status=domain.DECLINED,
                 reason=reason,
             )
-            current = await _reload(uow.connection, payment.id)
         if reason == domain.PROCESSOR_TIMEOUT and current.status in (
             domain.DECLINED,
             domain.VOIDED,
@@ -171,9 +160,9 @@ class LocalPayments:
                     service="payment",
                 ) from None
 
-    async def _record_authorized(self, payment: Row[Any], reference: str) -> PaymentOutcome:
+    async def _record_authorized(self, payment: store.Payment, reference: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
-            won = await store.transition(
+            won, current = await store.transition(
                 uow.connection,
                 payment.id,
                 from_=[domain.AUTHORIZING],
@@ -189,7 +178,6 @@ class LocalPayments:
                     ),
                     subject=payment.order_id,
                 )
-            current = await _reload(uow.connection, payment.id)
         if current.status == domain.VOIDED:
             await self.processor.void(reference)  # voided while the processor decided: release it
             raise PaymentFailed("voided", "the order was cancelled while the card was authorised")
@@ -199,16 +187,15 @@ class LocalPayments:
     async def capture(self, order_id: str) -> PaymentOutcome:
         async with self.context.unit_of_work() as uow:
             payment = await _by_order(uow.connection, order_id)
-            await store.transition(
+            _, current = await store.transition(
                 uow.connection, payment.id, from_=[domain.AUTHORIZED], status=domain.CAPTURING
             )
-            current = await _reload(uow.connection, payment.id)
             domain.require("capture", current.status)
         if current.status != domain.CAPTURING:
             return outcome(current)  # captured before: the same answer
         return await self._settle_capture(current)
 
-    async def _settle_capture(self, payment: Row[Any]) -> PaymentOutcome:
+    async def _settle_capture(self, payment: store.Payment) -> PaymentOutcome:
         """Ask the processor to take the money of a `capturing` payment, and record its answer.
         The key makes asking again (after a crash, a timeout) the same capture, never a second."""
         assert payment.processor_ref is not None  # only an authorised payment gets captured
@@ -226,9 +213,10 @@ class LocalPayments:
                 service="payment",
             ) from None
         async with self.context.unit_of_work() as uow:
-            if await store.transition(
+            won, current = await store.transition(
                 uow.connection, payment.id, from_=[domain.CAPTURING], status=domain.CAPTURED
-            ):
+            )
+            if won:
                 uow.publish(
                     PaymentCaptured(
                         payment_id=payment.id,
@@ -237,24 +225,23 @@ class LocalPayments:
                     ),
                     subject=payment.order_id,
                 )
-            current = await _reload(uow.connection, payment.id)
         return outcome(current)
 
-    async def _capture_refused(self, payment: Row[Any], reason: str) -> PaymentOutcome:
+    async def _capture_refused(self, payment: store.Payment, reason: str) -> PaymentOutcome:
         """The processor no longer holds the money (voided, expired): nothing was taken."""
         async with self.context.unit_of_work() as uow:
-            if await store.transition(
+            won, current = await store.transition(
                 uow.connection,
                 payment.id,
                 from_=[domain.CAPTURING],
                 status=domain.VOIDED,
                 reason=f"capture_{reason}",
-            ):
+            )
+            if won:
                 uow.publish(
                     PaymentVoided(payment_id=payment.id, order_id=payment.order_id),
                     subject=payment.order_id,
                 )
-            current = await _reload(uow.connection, payment.id)
         if current.status == domain.CAPTURED:
             return outcome(current)  # a concurrent re-drive heard the capture first
         self.context.log.warning(
@@ -271,14 +258,7 @@ class LocalPayments:
         processor again; returns how many were settled."""
         since = utcnow() - timedelta(seconds=older_than_seconds)
         async with self.context.read() as connection:
-            rows = (
-                await connection.execute(
-                    select(store.payments).where(
-                        store.payments.c.status == domain.CAPTURING,
-                        store.payments.c.updated_at < since,
-                    )
-                )
-            ).all()
+            rows = await store.in_doubt(connection, since)
         settled_now = 0
         for row in rows:
             try:
@@ -297,17 +277,17 @@ class LocalPayments:
             payment = await store.by_order(uow.connection, order_id)
             if payment is None:
                 return None
-            if await store.transition(
+            won, current = await store.transition(
                 uow.connection,
                 payment.id,
                 from_=[domain.AUTHORIZING, domain.AUTHORIZED],
                 status=domain.VOIDED,
-            ):
+            )
+            if won:
                 uow.publish(
                     PaymentVoided(payment_id=payment.id, order_id=order_id), subject=order_id
                 )
-            # Read after the change: a hold that landed meanwhile is released below, not leaked.
-            current = await _reload(uow.connection, payment.id)
+            # As it stands after the change: a hold that landed meanwhile is released below.
             domain.require("void", current.status)
         if current.status == domain.VOIDED:
             if current.processor_ref is not None:
@@ -326,9 +306,10 @@ class LocalPayments:
             payment = await store.by_id(uow.connection, payment_id)
             if payment is None:
                 raise NotFound(f"no payment {payment_id}")
-            if await store.transition(
+            won, current = await store.transition(
                 uow.connection, payment.id, from_=[domain.CAPTURED], status=domain.REFUNDED
-            ):
+            )
+            if won:
                 uow.publish(
                     PaymentRefunded(
                         payment_id=payment.id,
@@ -337,7 +318,6 @@ class LocalPayments:
                     ),
                     subject=payment.order_id,
                 )
-            current = await _reload(uow.connection, payment.id)
             domain.require("refund", current.status)
         assert current.processor_ref is not None  # only a captured payment gets refunded
         await self.processor.refund(current.processor_ref)

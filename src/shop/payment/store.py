@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Index, MetaData, Row, String, Table, select, update
+from sqlalchemy import (
+    Column,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Update,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import BigInt, UtcDateTime
+from cleave.data.statements import Prepared, by_shape
+from shop.payment import domain
+from shop.payment.contract import PaymentStatus
 
 metadata = MetaData()
 
@@ -31,39 +46,101 @@ payments = Table(
 Index("ix_payments_customer", payments.c.customer_id, payments.c.id)
 
 
-async def by_order(connection: AsyncConnection, order_id: str) -> Row[Any] | None:
-    statement = select(payments).where(payments.c.order_id == order_id)
-    return (await connection.execute(statement)).one_or_none()
+class Payment(NamedTuple):
+    """A row of `payments`, its fields the table's columns in order."""
+
+    id: str
+    order_id: str
+    customer_id: str
+    amount: int
+    currency: str
+    card_hint: str
+    status: PaymentStatus
+    reason: str | None
+    processor_ref: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
-async def by_id(connection: AsyncConnection, payment_id: str) -> Row[Any] | None:
-    statement = select(payments).where(payments.c.id == payment_id)
-    return (await connection.execute(statement)).one_or_none()
+_BY_ORDER = Prepared(select(payments).where(payments.c.order_id == bindparam("order_id")), Payment)
+_BY_ID = Prepared(select(payments).where(payments.c.id == bindparam("payment_id")), Payment)
+_INSERT = Prepared(
+    payments.insert()
+    .values({column.key: bindparam(column.key, type_=column.type) for column in payments.c})
+    .returning(*payments.c),
+    Payment,
+)
 
 
-async def insert(connection: AsyncConnection, values: dict[str, Any]) -> None:
+def _transition(from_count: int, columns: tuple[str, ...]) -> Update:
+    leaving = (payments.c.status == bindparam(f"from_{i}") for i in range(from_count))
+    return (
+        update(payments)
+        .where(payments.c.id == bindparam("payment_id"), or_(*leaving))
+        .values(
+            {
+                **{c: bindparam(f"new_{c}", type_=payments.c[c].type) for c in columns},
+                "updated_at": bindparam("now", type_=UtcDateTime),
+            }
+        )
+        .returning(*payments.c)
+    )
+
+
+_TRANSITION = by_shape(_transition, Payment)
+
+
+async def by_order(connection: AsyncConnection, order_id: str) -> Payment | None:
+    """The order's payment row, or None."""
+    return await _BY_ORDER.one_or_none(connection, order_id=order_id)
+
+
+async def by_id(connection: AsyncConnection, payment_id: str) -> Payment | None:
+    return await _BY_ID.one_or_none(connection, payment_id=payment_id)
+
+
+async def insert(connection: AsyncConnection, values: dict[str, Any]) -> Payment:
+    """Record a payment; the row as stored."""
     now = utcnow()
-    await connection.execute(payments.insert().values(**values, created_at=now, updated_at=now))
+    row = {"reason": None, "processor_ref": None, **values, "created_at": now, "updated_at": now}
+    stored = await _INSERT.one_or_none(connection, **row)
+    assert stored is not None  # an INSERT … RETURNING returns the row it inserted
+    return stored
 
 
 async def transition(
-    connection: AsyncConnection, payment_id: str, *, from_: Iterable[str], **values: Any
-) -> bool:
-    """Change a payment only if still in one of `from_`: where a race with a void is decided."""
-    result = await connection.execute(
-        update(payments)
-        .where(payments.c.id == payment_id, payments.c.status.in_(list(from_)))
-        .values(**values, updated_at=utcnow())
+    connection: AsyncConnection, payment_id: str, *, from_: Sequence[str], **values: Any
+) -> tuple[bool, Payment]:
+    """Change a payment only if still in one of `from_`: where a race with a void is decided.
+    Whether this call changed it, and the payment as it now stands (one statement if it did)."""
+    changed = await _TRANSITION(len(from_), tuple(sorted(values))).one_or_none(
+        connection,
+        payment_id=payment_id,
+        now=utcnow(),
+        **{f"from_{index}": status for index, status in enumerate(from_)},
+        **{f"new_{column}": value for column, value in values.items()},
     )
-    return result.rowcount == 1
+    if changed is not None:
+        return True, changed
+    current = await by_id(connection, payment_id)
+    assert current is not None  # payments are never deleted
+    return False, current
 
 
 async def list_payments(
     connection: AsyncConnection, *, customer_id: str | None, after: str | None, limit: int
-) -> list[Row[Any]]:
+) -> list[Payment]:
     statement = select(payments).order_by(payments.c.id).limit(limit)
     if customer_id is not None:
         statement = statement.where(payments.c.customer_id == customer_id)
     if after is not None:
         statement = statement.where(payments.c.id > after)
-    return list((await connection.execute(statement)).all())
+    return [Payment._make(row) for row in await connection.execute(statement)]
+
+
+async def in_doubt(connection: AsyncConnection, since: datetime) -> list[Payment]:
+    """Payments left `capturing` since before `since` (a crash, a lost answer)."""
+    statement = select(payments).where(
+        payments.c.status == domain.CAPTURING, payments.c.updated_at < since
+    )
+    return [Payment._make(row) for row in await connection.execute(statement)]
