@@ -26,7 +26,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.auth.units import acting_for, on_behalf_of
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
-from cleave.data.statements import Prepared
+from cleave.data.statements import Prepared, by_shape
 from cleave.data.tables import saga_history, sagas
 from cleave.errors import CleaveError, NotFound
 from cleave.service import ServiceContext, UnitOfWork
@@ -61,6 +61,25 @@ class StepFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SagaRow(NamedTuple):
+    """A row of the saga log (`cleave_sagas`), its fields the table's columns in order."""
+
+    id: str
+    name: str
+    status: str
+    step: int
+    data: str
+    failed_step: str | None
+    reason: str | None
+    attempts: int
+    step_started_at: datetime | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    step_spent_seconds: float
+    last_error: str | None
 
 
 @dataclass
@@ -243,8 +262,10 @@ class SagaRunner:
 
     async def _advance(self, saga_id: str) -> None:
         try:
-            while await self._advance_one_step(saga_id):
-                pass
+            # Read once: while this runner holds the lease, the saga changes only by its hand.
+            row: SagaRow | None = await self._load(saga_id)
+            while row is not None:
+                row = await self._advance_one_step(row)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -255,16 +276,16 @@ class SagaRunner:
             self._in_flight.discard(saga_id)
             self._signal.set()
 
-    async def _load(self, saga_id: str) -> Row[Any]:
+    async def _load(self, saga_id: str) -> SagaRow:
         async with self.context.read() as connection:
-            row: Row[Any] = await _LOAD.one_or_none(connection, saga_id=saga_id)
+            row = await _LOAD.one_or_none(connection, saga_id=saga_id)
         if row is None:
             raise LookupError(f"no saga {saga_id}")
         return row
 
-    async def _advance_one_step(self, saga_id: str) -> bool:
-        """Run one step or one compensation; True while there is more to do right now."""
-        row = await self._load(saga_id)
+    async def _advance_one_step(self, row: SagaRow) -> SagaRow | None:
+        """Run one step or one compensation; the saga as it then stands while there is more to
+        do right now, else None."""
         state = SagaState(
             id=row.id,
             data=json.loads(row.data),
@@ -287,18 +308,18 @@ class SagaRunner:
             ),
         ):
             if row.status == RUNNING:
-                if row.step >= len(steps):
+                if row.step >= len(steps):  # left so by a release that ended sagas apart
                     await self._finish(row, state, COMPLETED, self.definition.on_completed)
-                    return False
+                    return None
                 return await self._run_action(row, state, steps[row.step])
             if row.status == COMPENSATING:
                 if row.step < 0:
                     await self._finish(row, state, FAILED, self.definition.on_failed)
-                    return False
+                    return None
                 return await self._run_compensation(row, state, steps[row.step])
-        return False
+        return None
 
-    async def _run_action(self, row: Row[Any], state: SagaState, step: Step) -> bool:
+    async def _run_action(self, row: SagaRow, state: SagaState, step: Step) -> SagaRow | None:
         running = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
         remaining = self._deadline(step) - row.step_spent_seconds - running
         try:
@@ -312,14 +333,12 @@ class SagaRunner:
                 updates = await step.action(state)
         except StepFailed as failure:
             # Definitive even after the pivot: the far side said no, so there is nothing to retry.
-            await self._begin_compensation(row, state, step, failure.reason)
-            return True
+            return await self._begin_compensation(row, state, step, failure.reason)
         except TimeoutError:
             if step.retriable:
                 await self._retry_later(row, step, f"{step.name} timed out")
-                return False
-            await self._begin_compensation(row, state, step, f"{step.name}_timeout")
-            return True
+                return None
+            return await self._begin_compensation(row, state, step, f"{step.name}_timeout")
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -327,24 +346,26 @@ class SagaRunner:
                 "saga step failed; retrying", saga=row.id, step=step.name, error=describe(error)
             )
             await self._retry_later(row, step, describe(error))
-            return False
+            return None
         state.data.update(updates or {})
-        now = utcnow()
+        done = {
+            "step": row.step + 1,
+            "data": state.data,
+            "attempts": 0,
+            "step_started_at": utcnow(),
+            "step_spent_seconds": 0.0,
+            "last_error": None,
+        }
         async with self.context.unit_of_work() as uow:
             await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
-            await self._save(
-                uow,
-                row,
-                step=row.step + 1,
-                data=state.data,
-                attempts=0,
-                step_started_at=now,
-                step_spent_seconds=0.0,
-                last_error=None,
-            )
-        return True
+            if row.step + 1 < len(self.definition.steps):
+                return await self._save(uow, row, **done)
+            # The last step done: the saga ends in the same transaction as it.
+            ended = await self._end(uow, row, state, COMPLETED, self.definition.on_completed, done)
+        self._count_end(ended)
+        return None
 
-    async def _run_compensation(self, row: Row[Any], state: SagaState, step: Step) -> bool:
+    async def _run_compensation(self, row: SagaRow, state: SagaState, step: Step) -> SagaRow | None:
         if step.compensation is not None:
             try:
                 async with asyncio.timeout(self._deadline(step)):
@@ -361,21 +382,26 @@ class SagaRunner:
                     error=describe(error),
                 )
                 await self._retry_later(row, step, describe(error), compensating=True)
-                return False
+                return None
+        done = {"step": row.step - 1, "attempts": 0, "last_error": None}
         async with self.context.unit_of_work() as uow:
-            await self._save(uow, row, step=row.step - 1, attempts=0, last_error=None)
-        return True
+            if row.step > 0:
+                return await self._save(uow, row, **done)
+            # Every compensation done: the saga ends in the same transaction as the last one.
+            ended = await self._end(uow, row, state, FAILED, self.definition.on_failed, done)
+        self._count_end(ended)
+        return None
 
     async def _begin_compensation(
-        self, row: Row[Any], state: SagaState, step: Step, reason: str
-    ) -> None:
+        self, row: SagaRow, state: SagaState, step: Step, reason: str
+    ) -> SagaRow:
         self.context.log.info("saga compensating", saga=row.id, step=step.name, reason=reason)
         state.status, state.failed_step, state.reason = COMPENSATING, step.name, reason
         forgotten = self._forget(state)
         async with self.context.unit_of_work() as uow:
             await _note(uow.connection, row.id, step.name, "compensating", reason)
             # The failed step's own compensation runs too: a timed-out call may have taken effect.
-            await self._save(
+            return await self._save(
                 uow,
                 row,
                 status=COMPENSATING,
@@ -400,7 +426,7 @@ class SagaRunner:
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads a burst apart
 
     async def _retry_later(
-        self, row: Row[Any], step: Step, error: str, *, compensating: bool = False
+        self, row: SagaRow, step: Step, error: str, *, compensating: bool = False
     ) -> None:
         attempts = row.attempts + 1
         bounded = step.retriable or compensating  # before the pivot, the deadline bounds retries
@@ -426,7 +452,7 @@ class SagaRunner:
         # Woken once the new due time is committed, or the runner would look too early.
         asyncio.get_running_loop().call_later(delay, self._signal.set)
 
-    async def _park(self, row: Row[Any], step: Step, attempts: int, error: str) -> None:
+    async def _park(self, row: SagaRow, step: Step, attempts: int, error: str) -> None:
         self.context.log.error(
             "saga needs attention: retries exhausted",
             saga=row.id,
@@ -452,33 +478,46 @@ class SagaRunner:
             )
         SAGAS_PARKED.labels(self.context.name, self.definition.name, step.name).inc()
 
-    async def _finish(self, row: Row[Any], state: SagaState, status: str, hook: Hook) -> None:
-        state.status = status
-        forgotten = self._forget(state)
-        if "data" in forgotten:
-            forgotten["data"] = json.dumps(forgotten["data"])
+    async def _finish(self, row: SagaRow, state: SagaState, status: str, hook: Hook) -> None:
         async with self.context.unit_of_work() as uow:
-            await uow.connection.execute(
-                update(sagas)
-                .where(sagas.c.id == state.id)
-                .values(status=status, updated_at=utcnow(), **forgotten)
-            )
-            await hook(uow, state)
-        labels = (self.context.name, self.definition.name, status)
+            ended = await self._end(uow, row, state, status, hook, {})
+        self._count_end(ended)
+
+    async def _end(
+        self,
+        uow: UnitOfWork,
+        row: SagaRow,
+        state: SagaState,
+        status: str,
+        hook: Hook,
+        values: Mapping[str, Any],
+    ) -> SagaRow:
+        """End the saga in `uow` as `status`, saving `values` too, without its forward-only
+        data; then its hook, in the same transaction."""
+        state.status = status
+        ended = await self._save(uow, row, **{**values, **self._forget(state)}, status=status)
+        await hook(uow, state)
+        return ended
+
+    def _count_end(self, row: SagaRow) -> None:
+        labels = (self.context.name, self.definition.name, row.status)
         SAGAS_FINISHED.labels(*labels).inc()
         SAGA_DURATION.labels(*labels).observe((utcnow() - row.created_at).total_seconds())
 
-    async def _save(self, uow: UnitOfWork, row: Row[Any], **values: Any) -> None:
+    async def _save(self, uow: UnitOfWork, row: SagaRow, **values: Any) -> SagaRow:
+        """Save `values` (and renew the lease); the saga as it now stands."""
         if "data" in values:
             values["data"] = json.dumps(values["data"])
         now = utcnow()
-        await _saving(tuple(sorted(values))).rowcount(
+        lease_until = now + self._lease()
+        await _SAVE(tuple(sorted(values))).rowcount(
             uow.connection,
             **{f"new_{column}": value for column, value in values.items()},
             saga_id=row.id,
             now=now,
-            lease_until=now + self._lease(),
+            lease_until=lease_until,
         )
+        return row._replace(**values, updated_at=now, next_attempt_at=lease_until)
 
 
 _DUE = Prepared(
@@ -506,26 +545,21 @@ _CLAIM = Prepared(
         step_started_at=bindparam("now", type_=UtcDateTime),
     )
 )
-_LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")))
-_SAVES: dict[tuple[str, ...], Prepared] = {}
-
-
-def _saving(columns: tuple[str, ...]) -> Prepared:
-    """The UPDATE that `_save` runs for this set of columns, built the first time it is needed."""
-    statement = _SAVES.get(columns)
-    if statement is None:
-        statement = _SAVES[columns] = Prepared(
-            update(sagas)
-            .where(sagas.c.id == bindparam("saga_id"))
-            .values(
-                {
-                    **{c: bindparam(f"new_{c}", type_=sagas.c[c].type) for c in columns},
-                    "updated_at": bindparam("now", type_=UtcDateTime),
-                    "next_attempt_at": bindparam("lease_until", type_=UtcDateTime),
-                }
-            )
+_LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")), SagaRow)
+# The UPDATE that `_save` runs for a set of columns.
+_SAVE = by_shape(
+    lambda columns: (
+        update(sagas)
+        .where(sagas.c.id == bindparam("saga_id"))
+        .values(
+            {
+                **{c: bindparam(f"new_{c}", type_=sagas.c[c].type) for c in columns},
+                "updated_at": bindparam("now", type_=UtcDateTime),
+                "next_attempt_at": bindparam("lease_until", type_=UtcDateTime),
+            }
         )
-    return statement
+    )
+)
 
 
 def _span_name(saga: str, status: str, step: int, steps: Sequence[Step]) -> str:
