@@ -132,20 +132,25 @@ def saga_signal(name: str) -> str:
 async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str, Any]) -> None:
     """Record a new saga in the caller's transaction; its runner picks it up once that commits."""
     now = utcnow()
-    await uow.connection.execute(
-        sagas.insert().values(
+    await _START.rowcount(
+        uow.connection,
+        **SagaRow(
             id=saga_id,
             name=name,
             status=RUNNING,
             step=0,
             # The saga's steps continue the trace of the request that started it.
             data=json.dumps({**data, TRACE_KEY: current_carrier(), ACTING_KEY: on_behalf_of()}),
+            failed_step=None,
+            reason=None,
             attempts=0,
             step_started_at=None,  # the first step's clock starts when a runner takes it up
             next_attempt_at=now,
             created_at=now,
             updated_at=now,
-        )
+            step_spent_seconds=0.0,
+            last_error=None,
+        )._asdict(),
     )
     uow.notify(saga_signal(name))
 
@@ -545,6 +550,7 @@ _CLAIM = Prepared(
         step_started_at=bindparam("now", type_=UtcDateTime),
     )
 )
+_START = Prepared(sagas.insert().values({c.key: bindparam(c.key, type_=c.type) for c in sagas.c}))
 _LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")), SagaRow)
 # The UPDATE that `_save` runs for a set of columns.
 _SAVE = by_shape(

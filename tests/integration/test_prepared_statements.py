@@ -11,7 +11,7 @@ from typing import NamedTuple
 import asyncpg
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import CompileError, IntegrityError
 
 from cleave.clock import utcnow
 from cleave.data.database import Database, UtcDateTime
@@ -126,6 +126,18 @@ async def test_a_constraint_breach_is_sqlalchemys_integrity_error_on_either_path
             await INSERT.one_or_none(connection, **a_note())
     async with database.read() as connection:
         assert await BY_ID.one_or_none(connection, id="n1") is not None
+
+
+async def test_a_bound_name_that_is_a_column_it_sets_is_refused_on_either_path(
+    database: Database,
+) -> None:
+    # PostgreSQL's path (SQLAlchemy's) refuses it at the first run; SQLite's must not let it by.
+    clash = Prepared(
+        update(notes).where(notes.c.id == bindparam("id")).values(body=bindparam("new_body"))
+    )
+    async with database.transaction() as connection:
+        with pytest.raises(CompileError, match="reserved"):
+            await clash.rowcount(connection, id="n1", new_body="b")
 
 
 async def test_a_row_type_whose_fields_are_not_the_columns_is_refused(database: Database) -> None:

@@ -60,6 +60,10 @@ class Prepared(Generic[RowT]):
         plan = self._plans.get(dialect.name)
         if plan is None:
             compiled: Any = self.statement.compile(dialect=dialect)
+            if getattr(self.statement, "is_dml", False):
+                # As SQLAlchemy's own path compiles it: a bound name that is also a column of the
+                # table is refused there (PostgreSQL), so it is refused here too (SQLite).
+                self.statement.compile(dialect=dialect, column_keys=list(compiled.binds))
             if compiled.literal_execute_params or compiled.post_compile_params:
                 raise ValueError("a Prepared statement cannot hold an expanding IN")
             columns = _result_columns(self.statement)

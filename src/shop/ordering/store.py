@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     or_,
     select,
     update,
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import BigInt, UtcDateTime
+from cleave.data.statements import Prepared
 
 metadata = MetaData()
 
@@ -58,19 +61,40 @@ order_lines = Table(
 )
 
 
+def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[str, Any]:
+    return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
+
+
+_INSERT_ORDER = Prepared(orders.insert().values(_binds(orders, orders.c.keys())))
+_INSERT_LINE = Prepared(order_lines.insert().values(_binds(order_lines, order_lines.c.keys())))
+_SET_TOTAL = Prepared(
+    update(orders)
+    .where(orders.c.id == bindparam("order_id"))
+    .values(_binds(orders, ("total_amount", "currency", "updated_at"), "new_"))
+)
+_SET_LINE_PRICE = Prepared(
+    update(order_lines)
+    .where(order_lines.c.order_id == bindparam("of_order"), order_lines.c.sku == bindparam("line"))
+    .values(_binds(order_lines, ("name", "unit_price"), "new_"))
+)
+_FINISH = Prepared(
+    update(orders)
+    .where(orders.c.id == bindparam("order_id"), orders.c.status == "pending")
+    .values(_binds(orders, ("status", "reason", "updated_at"), "new_"))
+)
+
+
 async def insert_order(
     connection: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]
 ) -> None:
     now = utcnow()
-    await connection.execute(
-        orders.insert().values(
-            **{**order, "shipping_address": json.dumps(order["shipping_address"])},
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    await connection.execute(
-        order_lines.insert(), [{"order_id": order["id"], **line} for line in lines]
+    row: dict[str, Any] = dict.fromkeys(orders.c.keys())
+    row.update(order, created_at=now, updated_at=now)
+    row["shipping_address"] = json.dumps(order["shipping_address"])
+    await _INSERT_ORDER.rowcount(connection, **row)
+    await _INSERT_LINE.many(
+        connection,
+        [{"name": None, "unit_price": None, **line, "order_id": order["id"]} for line in lines],
     )
 
 
@@ -126,26 +150,32 @@ async def set_priced(
     total: int,
     currency: str,
 ) -> None:
-    await connection.execute(
-        update(orders)
-        .where(orders.c.id == order_id)
-        .values(total_amount=total, currency=currency, updated_at=utcnow())
+    await _SET_TOTAL.rowcount(
+        connection,
+        order_id=order_id,
+        new_total_amount=total,
+        new_currency=currency,
+        new_updated_at=utcnow(),
     )
-    for line in priced:
-        await connection.execute(
-            update(order_lines)
-            .where(order_lines.c.order_id == order_id, order_lines.c.sku == line["sku"])
-            .values(name=line["name"], unit_price=line["unit_price"])
-        )
+    await _SET_LINE_PRICE.many(
+        connection,
+        [
+            {
+                "of_order": order_id,
+                "line": line["sku"],
+                "new_name": line["name"],
+                "new_unit_price": line["unit_price"],
+            }
+            for line in priced
+        ],
+    )
 
 
 async def finish(
     connection: AsyncConnection, order_id: str, status: str, reason: str | None
 ) -> bool:
     """Move a pending order to its terminal state; False if it was final already."""
-    result = await connection.execute(
-        update(orders)
-        .where(orders.c.id == order_id, orders.c.status == "pending")
-        .values(status=status, reason=reason, updated_at=utcnow())
+    finished = await _FINISH.rowcount(
+        connection, order_id=order_id, new_status=status, new_reason=reason, new_updated_at=utcnow()
     )
-    return result.rowcount == 1
+    return finished == 1
