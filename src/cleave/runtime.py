@@ -261,10 +261,12 @@ class Unit:
             loader=self._revocations_in_force if config.auth.provider else None
         )
         if config.auth.provider:
+            # A broadcast: each replica of this unit keeps its own list, so each needs every event.
             self.broker.subscribe(
                 revocation_queue(self.name),
                 [event.event_type for event in REVOCATION_EVENTS],
                 self.apply_revocation,
+                broadcast=True,
             )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -165,14 +165,16 @@ class GatedBroker(CountingBroker):
         self.applied = asyncio.Event()
         self.release = asyncio.Event()
 
-    def subscribe(self, queue: str, types: Any, deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Any, deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         async def gated(envelope: Envelope) -> None:
             await deliver(envelope)
             if queue == "tally":
                 self.applied.set()
                 await self.release.wait()
 
-        super().subscribe(queue, types, gated)
+        super().subscribe(queue, types, gated, broadcast=broadcast)
 
 
 async def test_an_offset_is_committed_only_after_the_inbox_has_the_message(
