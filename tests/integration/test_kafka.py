@@ -73,8 +73,11 @@ def assigned(unit: Unit) -> set[int]:
     assert isinstance(unit.broker, CountingBroker)
     broker = unit.broker.inner
     assert isinstance(broker, KafkaBroker)
+    # The revocations' consumer is a broadcast, in no group: its group_id is None.
     (subscriber,) = [
-        s for s in broker.faststream.subscribers if getattr(s, "group_id", "").endswith(".tally")
+        s
+        for s in broker.faststream.subscribers
+        if (getattr(s, "group_id", None) or "").endswith(".tally")
     ]
     consumer: Any = getattr(subscriber, "consumer", None)
     if consumer is None:
