@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("cleave.runtime")
 
+# The first fill of a unit's revocations is retried after this, doubling up to the most.
+FIRST_FILL_RETRY_SECONDS = 0.2
+FIRST_FILL_RETRY_MOST_SECONDS = 1.0
+
 
 def load_services(config: SystemConfig) -> dict[str, Service]:
     """Import each service's declaration from the import path `cleave.toml` gives it."""
@@ -189,6 +193,25 @@ def build_unit_tokens(config: SystemConfig, unit: str) -> UnitTokens:
     return UnitTokens(client_id, sign)
 
 
+class _RetriedFailure:
+    """A failure a loop keeps retrying, logged once per distinct error and once when it ends:
+    the same line every fraction of a second would bury everything else."""
+
+    def __init__(self, failing: str, recovered: str, unit: str) -> None:
+        self.failing, self.recovered, self.unit = failing, recovered, unit
+        self.error: str | None = None
+
+    def failed(self, error: str) -> None:
+        if error != self.error:
+            log.warning(self.failing, unit=self.unit, error=error)
+            self.error = error
+
+    def ended(self) -> None:
+        if self.error is not None:
+            log.info(self.recovered, unit=self.unit)
+            self.error = None
+
+
 class Unit:
     """One process's worth of services. In the monolith, every service."""
 
@@ -261,11 +284,16 @@ class Unit:
             loader=self._revocations_in_force if config.auth.provider else None
         )
         if config.auth.provider:
+            # A broadcast: each replica of this unit keeps its own list, so each needs every event.
             self.broker.subscribe(
                 revocation_queue(self.name),
                 [event.event_type for event in REVOCATION_EVENTS],
                 self.apply_revocation,
+                broadcast=True,
             )
+        self._reload_failure = _RetriedFailure(
+            "revocations not read again", "revocations read again", self.name
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def apply_revocation(self, envelope: Envelope) -> None:
@@ -296,21 +324,28 @@ class Unit:
         """Fill the list before the first request needs it, retrying until the provider answers
         (in the split it is reached through the gateway, which starts once every unit is ready,
         so readiness cannot wait for this); then read it again every `every` seconds."""
-        delay = 0.2
+        delay = FIRST_FILL_RETRY_SECONDS
+        first_fill = _RetriedFailure("revocations not loaded yet", "revocations loaded", self.name)
         while True:
             try:
                 await self.revocations.ensure_loaded()
+                first_fill.ended()
                 break
             except ServiceUnavailable as error:
-                log.warning("revocations not loaded yet", unit=self.name, error=error.detail)
+                first_fill.failed(error.detail)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, FIRST_FILL_RETRY_MOST_SECONDS)
         while True:
             await asyncio.sleep(every)
-            try:
-                await self.revocations.reload()
-            except ServiceUnavailable as error:
-                log.warning("revocations not read again", unit=self.name, error=error.detail)
+            await self._reload_revocations()
+
+    async def _reload_revocations(self) -> None:
+        try:
+            await self.revocations.reload()
+        except ServiceUnavailable as error:
+            self._reload_failure.failed(error.detail)
+        else:
+            self._reload_failure.ended()
 
     def _remote(self, caller: Service, protocol: type, every_service: dict[str, Service]) -> object:
         """The port of a service in another unit, called over gRPC (imported only when needed)."""
@@ -449,10 +484,7 @@ class Unit:
         each service's ticks (its sagas due now), then every outbox's pending rows delivered;
         returns how many events each service published. A failing part does not stop the rest."""
         if self.config.auth.provider:
-            try:
-                await self.revocations.reload()
-            except ServiceUnavailable as error:
-                log.warning("revocations not read again", unit=self.name, error=error.detail)
+            await self._reload_revocations()
         for service in self.services:
             for tick in service.ticks:
                 try:

@@ -85,7 +85,10 @@ class _PublishOnly:
         self.name = broker.name
         self._declare: Callable[[], Awaitable[None]] | None = getattr(broker, "declare", None)
 
-    def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Sequence[str], deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
+        # Shared even for a broadcast: the event source mapping reads the one queue by its name.
         if self._declare is not None:
             self.broker.subscribe(queue, types, deliver)
 

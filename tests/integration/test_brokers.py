@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
@@ -21,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 
+from cleave.auth.revocation import RELOAD_SECONDS, TokenRevoked, revocation_queue
+from cleave.clock import utcnow
 from cleave.config import SystemConfig, Topology
 from cleave.data.tables import inbox
 from cleave.errors import ConfigError
@@ -48,6 +51,7 @@ KAFKA_URL = f"kafka://{KAFKA_SERVERS}?idempotence=false&session_timeout_ms=2000"
 # A one-second long poll: closing a consumer waits for the poll in flight, and tests close many.
 SQS_URL = f"sqs://test:test@{SQS[0]}:{SQS[1]}?region=us-east-1&wait=1"
 NOTE_WRITTEN = toy.NoteWritten.event_type
+TOY_UNITS = ("writer", "counter")
 
 
 @dataclass
@@ -143,7 +147,7 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[Brokers]:
     try:
         yield server
     finally:
-        await server.delete_everything(["tally"])
+        await server.delete_everything(["tally", *map(revocation_queue, TOY_UNITS)])
 
 
 remote_only = pytest.mark.parametrize(
@@ -159,12 +163,14 @@ class CountingBroker:
         self.name = inner.name
         self.delivered = 0
 
-    def subscribe(self, queue: str, types: Any, deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Any, deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         async def counted(envelope: Envelope) -> None:
             await deliver(envelope)
             self.delivered += 1
 
-        self.inner.subscribe(queue, types, counted)
+        self.inner.subscribe(queue, types, counted, broadcast=broadcast)
 
     async def start(self) -> None:
         await self.inner.start()
@@ -189,7 +195,7 @@ def toy_split(base_config: SystemConfig, broker: str) -> SystemConfig:
     }
     topology = Topology(
         name="toy-split",
-        units={"writer": ("notes",), "counter": ("tally",)},
+        units=dict(zip(TOY_UNITS, [("notes",), ("tally",)], strict=True)),
         broker=broker,
         database="sqlite+aiosqlite:///{var}/{service}.db",
     )
@@ -286,6 +292,24 @@ async def test_the_same_event_published_again_is_applied_once(
     assert await tally_of(counter, "twice") == 1
     async with counter.context("tally").read() as connection:
         assert (await connection.execute(select(func.count()).select_from(inbox))).scalar() == 1
+
+
+@remote_only
+async def test_a_revocation_published_once_is_applied_by_every_replica_of_a_unit(
+    units: Units,
+) -> None:
+    replicas = [await units.start("counter"), await units.start("counter")]
+    writer = await units.start("writer")
+    revoked = TokenRevoked(jti=f"j-{uuid.uuid4().hex[:8]}", until=utcnow() + timedelta(minutes=5))
+
+    await writer.broker.publish(Envelope.of(revoked, source="/identity", trace={}))
+
+    async def refused_by_both() -> list[bool]:
+        refused = [unit.revocations.revoked({"jti": revoked.jti}) == "token" for unit in replicas]
+        return refused if all(refused) else []
+
+    # Well before the reload that would bring it to a replica the event missed.
+    assert await eventually(refused_by_both, within=RELOAD_SECONDS / 6)
 
 
 @remote_only
@@ -451,12 +475,14 @@ class RecordingBroker(CountingBroker):
         super().__init__(inner)
         self.applied = applied
 
-    def subscribe(self, queue: str, types: Any, deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Any, deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         async def recorded(envelope: Envelope) -> None:
             await deliver(envelope)
             self.applied.append((envelope.subject or "", str(envelope.data["text"])))
 
-        super().subscribe(queue, types, recorded)
+        super().subscribe(queue, types, recorded, broadcast=broadcast)
 
 
 @pytest.mark.parametrize(

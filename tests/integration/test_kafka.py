@@ -73,8 +73,11 @@ def assigned(unit: Unit) -> set[int]:
     assert isinstance(unit.broker, CountingBroker)
     broker = unit.broker.inner
     assert isinstance(broker, KafkaBroker)
+    # The revocations' consumer is a broadcast, in no group: its group_id is None.
     (subscriber,) = [
-        s for s in broker.faststream.subscribers if getattr(s, "group_id", "").endswith(".tally")
+        s
+        for s in broker.faststream.subscribers
+        if (getattr(s, "group_id", None) or "").endswith(".tally")
     ]
     consumer: Any = getattr(subscriber, "consumer", None)
     if consumer is None:
@@ -165,14 +168,16 @@ class GatedBroker(CountingBroker):
         self.applied = asyncio.Event()
         self.release = asyncio.Event()
 
-    def subscribe(self, queue: str, types: Any, deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Any, deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         async def gated(envelope: Envelope) -> None:
             await deliver(envelope)
             if queue == "tally":
                 self.applied.set()
                 await self.release.wait()
 
-        super().subscribe(queue, types, gated)
+        super().subscribe(queue, types, gated, broadcast=broadcast)
 
 
 async def test_an_offset_is_committed_only_after_the_inbox_has_the_message(

@@ -21,7 +21,7 @@ from cleave.config import load_config
 from cleave.errors import ConfigError
 from cleave.events import Envelope
 from cleave.messaging.broker import Delivery
-from cleave.messaging.sqs import SQSBroker
+from cleave.messaging.sqs import ALIVE_TAG, REPLICA_OF_TAG, REPLICA_STALE_SECONDS, SQSBroker
 from tests.conftest import clean_environment, eventually, require_server, run_cleave
 from tests.e2e.conftest import ROOT
 from tests.integration import toy
@@ -55,7 +55,7 @@ async def namespace() -> AsyncIterator[Namespace]:
     finally:
         for broker in space.opened:
             await broker.close()
-        await delete_sqs_namespace(space.url(), ["tally"])
+        await delete_sqs_namespace(space.url(), ["tally", "revocations-x"])
 
 
 def note(text: str, *, subject: str | None = None) -> Envelope:
@@ -226,3 +226,47 @@ def test_a_subscription_sqs_cannot_hold_is_a_config_error() -> None:
     too_many = [f"toy.kind_{n}.v1" for n in range(151)]
     with pytest.raises(ConfigError, match="an SNS filter policy holds at most 150"):
         SQSBroker(SQS_URL).subscribe("tally", too_many, recorder([]))
+
+
+async def queue_names(broker: SQSBroker, prefix: str) -> set[str]:
+    _sns, sqs = await broker.connect()
+    urls = (await sqs.list_queues(QueueNamePrefix=prefix)).get("QueueUrls", [])
+    return {url.rsplit("/", 1)[1] for url in urls}
+
+
+async def subscribed_queues(broker: SQSBroker, topic_arn: str) -> set[str]:
+    """The names of the queues subscribed to the topic."""
+    sns, _sqs = await broker.connect()
+    listed = (await sns.list_subscriptions_by_topic(TopicArn=topic_arn))["Subscriptions"]
+    return {s["Endpoint"].rsplit(":", 1)[1] for s in listed if "Endpoint" in s}
+
+
+async def test_a_replicas_own_queue_goes_when_it_closes_and_a_killed_replicas_when_one_starts(
+    namespace: Namespace,
+) -> None:
+    looking = namespace.broker()
+    sns, sqs = await looking.connect()
+    topic_arn = (await sns.create_topic(Name=looking.topic_name))["TopicArn"]
+    prefix = f"{namespace.name}-revocations-x-"
+    killed, running = prefix + "killed-0000", prefix + "running-1111"
+    # Two siblings, made by hand: one killed long ago (not said alive since), one running.
+    for name, alive in ((killed, time.time() - 2 * REPLICA_STALE_SECONDS), (running, time.time())):
+        tags = {REPLICA_OF_TAG: "revocations-x", ALIVE_TAG: str(int(alive))}
+        url = (await sqs.create_queue(QueueName=name, tags=tags))["QueueUrl"]
+        got = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        await sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=got["Attributes"]["QueueArn"]
+        )
+
+    replica = namespace.broker()
+    replica.subscribe("revocations-x", [NOTE_WRITTEN], recorder([]), broadcast=True)
+    await replica.start()
+    own = replica.replica_queue_name("revocations-x")
+    parked = replica.parked_queue_name("revocations-x")  # shared by the replicas, kept
+
+    assert await queue_names(looking, prefix) == {running, own, parked}
+    assert await subscribed_queues(looking, topic_arn) == {running, own}
+    await replica.close()
+    assert await queue_names(looking, prefix) == {running, parked}
+    assert await subscribed_queues(looking, topic_arn) == {running}
+    await sqs.delete_queue(QueueUrl=(await sqs.get_queue_url(QueueName=running))["QueueUrl"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cleave import runtime
 from cleave.auth.revocation import (
     Revocation,
     RevocationList,
@@ -22,6 +23,7 @@ from cleave.config import SystemConfig
 from cleave.errors import CleaveError, ServiceUnavailable, Unauthorized
 from cleave.events import Envelope
 from cleave.runtime import Unit
+from tests.conftest import eventually
 
 ISSUER, AUDIENCE = "urn:cleave:test", "cleave"
 
@@ -145,3 +147,56 @@ async def test_every_unit_subscribes_its_list_and_drops_a_malformed_revocation(
         assert unit.revocations.revoked({"jti": "j2"}) is None  # no `until`: dropped, not retried
     finally:
         await unit.stop()
+
+
+class Lines:
+    """Stands in for a module's structlog logger: what it was asked to log, in order."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, str | None]] = []
+
+    def warning(self, event: str, **fields: str) -> None:
+        self.lines.append(("warning", event, fields.get("error")))
+
+    def info(self, event: str, **fields: str) -> None:
+        self.lines.append(("info", event, fields.get("error")))
+
+
+async def test_a_failing_read_of_the_revocations_is_logged_once_per_error_and_once_at_its_end(
+    base_config: SystemConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first fill fails a dozen times alike (a toy unit without its client secret, retried
+    # every fraction of a second), then with another error; later reloads fail eight times alike.
+    # Each run of one error is one line, and each recovery one more.
+    script = ["no secret"] * 12 + ["502"] * 5 + [None] + ["timeout"] * 8 + [None] * 50
+    monkeypatch.setattr(runtime, "FIRST_FILL_RETRY_SECONDS", 0.001)
+    monkeypatch.setattr(runtime, "FIRST_FILL_RETRY_MOST_SECONDS", 0.001)
+    logged = Lines()
+    monkeypatch.setattr(runtime, "log", logged)
+
+    async def listing() -> list[Revocation]:
+        if error := script.pop(0):
+            raise CleaveError(error)
+        return []
+
+    unit = Unit(base_config)
+    unit.revocations = RevocationList(loader=listing)
+    loading = asyncio.create_task(unit.keep_revocations_loaded(every=0.001))
+    try:
+
+        async def read_again() -> bool:
+            return len(script) < 40
+
+        await eventually(read_again)
+    finally:
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await unit.stop()
+    said = "this unit cannot read the provider's revocations yet: "
+    assert logged.lines == [
+        ("warning", "revocations not loaded yet", said + "no secret"),
+        ("warning", "revocations not loaded yet", said + "502"),
+        ("info", "revocations loaded", None),
+        ("warning", "revocations not read again", said + "timeout"),
+        ("info", "revocations read again", None),
+    ]

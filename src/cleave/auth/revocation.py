@@ -3,9 +3,10 @@
 The provider publishes `SubjectRevoked` (a disabled user or a removed client: all its tokens so
 far), `TokenRevoked` (one access token, by `jti`) and `SessionRevoked` (every token issued from
 one sign-in, by its `sid`) through its outbox. Every unit keeps a `RevocationList` in memory, fed
-by a subscription the chassis adds to each unit, and filled at start from the provider's listing,
-so a unit started later refuses them too. An entry is dropped at its `until`: the latest expiry
-of a token it covers, after which the token is refused for having expired anyway.
+by a broadcast subscription the chassis adds to each unit (each of its replicas gets every event),
+and filled at start from the provider's listing, so a unit started later refuses them too. An
+entry is dropped at its `until`: the latest expiry of a token it covers, after which the token
+is refused for having expired anyway.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ CLAIMS: Mapping[Kind, str] = {"subject": "sub", "token": "jti", "session": "sid"
 LISTING_PATH = "/revocations"
 # How long a token check waits for a unit's first fill from the provider before answering 503.
 LOAD_WAIT_SECONDS = 5.0
-# How often a unit reads the listing again: the bound for what an event did not bring it (a
-# replica sharing its unit's queue, a queue deleted while it ran).
+# How often a unit reads the listing again: the bound for what an event did not bring it (one
+# published while its broker connection was down; for a unit served as a function, one taken by
+# another of its instances, which share one queue).
 RELOAD_SECONDS = 30.0
 
 
 def revocation_queue(unit: str) -> str:
-    """The consumer queue of one unit's revocation list (every unit has its own)."""
+    """The subscription of one unit's revocation list: a broadcast, so every replica of the unit
+    gets every revocation, on a queue of its own (see `cleave.messaging.broker`)."""
     return f"revocations-{unit}"
 
 

@@ -7,6 +7,9 @@ Names, for namespace `ns` (see `cleave.messaging.remote`):
 - a durable consumer `<service>-<type>` per consumer service and event type it handles (the
   NATS servers this targets, 2.9, filter a consumer on one subject only), acknowledged
   explicitly, only after the consumer has applied or parked the message;
+- for a broadcast subscription (see `cleave.messaging.broker`), an ephemeral consumer per replica
+  and event type instead, delivering only what is published after it was made; the server
+  deletes it once its replica has not fetched for `EPHEMERAL_INACTIVE_SECONDS`;
 - stream `ns_parked` over `ns.parked.<service>`: a message that is not a CloudEvent is copied
   there, then terminated, so it is kept for a person to look at and never redelivered.
 
@@ -54,6 +57,9 @@ RETENTION_SECONDS = 7 * 24 * 3600
 DUPLICATE_WINDOW_SECONDS = 120.0
 ACK_WAIT_SECONDS = 60.0
 FETCH_WAIT_SECONDS = 1.0
+# A replica fetches every FETCH_WAIT_SECONDS; this long without one, it has gone (or was killed)
+# and the server deletes its ephemeral consumers. Longer than a broker connection's usual blips.
+EPHEMERAL_INACTIVE_SECONDS = 120.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -78,7 +84,9 @@ class JetStreamBroker:
     def parked_subject(self, queue: str) -> str:
         return f"{self.address.namespace}.parked.{queue}"
 
-    def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Sequence[str], deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         started = self._jetstream is not None
         event_types = claim_queue(self._claimed, queue, types, started=started)
 
@@ -87,7 +95,8 @@ class JetStreamBroker:
             await settle(message.body, deliver, _Settlement(self, message, queue), queue=queue)
 
         for event_type in event_types:
-            durable = f"{queue}-{event_type.replace('.', '_')}"
+            # A broadcast's consumer has no durable name: the client names it, the server ends it.
+            durable = None if broadcast else f"{queue}-{event_type.replace('.', '_')}"
             self.faststream.subscriber(
                 self.subject(event_type),
                 stream=JStream(self.events_stream, declare=False),
@@ -95,9 +104,10 @@ class JetStreamBroker:
                 config=ConsumerConfig(
                     durable_name=durable,
                     ack_policy=ConsumerAckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
+                    deliver_policy=DeliverPolicy.NEW if broadcast else DeliverPolicy.ALL,
                     ack_wait=ACK_WAIT_SECONDS,
                     max_ack_pending=self.address.prefetch * 4,
+                    inactive_threshold=EPHEMERAL_INACTIVE_SECONDS if broadcast else None,
                 ),
                 pull_sub=PullSub(batch_size=self.address.prefetch, timeout=FETCH_WAIT_SECONDS),
                 ack_policy=AckPolicy.MANUAL,

@@ -8,6 +8,9 @@ Names, for namespace `ns` (see `cleave.messaging.remote`):
   keep their order on one partition);
 - a consumer group `ns.<service>` per consumer service, starting from the earliest offset, its
   offsets committed only after the consumer has applied or parked the message;
+- for a broadcast subscription (see `cleave.messaging.broker`), a consumer in no group instead:
+  it reads every partition of its topics from their end when it starts, and commits nothing, so
+  a replica that stops leaves nothing on the broker;
 - a topic `ns.parked.<service>`, where a message that is not a CloudEvent is copied before its
   offset is committed.
 
@@ -25,10 +28,12 @@ its partitions one at a time, committing each after it, which keeps a key's orde
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import UnknownError
 from faststream.kafka import KafkaBroker as FastStreamKafkaBroker
 from faststream.kafka.message import KafkaMessage
@@ -50,6 +55,8 @@ from cleave.messaging.remote import (
 CONTENT_TYPE = "application/cloudevents+json"
 _SWITCH = {"true": True, "false": False}
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
+# How long `start` waits for a broadcast consumer to find where its partitions end.
+START_TIMEOUT_SECONDS = 30.0
 
 
 class KafkaBroker:
@@ -82,6 +89,7 @@ class KafkaBroker:
             graceful_timeout=10.0,
         )
         self._claimed: set[str] = set()
+        self._broadcasts: list[Any] = []
         self._started = False
 
     def topic(self, event_type: str) -> str:
@@ -90,25 +98,31 @@ class KafkaBroker:
     def parked_topic(self, queue: str) -> str:
         return f"{self.address.namespace}.parked.{queue}"
 
-    def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Sequence[str], deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         event_types = claim_queue(self._claimed, queue, types, started=self._started)
         if not event_types:
             return
 
         async def handle(message: StreamMessage[Any]) -> None:
             assert isinstance(message, KafkaMessage)
-            await settle(message.body, deliver, _Settlement(self, message, queue), queue=queue)
+            settlement = _Settlement(self, message, queue, commits=not broadcast)
+            await settle(message.body, deliver, settlement, queue=queue)
 
-        self.faststream.subscriber(
+        subscriber = self.faststream.subscriber(
             *(self.topic(event_type) for event_type in event_types),
-            group_id=f"{self.address.namespace}.{queue}",
-            auto_offset_reset="earliest",
+            group_id=None if broadcast else f"{self.address.namespace}.{queue}",
+            auto_offset_reset="latest" if broadcast else "earliest",
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.session_timeout_ms // 3,
             ack_policy=AckPolicy.MANUAL,
             decoder=keep_raw_message,
             no_reply=True,
-        )(handle)
+        )
+        subscriber(handle)
+        if broadcast:
+            self._broadcasts.append(subscriber)
 
     async def start(self) -> None:
         self._started = True
@@ -122,6 +136,9 @@ class KafkaBroker:
                 f"broker {self.address.url!r} refused an idempotent producer ({error}); a broker "
                 "without InitProducerId, such as Tansu, needs ?idempotence=false"
             ) from error
+        async with asyncio.timeout(START_TIMEOUT_SECONDS):
+            for subscriber in self._broadcasts:
+                await _read_from_the_end_now(subscriber.consumer)
 
     async def publish(self, envelope: Envelope) -> None:
         check_event_type(envelope.type)
@@ -137,14 +154,26 @@ class KafkaBroker:
         self._started = False
 
 
+async def _read_from_the_end_now(consumer: AIOKafkaConsumer) -> None:
+    """Fix where a consumer in no group starts reading (the partitions' ends) now, rather than at
+    its first fetch, so an event published once `start` has returned is not skipped. Started, it
+    has every partition of its topics already: no group assigns them."""
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+
+
 class _Settlement:
-    def __init__(self, broker: KafkaBroker, message: KafkaMessage, queue: str) -> None:
+    def __init__(
+        self, broker: KafkaBroker, message: KafkaMessage, queue: str, *, commits: bool
+    ) -> None:
         self.broker = broker
         self.message = message
         self.queue = queue
+        self.commits = commits  # a consumer in no group has no offsets to commit
 
     async def ack(self) -> None:
-        await self.message.ack()
+        if self.commits:
+            await self.message.ack()
 
     async def retry(self) -> None:
         await self.message.nack()  # seeks back: the record is consumed again
@@ -160,4 +189,4 @@ class _Settlement:
             log.warning("could not park a message; it will be consumed again", error=str(error))
             await self.message.nack()
             return
-        await self.message.ack()
+        await self.ack()

@@ -7,6 +7,9 @@ Names, for namespace `ns` (see `cleave.messaging.remote`):
   are persistent, so an event published while the service is down waits for it there.
 - `ns.parked`: the dead-letter exchange of those queues; a message a consumer rejects (one that
   is not a CloudEvent at all) lands in the durable queue `ns.<service>.parked`.
+- `ns.<queue>.<replica>`: a broadcast subscription's queue, one per replica (see
+  `cleave.messaging.broker`): exclusive to the replica's connection and deleted with it, so a
+  replica that stops, or is killed, leaves none behind. What it parks goes to `ns.<queue>.parked`.
 
 `publish` returns once RabbitMQ has confirmed the message (publisher confirms); confirms stay in
 flight concurrently, so the relay's many publishes share round trips. It writes straight to the
@@ -31,6 +34,7 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.schemas.queue import ClassicQueueArgs
 from pamqp.commands import Basic
 
 from cleave.events import Envelope
@@ -40,6 +44,7 @@ from cleave.messaging.remote import (
     check_event_type,
     claim_queue,
     keep_raw_message,
+    replica_id,
     settle,
 )
 
@@ -66,8 +71,9 @@ class RabbitMQBroker:
             apply_types=False,
             graceful_timeout=10.0,
         )
+        self.replica = replica_id()
         self._claimed: set[str] = set()
-        self._queues: dict[str, list[str]] = {}
+        self._queues: dict[str, tuple[RabbitQueue, list[str]]] = {}
         self._channel: AbstractChannel | None = None
         self._started = False
 
@@ -77,45 +83,55 @@ class RabbitMQBroker:
     def parked_queue_name(self, queue: str) -> str:
         return f"{self.address.namespace}.{queue}.parked"
 
-    def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
+    def subscribe(
+        self, queue: str, types: Sequence[str], deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         event_types = claim_queue(self._claimed, queue, types, started=self._started)
         if not event_types:
             return
-        self._queues[queue] = event_types
+        declared = self._queue(queue, event_types, broadcast=broadcast)
+        self._queues[queue] = (declared, event_types)
 
         async def handle(message: StreamMessage[Any]) -> None:
             assert isinstance(message, RabbitMessage)
             await settle(message.body, deliver, _Settlement(message), queue=queue)
 
         self.faststream.subscriber(
-            self._queue(queue, event_types[0]),
+            declared,
             self.exchange,
             ack_policy=AckPolicy.MANUAL,
             decoder=keep_raw_message,
             no_reply=True,
         )(handle)
 
-    def _queue(self, queue: str, routing_key: str) -> RabbitQueue:
+    def _queue(self, queue: str, event_types: list[str], *, broadcast: bool) -> RabbitQueue:
+        dead_letters: ClassicQueueArgs = {
+            "x-dead-letter-exchange": self.parked_exchange.name,
+            "x-dead-letter-routing-key": queue,
+        }
+        if broadcast:
+            return RabbitQueue(
+                f"{self.queue_name(queue)}.{self.replica}",
+                durable=False,
+                exclusive=True,
+                auto_delete=True,
+                routing_key=event_types[0],
+                arguments=dead_letters,
+            )
         return RabbitQueue(
-            self.queue_name(queue),
-            durable=True,
-            routing_key=routing_key,
-            arguments={
-                "x-dead-letter-exchange": self.parked_exchange.name,
-                "x-dead-letter-routing-key": queue,
-            },
+            self.queue_name(queue), durable=True, routing_key=event_types[0], arguments=dead_letters
         )
 
     async def start(self) -> None:
         await self.faststream.connect()
         parked_exchange = await self.faststream.declare_exchange(self.parked_exchange)
         events = await self.faststream.declare_exchange(self.exchange)
-        for queue, event_types in self._queues.items():
+        for queue, (declaration, event_types) in self._queues.items():
             parked = await self.faststream.declare_queue(
                 RabbitQueue(self.parked_queue_name(queue), durable=True)
             )
             await parked.bind(parked_exchange, routing_key=queue)
-            declared = await self.faststream.declare_queue(self._queue(queue, event_types[0]))
+            declared = await self.faststream.declare_queue(declaration)
             for event_type in event_types:
                 await declared.bind(events, routing_key=event_type)
         self._channel = events.channel

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,6 +37,9 @@ DEFAULT_PREFETCH = 32
 # A delivery whose consumer raised (its database is down, say) goes back to the broker after this
 # pause, so a broken dependency is not retried in a hot loop.
 RETRY_DELAY_SECONDS = 1.0
+
+# Enough of a host name to recognise it, short enough for SQS's 80-character queue names.
+REPLICA_HOST_LENGTH = 24
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -66,6 +71,14 @@ class BrokerAddress:
             raise ConfigError(f"broker prefetch {prefetch_text!r}: use a whole number 1-10000")
         bare = urlunsplit(parts._replace(query=urlencode(options)))
         return cls(url=bare, namespace=namespace, prefetch=prefetch)
+
+
+def replica_id() -> str:
+    """A name for one replica's own broadcast queues: its host (a pod's name under Kubernetes),
+    for the person who finds one, and a random part, since two processes of one pod, or two
+    brokers of one test process, share a host and a pid."""
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname().split(".")[0]).strip("-")
+    return f"{host[:REPLICA_HOST_LENGTH] or 'host'}-{secrets.token_hex(4)}"
 
 
 def claim_queue(claimed: set[str], queue: str, types: Sequence[str], *, started: bool) -> list[str]:

@@ -27,7 +27,15 @@ Names, for namespace `ns`:
 - queue `ns-<service>`: subscribed to the topic with raw message delivery (the body is the
   envelope itself) and a filter policy on `type` listing the types the service consumes;
 - queue `ns-<service>-parked`: its dead-letter queue (the redrive target after `max_receives`),
-  where a message that is not a CloudEvent is also moved at once.
+  where a message that is not a CloudEvent is also moved at once;
+- queue `ns-<queue>-<replica>`: a broadcast subscription's queue (see `cleave.messaging.broker`),
+  one per replica, subscribed like the others, and unsubscribed and deleted when the replica
+  closes its broker. A replica that is killed cannot: its queue stays subscribed, holding each
+  message for `REPLICA_RETENTION_SECONDS` only (SQS's least), tagged `cleave-replica-of` with
+  the queue it copies and `cleave-alive` with when its replica last said it runs (every
+  `REPLICA_HEARTBEAT_SECONDS`). A replica starting deletes the sibling queues whose `cleave-alive`
+  is older than `REPLICA_STALE_SECONDS`; until one starts, a leaked queue costs the topic's
+  deliveries into it. Its parked messages go to the shared `ns-<queue>-parked`.
 
 `publish` returns once SNS has accepted the message (stored it durably; its delivery to the
 queues is SNS's job from there). A message is deleted from its queue only after the consumer has
@@ -46,6 +54,7 @@ import contextlib
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,6 +72,7 @@ from cleave.messaging.remote import (
     check_event_type,
     claim_queue,
     log,
+    replica_id,
     settle,
 )
 
@@ -92,6 +102,11 @@ NAME_LENGTH = 80  # SQS's limit on a queue name, ".fifo" included
 # SNS and SQS take these characters in a message group or deduplication id.
 _GROUP_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 OPTIONS = ("region", "fifo", "max_receives", "visibility", "wait")
+REPLICA_RETENTION_SECONDS = 60  # SQS's least: a leaked replica queue holds a minute of events
+REPLICA_HEARTBEAT_SECONDS = 300.0
+# A replica queue not marked alive for this long belongs to a replica that was killed.
+REPLICA_STALE_SECONDS = 3 * REPLICA_HEARTBEAT_SECONDS
+REPLICA_OF_TAG, ALIVE_TAG = "cleave-replica-of", "cleave-alive"
 
 
 @dataclass(frozen=True)
@@ -155,7 +170,10 @@ class SQSBroker:
         self.sqs_address = SQSAddress.parse(self.address.url)
         self._suffix = ".fifo" if self.sqs_address.fifo else ""
         self._claimed: set[str] = set()
-        self._subscriptions: dict[str, tuple[list[str], Delivery]] = {}
+        self.replica = replica_id()
+        self._subscriptions: dict[str, tuple[list[str], Delivery, bool]] = {}
+        # This replica's own queues, to delete at close: queue URL -> its SNS subscription's ARN.
+        self._replica_queues: dict[str, str] = {}
         self._exits = contextlib.AsyncExitStack()
         self._sns: SNSClient | None = None
         self._sqs: SQSClient | None = None
@@ -163,6 +181,7 @@ class SQSBroker:
         self._consumers: list[_QueueConsumer] = []
         self._receivers: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._alive: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -175,21 +194,30 @@ class SQSBroker:
     def parked_queue_name(self, queue: str) -> str:
         return f"{self.address.namespace}-{queue}-parked{self._suffix}"
 
-    def subscribe(self, queue: str, types: Sequence[str], deliver: Delivery) -> None:
+    def replica_queue_name(self, queue: str) -> str:
+        return f"{self.address.namespace}-{queue}-{self.replica}{self._suffix}"
+
+    def subscribe(
+        self, queue: str, types: Sequence[str], deliver: Delivery, *, broadcast: bool = False
+    ) -> None:
         event_types = claim_queue(self._claimed, queue, types, started=self._started)
         if not event_types:
             return
-        if len(self.parked_queue_name(queue)) > NAME_LENGTH:
-            raise ConfigError(
-                f"consumer queue {queue!r}: {self.parked_queue_name(queue)!r} is longer than "
-                f"SQS's {NAME_LENGTH} characters (shorten the namespace)"
-            )
+        names = [self.parked_queue_name(queue)]
+        if broadcast:
+            names.append(self.replica_queue_name(queue))
+        for name in names:
+            if len(name) > NAME_LENGTH:
+                raise ConfigError(
+                    f"consumer queue {queue!r}: {name!r} is longer than SQS's {NAME_LENGTH} "
+                    "characters (shorten the namespace)"
+                )
         if len(event_types) > FILTER_POLICY_VALUES:
             raise ConfigError(
                 f"consumer queue {queue!r} consumes {len(event_types)} event types; an SNS "
                 f"filter policy holds at most {FILTER_POLICY_VALUES}"
             )
-        self._subscriptions[queue] = (event_types, deliver)
+        self._subscriptions[queue] = (event_types, deliver, broadcast)
 
     async def connect(self) -> tuple[SNSClient, SQSClient]:
         """Open the SNS and SQS clients (once); `start` and the tests' inspection use them."""
@@ -225,9 +253,17 @@ class SQSBroker:
         ]
         existing = await self._subscriptions_of(sns, topic_arn)
         self._consumers.clear()
-        for queue, (event_types, deliver) in self._subscriptions.items():
-            queue_url, queue_arn, parked_url = await self._declare_queue(sqs, topic_arn, queue)
-            await self._subscribe_queue(sns, topic_arn, queue_arn, event_types, existing)
+        for queue, (event_types, deliver, broadcast) in self._subscriptions.items():
+            if broadcast:
+                await self._delete_stale_replicas(sns, sqs, queue, existing)
+            queue_url, queue_arn, parked_url = await self._declare_queue(
+                sqs, topic_arn, queue, broadcast=broadcast
+            )
+            subscription_arn = await self._subscribe_queue(
+                sns, topic_arn, queue_arn, event_types, existing
+            )
+            if broadcast:
+                self._replica_queues[queue_url] = subscription_arn
             self._consumers.append(_QueueConsumer(self, sqs, queue, queue_url, parked_url, deliver))
         self._topic_arn = topic_arn
         self._started = True
@@ -241,12 +277,14 @@ class SQSBroker:
         ]
         if self._consumers:
             self._heartbeat = asyncio.create_task(self._keep_invisible(sqs))
+        if self._replica_queues:
+            self._alive = asyncio.create_task(self._say_alive(sqs))
 
     async def _declare_queue(
-        self, sqs: SQSClient, topic_arn: str, queue: str
+        self, sqs: SQSClient, topic_arn: str, queue: str, *, broadcast: bool
     ) -> tuple[str, str, str]:
-        """The queue and its dead-letter queue, their settings brought up to date: the queue's
-        URL and ARN, and the dead-letter queue's URL."""
+        """The queue (this replica's own, for a broadcast) and its dead-letter queue, their
+        settings brought up to date: the queue's URL and ARN, and the dead-letter queue's URL."""
         address = self.sqs_address
         fifo: dict[QueueAttributeNameType, str] = {"FifoQueue": "true"} if address.fifo else {}
         # Only what cannot change goes in CreateQueue, which refuses differing attributes of a
@@ -257,9 +295,13 @@ class SQSBroker:
         await sqs.set_queue_attributes(
             QueueUrl=parked_url, Attributes={"MessageRetentionPeriod": str(RETENTION_SECONDS)}
         )
-        queue_url = (await sqs.create_queue(QueueName=self.queue_name(queue), Attributes=fifo))[
-            "QueueUrl"
-        ]
+        if broadcast:
+            tags = {REPLICA_OF_TAG: queue, ALIVE_TAG: str(int(time.time()))}
+            name = self.replica_queue_name(queue)
+            created = await sqs.create_queue(QueueName=name, Attributes=fifo, tags=tags)
+        else:
+            created = await sqs.create_queue(QueueName=self.queue_name(queue), Attributes=fifo)
+        queue_url = created["QueueUrl"]
         queue_arn = await self._queue_arn(sqs, queue_url)
         redrive = {
             "deadLetterTargetArn": await self._queue_arn(sqs, parked_url),
@@ -283,7 +325,9 @@ class SQSBroker:
             Attributes={
                 "VisibilityTimeout": str(address.visibility),
                 "ReceiveMessageWaitTimeSeconds": str(address.wait),
-                "MessageRetentionPeriod": str(RETENTION_SECONDS),
+                "MessageRetentionPeriod": str(
+                    REPLICA_RETENTION_SECONDS if broadcast else RETENTION_SECONDS
+                ),
                 "RedrivePolicy": json.dumps(redrive),
                 "Policy": json.dumps(policy),
             },
@@ -313,11 +357,13 @@ class SQSBroker:
         queue_arn: str,
         event_types: list[str],
         existing: dict[str, str],
-    ) -> None:
+    ) -> str:
+        """Subscribe a queue to the topic, or bring its subscription up to date; returns the
+        subscription's ARN."""
         filter_policy = json.dumps({"type": sorted(event_types)})
         subscription_arn = existing.get(queue_arn)
         if subscription_arn is None:
-            await sns.subscribe(
+            subscribed = await sns.subscribe(
                 TopicArn=topic_arn,
                 Protocol="sqs",
                 Endpoint=queue_arn,
@@ -326,8 +372,9 @@ class SQSBroker:
                     "FilterPolicyScope": "MessageAttributes",
                     "FilterPolicy": filter_policy,
                 },
+                ReturnSubscriptionArn=True,
             )
-            return
+            return subscribed["SubscriptionArn"]
         # Subscribed by an earlier start: the service may consume other types by now.
         await sns.set_subscription_attributes(
             SubscriptionArn=subscription_arn,
@@ -339,6 +386,50 @@ class SQSBroker:
             AttributeName="RawMessageDelivery",
             AttributeValue="true",
         )
+        return subscription_arn
+
+    async def _delete_stale_replicas(
+        self, sns: SNSClient, sqs: SQSClient, queue: str, existing: dict[str, str]
+    ) -> None:
+        """Delete the replica queues of `queue` whose replicas were killed: not said alive for
+        `REPLICA_STALE_SECONDS` (see the module's notes)."""
+        prefix = f"{self.address.namespace}-{queue}-"
+        paginator = sqs.get_paginator("list_queues")
+        stale_before = time.time() - REPLICA_STALE_SECONDS
+        async for page in paginator.paginate(QueueNamePrefix=prefix):
+            for queue_url in page.get("QueueUrls", []):
+                tags = (await sqs.list_queue_tags(QueueUrl=queue_url)).get("Tags", {})
+                if tags.get(REPLICA_OF_TAG) != queue:  # a shared or parked queue, or another's
+                    continue
+                alive = tags.get(ALIVE_TAG, "")
+                if alive.isdigit() and int(alive) >= stale_before:
+                    continue
+                subscription_arn = existing.pop(await self._queue_arn(sqs, queue_url), None)
+                log.info("stale replica queue deleted", queue=queue, url=queue_url, alive=alive)
+                await self._delete_replica_queue(sns, sqs, queue_url, subscription_arn)
+
+    @staticmethod
+    async def _delete_replica_queue(
+        sns: SNSClient, sqs: SQSClient, queue_url: str, subscription_arn: str | None
+    ) -> None:
+        """A replica queue and its subscription gone; a failure is logged, since SQS keeps the
+        leaked queue's messages only a minute, and the next replica to start retries."""
+        try:
+            if subscription_arn is not None:
+                await sns.unsubscribe(SubscriptionArn=subscription_arn)
+            await sqs.delete_queue(QueueUrl=queue_url)
+        except Exception as error:
+            log.warning("replica queue not deleted", url=queue_url, error=str(error))
+
+    async def _say_alive(self, sqs: SQSClient) -> None:
+        """Mark this replica's queues alive now and then, so no sibling deletes them as stale."""
+        while True:
+            await asyncio.sleep(REPLICA_HEARTBEAT_SECONDS)
+            for queue_url in self._replica_queues:
+                try:
+                    await sqs.tag_queue(QueueUrl=queue_url, Tags={ALIVE_TAG: str(int(time.time()))})
+                except Exception as error:
+                    log.warning("replica queue not marked alive", url=queue_url, error=str(error))
 
     async def publish(self, envelope: Envelope) -> None:
         await self.publish_raw(
@@ -408,10 +499,15 @@ class SQSBroker:
             await asyncio.gather(*handlers, return_exceptions=True)
         for consumer in self._consumers:
             await consumer.finish()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-        self._receivers, self._heartbeat = [], None
+        for loop in (self._heartbeat, self._alive):
+            if loop is not None:
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+        if self._sns is not None and self._sqs is not None:
+            for queue_url, subscription_arn in self._replica_queues.items():
+                await self._delete_replica_queue(self._sns, self._sqs, queue_url, subscription_arn)
+        self._replica_queues.clear()
+        self._receivers, self._heartbeat, self._alive = [], None, None
         self._consumers.clear()
         await self._exits.aclose()
         self._sns = self._sqs = None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Row
 
 from cleave.auth.tokens import AdminPrincipal
 from cleave.errors import NotFound
@@ -56,7 +55,7 @@ class StockAdjustment(BaseModel):
     reason: str = Field(min_length=1, max_length=200, examples=["recount"])
 
 
-def _out(row: Row[Any]) -> ProductOut:
+def _out(row: store.ProductRow) -> ProductOut:
     return ProductOut(
         sku=row.sku,
         name=row.name,

@@ -39,15 +39,15 @@ async def update_product(uow: UnitOfWork, sku: str, changes: dict[str, Any]) -> 
     current = await store.get_product(uow.connection, sku)
     if current is None:
         raise NotFound(f"no product {sku}")
-    merged = {**current._asdict(), **changes}
+    merged = current._replace(**changes)
     validate_product(
         ProductDraft(
             sku=sku,
-            name=merged["name"],
-            description=merged["description"],
-            price_amount=merged["price_amount"],
-            currency=merged["currency"],
-            stock=merged["stock"],
+            name=merged.name,
+            description=merged.description,
+            price_amount=merged.price_amount,
+            currency=merged.currency,
+            stock=merged.stock,
         )
     )
     if changes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +53,7 @@ class AddressOut(AddressIn):
     id: str
 
 
-def _out(row: Any) -> CustomerOut:
+def _out(row: store.CustomerRow) -> CustomerOut:
     return CustomerOut(
         id=row.id,
         email=row.email,

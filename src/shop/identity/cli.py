@@ -138,9 +138,9 @@ def list_clients(topology: TopologyOption = None) -> None:
     """Every client: id, kind, allowed scopes, grant types and redirect URIs."""
     from shop.identity import store
 
-    async def work(context: ServiceContext) -> list[Any]:
+    async def work(context: ServiceContext) -> list[store.ClientRow]:
         async with context.read() as connection:
-            return await store.all_rows(connection, store.clients, "id")
+            return await store.all_rows(connection, store.ClientRow, "id")
 
     listing = table("id", "kind", "scopes", "grant types", "redirect URIs", "created")
     for row in _run(topology, work):
@@ -168,7 +168,7 @@ def delete_client(
         async with context.unit_of_work() as uow:
             if not await store.remove(uow.connection, store.clients, id=client_id):
                 raise CleaveError(f"no client {client_id!r}")
-            for grant in await store.all_rows(uow.connection, store.grants, "id"):
+            for grant in await store.all_rows(uow.connection, store.GrantRow, "id"):
                 if grant.client_id == client_id and grant.revoked_at is None:
                     await handlers.revoke_grant(uow, grant.id)
             await handlers.revoke_subject(uow, client_id)
@@ -211,9 +211,9 @@ def list_users(topology: TopologyOption = None) -> None:
     """Every account: id, email, name, whether it is disabled, and administrators."""
     from shop.identity import store
 
-    async def work(context: ServiceContext) -> list[Any]:
+    async def work(context: ServiceContext) -> list[store.UserRow]:
         async with context.read() as connection:
-            return await store.all_rows(connection, store.users, "email")
+            return await store.all_rows(connection, store.UserRow, "email")
 
     listing = table("id", "email", "name", "state", "role")
     for row in _run(topology, work):
@@ -272,7 +272,7 @@ def list_keys(topology: TopologyOption = None) -> None:
     from cleave.clock import utcnow
     from shop.identity import store
 
-    async def work(context: ServiceContext) -> list[Any]:
+    async def work(context: ServiceContext) -> list[store.SigningKeyRow]:
         async with context.read() as connection:
             return await store.published_keys(connection, utcnow())
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.auth.revocation import Revocation, SessionRevoked, SubjectRevoked, TokenRevoked
@@ -86,7 +85,7 @@ async def create_user(
     """An account made by an operator or the seeder: a taken email is a plain conflict."""
     account = validate_account(account)
     await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
-    if await store.one(uow.connection, store.users, email=account.email) is not None:
+    if await store.one(uow.connection, store.UserRow, email=account.email) is not None:
         raise Conflict("that email is registered already", code="email-taken")
     user_id = user_id or uuid.uuid4().hex
     await _id_is_free(uow.connection, user_id)
@@ -110,7 +109,7 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
     account = validate_account(account)
     await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     password_hash = await hash_password(account.password)
-    if await store.one(uow.connection, store.users, email=account.email) is not None:
+    if await store.one(uow.connection, store.UserRow, email=account.email) is not None:
         return None
     user_id = uuid.uuid4().hex
     await _id_is_free(uow.connection, user_id)
@@ -133,15 +132,15 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
 async def _id_is_free(connection: AsyncConnection, principal_id: str) -> None:
     """Users and clients share one namespace of subjects: a client id never equals a user id,
     so no client-credentials token can ever name a person (RFC 9700 §4.15)."""
-    if await store.one(connection, store.users, id=principal_id) is not None:
+    if await store.one(connection, store.UserRow, id=principal_id) is not None:
         raise Conflict(f"{principal_id!r} is a user's id: no client may take it", code="id-taken")
-    if await store.one(connection, store.clients, id=principal_id) is not None:
+    if await store.one(connection, store.ClientRow, id=principal_id) is not None:
         raise Conflict(f"{principal_id!r} is a client's id: no user may take it", code="id-taken")
 
 
 @dataclass(frozen=True)
 class SignIn:
-    user: Row[Any] | None
+    user: store.UserRow | None
     locked: bool = False
 
 
@@ -157,7 +156,7 @@ async def sign_in(context: ServiceContext, email: str, password: str, address: s
     keys = {f"account:{email.strip().lower()}": policy, f"address:{address}": address_policy}
     now = utcnow()
     async with context.read() as connection:
-        user = await store.one(connection, store.users, email=email.strip().lower())
+        user = await store.one(connection, store.UserRow, email=email.strip().lower())
         attempts = {key: await _attempts(connection, key) for key in keys}
     if any(is_locked(state, now) for state in attempts.values()):
         return SignIn(None, locked=True)
@@ -177,7 +176,7 @@ async def sign_in(context: ServiceContext, email: str, password: str, address: s
 
 
 async def _attempts(connection: AsyncConnection, key: str) -> Attempts | None:
-    row = await store.one(connection, store.sign_in_attempts, key=key)
+    row = await store.one(connection, store.SignInAttemptsRow, key=key)
     return None if row is None else Attempts(row.failures, row.first_failure_at, row.locked_until)
 
 
@@ -217,15 +216,15 @@ async def start_session(uow: UnitOfWork, user_id: str, *, token: str | None = No
 
 async def session_user(
     context: ServiceContext, token: str | None
-) -> tuple[Row[Any], datetime] | None:
+) -> tuple[store.UserRow, datetime] | None:
     """The signed-in user of a session cookie, and when they signed in."""
     if not token:
         return None
     async with context.read() as connection:
-        session = await store.one(connection, store.sessions, id_hash=digest(token))
+        session = await store.one(connection, store.SessionRow, id_hash=digest(token))
         if session is None or session.expires_at <= utcnow():
             return None
-        user = await store.one(connection, store.users, id=session.user_id)
+        user = await store.one(connection, store.UserRow, id=session.user_id)
     if user is None or user.disabled:
         return None
     return user, session.created_at
@@ -249,7 +248,7 @@ class Client:
     grant_types: frozenset[str]
 
 
-def _client(row: Row[Any]) -> Client:
+def _client(row: store.ClientRow) -> Client:
     return Client(
         id=row.id,
         name=row.name,
@@ -272,7 +271,7 @@ async def create_client(
 ) -> str | None:
     """Register a client; returns its generated secret (shown once), or None for a public one."""
     validate_client_id(client_id)
-    if await store.one(uow.connection, store.clients, id=client_id) is not None:
+    if await store.one(uow.connection, store.ClientRow, id=client_id) is not None:
         raise Conflict(f"client {client_id} exists already", code="client-exists")
     await _id_is_free(uow.connection, client_id)
     for uri in redirect_uris:
@@ -297,7 +296,7 @@ async def create_client(
 
 async def add_redirect_uris(uow: UnitOfWork, client_id: str, uris: tuple[str, ...]) -> None:
     """Register more exact redirect URIs for a client (as when the system moves address)."""
-    row = await store.one(uow.connection, store.clients, id=client_id)
+    row = await store.one(uow.connection, store.ClientRow, id=client_id)
     if row is None:
         raise NotFound(f"no client {client_id}")
     for uri in uris:
@@ -330,7 +329,7 @@ def _check_redirect_uri(uri: str) -> None:
 
 
 async def find_client(connection: AsyncConnection, client_id: str) -> Client | None:
-    row = await store.one(connection, store.clients, id=client_id)
+    row = await store.one(connection, store.ClientRow, id=client_id)
     return None if row is None else _client(row)
 
 
@@ -338,7 +337,7 @@ async def authenticate_client(
     connection: AsyncConnection, client_id: str | None, secret: str | None
 ) -> Client:
     """A confidential client proves its secret; a public client only names itself."""
-    row = await store.one(connection, store.clients, id=client_id) if client_id else None
+    row = await store.one(connection, store.ClientRow, id=client_id) if client_id else None
     if row is None:
         raise OAuthError("invalid_client", "unknown client", status=401)
     if row.secret_hash is not None and not (
@@ -387,7 +386,7 @@ async def issue_code(
 
 async def exchange_code(uow: UnitOfWork, client: Client, form: dict[str, str]) -> dict[str, Any]:
     code, verifier = form.get("code", ""), form.get("code_verifier", "")
-    row = await store.one(uow.connection, store.authorization_codes, code_hash=digest(code))
+    row = await store.one(uow.connection, store.AuthorizationCodeRow, code_hash=digest(code))
     now = utcnow()
     if row is None or row.client_id != client.id:
         raise OAuthError("invalid_grant", "unknown authorization code")
@@ -412,7 +411,7 @@ async def exchange_code(uow: UnitOfWork, client: Client, form: dict[str, str]) -
         created_at=now,
         revoked_at=None,
     )
-    user = await store.one(uow.connection, store.users, id=row.user_id)
+    user = await store.one(uow.connection, store.UserRow, id=row.user_id)
     if user is None or user.disabled:
         raise OAuthError("invalid_grant", "the account is not active")
     return await _user_tokens(
@@ -422,8 +421,8 @@ async def exchange_code(uow: UnitOfWork, client: Client, form: dict[str, str]) -
 
 async def refresh(uow: UnitOfWork, client: Client, form: dict[str, str]) -> dict[str, Any]:
     token_hash = digest(form.get("refresh_token", ""))
-    row = await store.one(uow.connection, store.refresh_tokens, token_hash=token_hash)
-    grant = row and await store.one(uow.connection, store.grants, id=row.grant_id)
+    row = await store.one(uow.connection, store.RefreshTokenRow, token_hash=token_hash)
+    grant = row and await store.one(uow.connection, store.GrantRow, id=row.grant_id)
     now = utcnow()
     if row is None or grant is None or grant.client_id != client.id:
         raise OAuthError("invalid_grant", "unknown refresh token")
@@ -436,7 +435,7 @@ async def refresh(uow: UnitOfWork, client: Client, form: dict[str, str]) -> dict
     scopes = granted_scopes(form.get("scope"), frozenset(grant.scope.split()))
     if scopes is None:
         raise OAuthError("invalid_scope", "a refresh cannot widen the granted scopes")
-    user = await store.one(uow.connection, store.users, id=grant.user_id)
+    user = await store.one(uow.connection, store.UserRow, id=grant.user_id)
     if user is None or user.disabled:
         raise OAuthError("invalid_grant", "the account is not active")
     return await _user_tokens(uow, client, user, grant.id, scopes, grant.auth_time, None)
@@ -445,7 +444,7 @@ async def refresh(uow: UnitOfWork, client: Client, form: dict[str, str]) -> dict
 async def _user_tokens(
     uow: UnitOfWork,
     client: Client,
-    user: Row[Any],
+    user: store.UserRow,
     grant_id: str,
     scopes: frozenset[str],
     auth_time: datetime,
@@ -553,9 +552,9 @@ def own_verifier(context: ServiceContext) -> TokenVerifier:
 
 async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
     """RFC 7009: revoke a refresh token's family or one access token; unknown tokens are fine."""
-    row = await store.one(uow.connection, store.refresh_tokens, token_hash=digest(token))
+    row = await store.one(uow.connection, store.RefreshTokenRow, token_hash=digest(token))
     if row is not None:
-        grant = await store.one(uow.connection, store.grants, id=row.grant_id)
+        grant = await store.one(uow.connection, store.GrantRow, id=row.grant_id)
         if grant is not None and grant.client_id == client.id:
             await revoke_grant(uow, grant.id)  # and the access tokens issued from it (RFC 7009 §2)
         return
@@ -567,7 +566,7 @@ async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
         return
     jti = str(principal_claims.get("jti", ""))
     expires_at = datetime.fromtimestamp(int(principal_claims["exp"]), tz=utcnow().tzinfo)
-    if jti and await store.one(uow.connection, store.revoked_access_tokens, jti=jti) is None:
+    if jti and await store.one(uow.connection, store.RevokedAccessTokenRow, jti=jti) is None:
         await store.insert(
             uow.connection, store.revoked_access_tokens, jti=jti, expires_at=expires_at
         )
@@ -597,7 +596,7 @@ async def revoke_grant(uow: UnitOfWork, grant_id: str) -> None:
 
 async def revoke_subject(uow: UnitOfWork, subject: str) -> None:
     """End every token of a user or client so far, at every unit, and the user's grants."""
-    for grant in await store.all_rows(uow.connection, store.grants, "id"):
+    for grant in await store.all_rows(uow.connection, store.GrantRow, "id"):
         if subject in (grant.user_id, grant.client_id):
             await store.revoke_grant(uow.connection, grant.id)  # its tokens: covered below
     until = await store.record_revocation(uow.connection, "subject", subject, _outlives_tokens(uow))
@@ -607,15 +606,15 @@ async def revoke_subject(uow: UnitOfWork, subject: str) -> None:
 async def disable_user(uow: UnitOfWork, user: str) -> str:
     """Disable an account, by id or email: it cannot sign in, and its tokens stop working
     everywhere within moments. Returns its id."""
-    row = await store.one(uow.connection, store.users, id=user) or await store.one(
-        uow.connection, store.users, email=user.strip().lower()
+    row = await store.one(uow.connection, store.UserRow, id=user) or await store.one(
+        uow.connection, store.UserRow, email=user.strip().lower()
     )
     if row is None:
         raise NotFound(f"no user {user!r}", code="user-not-found")
     await store.set_values(uow.connection, store.users, {"id": row.id}, disabled=True)
     await store.remove(uow.connection, store.sessions, user_id=row.id)
     await revoke_subject(uow, row.id)
-    return str(row.id)
+    return row.id
 
 
 async def revocations_in_force(context: ServiceContext) -> list[Revocation]:
@@ -639,10 +638,10 @@ async def access_token_active(context: ServiceContext, token: str) -> dict[str, 
     except Unauthorized:
         return None
     async with context.read() as connection:
-        if await store.one(connection, store.revoked_access_tokens, jti=claims.get("jti")):
+        if await store.one(connection, store.RevokedAccessTokenRow, jti=claims.get("jti")):
             return None
         if sid := claims.get("sid"):
-            grant = await store.one(connection, store.grants, id=sid)
+            grant = await store.one(connection, store.GrantRow, id=sid)
             if grant is None or grant.revoked_at is not None:
                 return None
     return claims
@@ -653,8 +652,8 @@ async def introspect(context: ServiceContext, token: str) -> dict[str, Any]:
     if claims := await access_token_active(context, token):
         return {"active": True, "token_type": "access_token", **claims}
     async with context.read() as connection:
-        row = await store.one(connection, store.refresh_tokens, token_hash=digest(token))
-        grant = row and await store.one(connection, store.grants, id=row.grant_id)
+        row = await store.one(connection, store.RefreshTokenRow, token_hash=digest(token))
+        grant = row and await store.one(connection, store.GrantRow, id=row.grant_id)
     now = utcnow()
     if row is None or grant is None or row.used_at or grant.revoked_at or row.expires_at <= now:
         return {"active": False}
@@ -677,7 +676,7 @@ async def userinfo(context: ServiceContext, token: str) -> dict[str, Any]:
     if "openid" not in scopes:
         raise Unauthorized("userinfo needs a token with the openid scope", code="invalid-token")
     async with context.read() as connection:
-        user = await store.one(connection, store.users, id=claims["sub"])
+        user = await store.one(connection, store.UserRow, id=claims["sub"])
     if user is None or user.disabled:
         raise NotFound("no such user")
     return {"sub": user.id, **tokens.profile_claims(user, scopes)}

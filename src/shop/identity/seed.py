@@ -60,7 +60,7 @@ async def seed(context: ServiceContext) -> int:
     async with context.unit_of_work() as uow:
         await tokens.ensure_signing_key(uow.connection, utcnow())
         for user_id, email, name in [*DEMO_USERS, DEMO_ADMIN]:
-            if await store.one(uow.connection, store.users, id=user_id) is not None:
+            if await store.one(uow.connection, store.UserRow, id=user_id) is not None:
                 continue
             password = credentials["users"].get(user_id, {}).get("password")
             password = password or secrets.token_urlsafe(12)
@@ -69,7 +69,7 @@ async def seed(context: ServiceContext) -> int:
             await handlers.create_user(uow, account, user_id=user_id, admin=admin)
             credentials["users"][user_id] = {"email": email, "password": password}
             added += 1
-        if await store.one(uow.connection, store.clients, id=CLI_CLIENT) is None:
+        if await store.one(uow.connection, store.ClientRow, id=CLI_CLIENT) is None:
             await handlers.create_client(
                 uow,
                 CLI_CLIENT,
@@ -82,7 +82,7 @@ async def seed(context: ServiceContext) -> int:
             added += 1
         added += await _ensure_docs_client(uow, context.system)
         added += await _ensure_console_client(uow, context.system)
-        if await store.one(uow.connection, store.clients, id=ADMIN_CLIENT) is None:
+        if await store.one(uow.connection, store.ClientRow, id=ADMIN_CLIENT) is None:
             # A secret this system's seed wrote before is kept, never rotated behind its back.
             kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
             secret = await handlers.create_client(
@@ -106,7 +106,7 @@ async def register_client(
     """One of the system's own confidential clients (a unit's, for its calls to other units), as
     the chassis asks for it: registered with this secret and only these scopes."""
     async with context.unit_of_work() as uow:
-        row = await store.one(uow.connection, store.clients, id=client_id)
+        row = await store.one(uow.connection, store.ClientRow, id=client_id)
         if row is None:
             name = f"Cleave unit {client_id} (calls between services)"
             await handlers.create_client(uow, client_id, name=name, scopes=scopes, secret=secret)
@@ -127,7 +127,7 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
     now (an address it served from before stays registered: a port change breaks nothing)."""
     if not system.docs_client or not system.docs_redirect_uri:
         return 0
-    row = await store.one(uow.connection, store.clients, id=system.docs_client)
+    row = await store.one(uow.connection, store.ClientRow, id=system.docs_client)
     if row is None:
         await handlers.create_client(
             uow,
@@ -153,7 +153,7 @@ async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
     every address this system has served from."""
     if not system.console_client or not system.console_redirect_uri:
         return 0
-    row = await store.one(uow.connection, store.clients, id=system.console_client)
+    row = await store.one(uow.connection, store.ClientRow, id=system.console_client)
     uri = system.console_redirect_uri
     try:
         if row is None:
@@ -181,7 +181,7 @@ async def _ensure_storefront_client(
     wanted = storefront.redirect_uris(context.system.public_url or "http://127.0.0.1:8000")
     kept = clients.get(storefront.CLIENT_ID, {})
     secret = kept.get("secret")
-    row = await store.one(uow.connection, store.clients, id=storefront.CLIENT_ID)
+    row = await store.one(uow.connection, store.ClientRow, id=storefront.CLIENT_ID)
     try:
         if row is None:
             secret = await handlers.create_client(

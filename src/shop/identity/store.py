@@ -4,7 +4,7 @@ SHA-256 for high-entropy random tokens); nothing outside identity touches these 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -12,7 +12,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Row,
     String,
     Table,
     Text,
@@ -23,10 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cleave.auth.revocation import Kind
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
 
 metadata = MetaData()
+
+# Each table is followed by the type its rows are read as: its fields are the table's columns in
+# order (a unit test holds them equal), so mypy checks every column name the handlers read.
 
 users = Table(
     "users",
@@ -41,6 +44,17 @@ users = Table(
     Column("admin", Boolean, nullable=False, default=False, server_default=false()),
 )
 
+
+class UserRow(NamedTuple):
+    id: str
+    email: str
+    name: str
+    password_hash: str
+    disabled: bool
+    created_at: datetime
+    admin: bool
+
+
 clients = Table(
     "clients",
     metadata,
@@ -52,6 +66,17 @@ clients = Table(
     Column("grant_types", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+
+class ClientRow(NamedTuple):
+    id: str
+    name: str
+    secret_hash: str | None
+    redirect_uris: str
+    scopes: str
+    grant_types: str
+    created_at: datetime
+
 
 authorization_codes = Table(
     "authorization_codes",
@@ -69,6 +94,21 @@ authorization_codes = Table(
     Column("used_at", UtcDateTime, nullable=True),
 )
 
+
+class AuthorizationCodeRow(NamedTuple):
+    code_hash: str
+    grant_id: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str
+    nonce: str | None
+    auth_time: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
 # A grant is one sign-in's family of tokens: its refresh tokens rotate, and revoking it ends all.
 grants = Table(
     "grants",
@@ -82,6 +122,17 @@ grants = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+
+class GrantRow(NamedTuple):
+    id: str
+    client_id: str
+    user_id: str
+    scope: str
+    auth_time: datetime
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 refresh_tokens = Table(
     "refresh_tokens",
     metadata,
@@ -93,12 +144,27 @@ refresh_tokens = Table(
 )
 Index("ix_refresh_tokens_grant", refresh_tokens.c.grant_id)
 
+
+class RefreshTokenRow(NamedTuple):
+    token_hash: str
+    grant_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
 revoked_access_tokens = Table(
     "revoked_access_tokens",
     metadata,
     Column("jti", String(64), primary_key=True),
     Column("expires_at", UtcDateTime, nullable=False),
 )
+
+
+class RevokedAccessTokenRow(NamedTuple):
+    jti: str
+    expires_at: datetime
+
 
 # What every unit must refuse until `until` (cleave.auth.revocation): kind is subject, token or
 # session; kept here so a unit that starts later reads it too.
@@ -109,6 +175,13 @@ revocations = Table(
     Column("value", String(255), primary_key=True),
     Column("until", UtcDateTime, nullable=False),
 )
+
+
+class RevocationRow(NamedTuple):
+    kind: Kind
+    value: str
+    until: datetime
+
 
 signing_keys = Table(
     "signing_keys",
@@ -121,6 +194,16 @@ signing_keys = Table(
     Column("expires_at", UtcDateTime, nullable=True),  # unpublished: its last token has expired
 )
 
+
+class SigningKeyRow(NamedTuple):
+    kid: str
+    private_jwk: str
+    created_at: datetime
+    activates_at: datetime
+    retires_at: datetime | None
+    expires_at: datetime | None
+
+
 sign_in_attempts = Table(
     "sign_in_attempts",
     metadata,
@@ -129,6 +212,14 @@ sign_in_attempts = Table(
     Column("first_failure_at", UtcDateTime, nullable=False),
     Column("locked_until", UtcDateTime, nullable=True),
 )
+
+
+class SignInAttemptsRow(NamedTuple):
+    key: str
+    failures: int
+    first_failure_at: datetime
+    locked_until: datetime | None
+
 
 sessions = Table(
     "sessions",
@@ -140,11 +231,38 @@ sessions = Table(
 )
 
 
-async def one(connection: AsyncConnection, table: Table, **where: Any) -> Row[Any] | None:
+class SessionRow(NamedTuple):
+    id_hash: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+Stored = TypeVar("Stored", bound=tuple[Any, ...])
+TABLE_OF: dict[type[tuple[Any, ...]], Table] = {
+    UserRow: users,
+    ClientRow: clients,
+    AuthorizationCodeRow: authorization_codes,
+    GrantRow: grants,
+    RefreshTokenRow: refresh_tokens,
+    RevokedAccessTokenRow: revoked_access_tokens,
+    RevocationRow: revocations,
+    SigningKeyRow: signing_keys,
+    SignInAttemptsRow: sign_in_attempts,
+    SessionRow: sessions,
+}
+
+
+async def one(
+    connection: AsyncConnection, row_type: type[Stored], /, **where: Any
+) -> Stored | None:
+    """The row of `row_type`'s table matching every `column=value` given, or None."""
+    table = TABLE_OF[row_type]
     statement = select(table)
     for column, value in where.items():
         statement = statement.where(table.c[column] == value)
-    return (await connection.execute(statement)).one_or_none()
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else row_type(*row)
 
 
 async def insert(connection: AsyncConnection, table: Table, **values: Any) -> None:
@@ -167,8 +285,14 @@ async def remove(connection: AsyncConnection, table: Table, **where: Any) -> int
     return (await connection.execute(statement)).rowcount
 
 
-async def all_rows(connection: AsyncConnection, table: Table, order_by: str) -> list[Row[Any]]:
-    return list((await connection.execute(select(table).order_by(table.c[order_by]))).all())
+async def all_rows(
+    connection: AsyncConnection, row_type: type[Stored], order_by: str
+) -> list[Stored]:
+    table = TABLE_OF[row_type]
+    return [
+        row_type(*row)
+        for row in await connection.execute(select(table).order_by(table.c[order_by]))
+    ]
 
 
 async def claim_code(connection: AsyncConnection, code_hash: str, now: datetime) -> bool:
@@ -201,31 +325,31 @@ async def revoke_grant(connection: AsyncConnection, grant_id: str) -> None:
     )
 
 
-async def published_keys(connection: AsyncConnection, now: datetime) -> list[Row[Any]]:
+async def published_keys(connection: AsyncConnection, now: datetime) -> list[SigningKeyRow]:
     statement = (
         select(signing_keys)
         .where((signing_keys.c.expires_at.is_(None)) | (signing_keys.c.expires_at > now))
         .order_by(signing_keys.c.activates_at.desc())
     )
-    return list((await connection.execute(statement)).all())
+    return [SigningKeyRow(*row) for row in await connection.execute(statement)]
 
 
 async def record_revocation(
-    connection: AsyncConnection, kind: str, value: str, until: datetime
+    connection: AsyncConnection, kind: Kind, value: str, until: datetime
 ) -> datetime:
     """Keep a revocation, at the later `until` if it was kept before; returns the `until` kept.
     Rows past their `until` are removed here: nothing is refused after it."""
     await connection.execute(delete(revocations).where(revocations.c.until <= utcnow()))
-    kept = await one(connection, revocations, kind=kind, value=value)
+    kept = await one(connection, RevocationRow, kind=kind, value=value)
     if kept is None:
         await insert(connection, revocations, kind=kind, value=value, until=until)
         return until
     if kept.until >= until:
-        return kept.until  # type: ignore[no-any-return]
+        return kept.until
     await set_values(connection, revocations, {"kind": kind, "value": value}, until=until)
     return until
 
 
-async def revocations_in_force(connection: AsyncConnection, now: datetime) -> list[Row[Any]]:
+async def revocations_in_force(connection: AsyncConnection, now: datetime) -> list[RevocationRow]:
     statement = select(revocations).where(revocations.c.until > now).order_by(revocations.c.until)
-    return list((await connection.execute(statement)).all())
+    return [RevocationRow(*row) for row in await connection.execute(statement)]

@@ -155,7 +155,7 @@ def id_token(
     *,
     issuer: str,
     client_id: str,
-    user: Any,
+    user: store.UserRow,
     scopes: frozenset[str],
     now: datetime,
     lifetimes: Lifetimes,
@@ -181,7 +181,7 @@ def id_token(
     return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
 
 
-def profile_claims(user: Any, scopes: frozenset[str]) -> dict[str, Any]:
+def profile_claims(user: store.UserRow, scopes: frozenset[str]) -> dict[str, Any]:
     claims: dict[str, Any] = {}
     if "email" in scopes:
         claims.update(email=user.email, email_verified=False)

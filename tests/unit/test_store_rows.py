@@ -1,0 +1,62 @@
+"""The typed rows the catalog, customer and identity stores return match their tables: every
+table has one, and its fields are the table's columns in order (the stores build a row from the
+selected tuple by position), each typed as the column holds it, `| None` where it is nullable.
+With these held, mypy's check of a handler's `row.price_amount` is a check against the SQL."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal
+
+import pytest
+from sqlalchemy import Column, Table
+from sqlalchemy.types import TypeDecorator
+
+from shop.catalog import store as catalog
+from shop.customer import store as customer
+from shop.identity import store as identity
+
+ROW_TYPES: dict[Table, type[tuple[Any, ...]]] = {
+    catalog.products: catalog.ProductRow,
+    catalog.reservations: catalog.ReservationRow,
+    customer.customers: customer.CustomerRow,
+    customer.addresses: customer.AddressRow,
+    **{table: row_type for row_type, table in identity.TABLE_OF.items()},
+}
+
+
+def test_every_table_of_the_three_stores_has_a_row_type() -> None:
+    declared = [
+        *catalog.metadata.tables.values(),
+        *customer.metadata.tables.values(),
+        *identity.metadata.tables.values(),
+    ]
+    assert sorted(table.name for table in declared) == sorted(t.name for t in ROW_TYPES)
+
+
+def _python_type(hint: Any) -> tuple[type, bool]:
+    """The type a field holds and whether it may be None: `str | None` is (str, True)."""
+    arguments = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        held = [argument for argument in arguments if argument is not type(None)]
+        return _python_type(held[0])[0], len(held) < len(arguments)
+    if typing.get_origin(hint) is Literal:
+        return type(arguments[0]), False
+    return hint, False
+
+
+def _column_type(column: Column[Any]) -> type:
+    stored = column.type
+    # A decorated type (UtcDateTime) says `object`; what it reads back is its base type's.
+    return (stored.impl_instance if isinstance(stored, TypeDecorator) else stored).python_type
+
+
+@pytest.mark.parametrize("table", list(ROW_TYPES), ids=lambda table: table.name)
+def test_a_row_type_has_its_tables_columns_in_order_with_their_types(table: Table) -> None:
+    row_type = ROW_TYPES[table]
+    assert row_type._fields == tuple(table.c.keys())  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(row_type)
+    for column in table.columns:
+        held, optional = _python_type(hints[column.key])
+        assert (held, optional) == (_column_type(column), column.nullable), column.key
