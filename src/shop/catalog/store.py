@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import BigInt, UtcDateTime
-from cleave.data.statements import Prepared
+from cleave.data.statements import Prepared, by_shape
 
 metadata = MetaData()
 
@@ -81,18 +81,54 @@ class ReservationRow(NamedTuple):
     updated_at: datetime
 
 
-_GET_PRODUCT = Prepared(select(products).where(products.c.sku == bindparam("sku")))
+_GET_PRODUCT = Prepared(select(products).where(products.c.sku == bindparam("sku")), ProductRow)
+# Products by a few skus (an order's lines): one statement per count, its binds spelt out.
+_GET_PRODUCTS = by_shape(
+    lambda count: select(products).where(
+        products.c.sku.in_([bindparam(f"sku_{index}") for index in range(count)])
+    ),
+    ProductRow,
+)
+_TAKE_STOCK = Prepared(
+    update(products)
+    .where(products.c.sku == bindparam("of_sku"), products.c.stock >= bindparam("wanted"))
+    .values(
+        stock=products.c.stock - bindparam("wanted"), updated_at=bindparam("now", type_=UtcDateTime)
+    )
+)
+_GIVE_STOCK = Prepared(
+    update(products)
+    .where(products.c.sku == bindparam("of_sku"))
+    .values(
+        stock=products.c.stock + bindparam("given"), updated_at=bindparam("now", type_=UtcDateTime)
+    )
+)
+_RESERVATION = Prepared(
+    select(reservations)
+    .where(reservations.c.order_id == bindparam("order_id"))
+    .order_by(reservations.c.sku),
+    ReservationRow,
+)
+_RECORD_RESERVATION = Prepared(
+    reservations.insert().values({c.key: bindparam(c.key, type_=c.type) for c in reservations.c})
+)
+_END_RESERVATION = Prepared(
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("of_order"), reservations.c.state == HELD)
+    .values(state=bindparam("new_state"), updated_at=bindparam("now", type_=UtcDateTime))
+    .returning(reservations.c.sku, reservations.c.quantity)
+)
 
 
 async def get_product(connection: AsyncConnection, sku: str) -> ProductRow | None:
     # The hottest read of the shop (every product page): built once, run on the driver.
-    row = await _GET_PRODUCT.one_or_none(connection, sku=sku)
-    return None if row is None else ProductRow(*row)
+    return await _GET_PRODUCT.one_or_none(connection, sku=sku)
 
 
 async def get_products(connection: AsyncConnection, skus: Sequence[str]) -> dict[str, ProductRow]:
-    rows = await connection.execute(select(products).where(products.c.sku.in_(list(skus))))
-    return {row.sku: ProductRow(*row) for row in rows}
+    named = {f"sku_{index}": sku for index, sku in enumerate(skus)}
+    rows = await _GET_PRODUCTS(len(named)).rows(connection, **named)
+    return {row.sku: row for row in rows}
 
 
 async def list_products(
@@ -127,35 +163,24 @@ async def update_product(connection: AsyncConnection, sku: str, values: dict[str
 
 async def take_stock(connection: AsyncConnection, sku: str, quantity: int) -> bool:
     """Decrement stock only if enough is left: one atomic statement, safe under concurrency."""
-    result = await connection.execute(
-        update(products)
-        .where(products.c.sku == sku, products.c.stock >= quantity)
-        .values(stock=products.c.stock - quantity, updated_at=utcnow())
-    )
-    return result.rowcount == 1
+    taken = await _TAKE_STOCK.rowcount(connection, of_sku=sku, wanted=quantity, now=utcnow())
+    return taken == 1
 
 
 async def give_stock(connection: AsyncConnection, sku: str, quantity: int) -> None:
-    await connection.execute(
-        update(products)
-        .where(products.c.sku == sku)
-        .values(stock=products.c.stock + quantity, updated_at=utcnow())
-    )
+    await _GIVE_STOCK.rowcount(connection, of_sku=sku, given=quantity, now=utcnow())
 
 
 async def reservation(connection: AsyncConnection, order_id: str) -> list[ReservationRow]:
-    rows = await connection.execute(
-        select(reservations).where(reservations.c.order_id == order_id).order_by(reservations.c.sku)
-    )
-    return [ReservationRow(*row) for row in rows]
+    return await _RESERVATION.rows(connection, order_id=order_id)
 
 
 async def record_reservation(
     connection: AsyncConnection, order_id: str, lines: dict[str, int]
 ) -> None:
     now = utcnow()
-    await connection.execute(
-        reservations.insert(),
+    await _RECORD_RESERVATION.many(
+        connection,
         [
             {
                 "order_id": order_id,
@@ -173,12 +198,7 @@ async def end_reservation(connection: AsyncConnection, order_id: str, state: str
     """Move the order's held lines to `state` and return them: none when another call ended the
     reservation first. One statement, so two calls at once (a retried compensation arriving
     beside the first) cannot both find the lines held: the second waits on the rows' lock."""
-    rows = await connection.execute(
-        update(reservations)
-        .where(reservations.c.order_id == order_id, reservations.c.state == HELD)
-        .values(state=state, updated_at=utcnow())
-        .returning(reservations.c.sku, reservations.c.quantity)
-    )
+    rows = await _END_RESERVATION.rows(connection, of_order=order_id, new_state=state, now=utcnow())
     return {row.sku: row.quantity for row in rows}
 
 
