@@ -2,15 +2,17 @@
 
 Building a Core statement, generating its cache key and going through SQLAlchemy's execution
 machinery costs 70 to 180 µs a statement; the SQLite statement under it takes 5 µs. A hot path (the
-saga log, the outbox, the inbox, a product read) declares its statement once, with `bindparam`s
-for what varies, as a `Prepared`. On SQLite (driven on the loop's thread, `cleave.data.sqlite`)
-it then runs straight on the sqlite3 connection of the caller's SQLAlchemy connection, inside the
-same transaction, with the same type conversions (SQLAlchemy's own bind and result processors);
-on PostgreSQL it runs through SQLAlchemy as any statement, minus the cost of building it.
+saga log, the outbox, the inbox, an order's steps, a product read) declares its statement once,
+with `bindparam`s for what varies, as a `Prepared`. It then runs straight on the driver under the
+caller's SQLAlchemy connection, inside the same transaction, with the same type conversions
+(SQLAlchemy's own bind and result processors) and the same exceptions: on SQLite (driven on the
+loop's thread, `cleave.data.sqlite`) on the sqlite3 connection; on PostgreSQL on asyncpg, through
+SQLAlchemy's own adapter of it (its transaction and prepared-statement cache).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -32,7 +34,7 @@ class _Plan:
     sql: str
     names: Sequence[str]
     binds: Mapping[str, Processor]
-    results: Sequence[Processor]
+    results: list[Processor]  # asyncpg: filled at the first result
     row: Any
 
 
@@ -73,11 +75,27 @@ class Prepared(Generic[RowT]):
                 sql=compiled.string,
                 names=list(compiled.positiontup or ()),
                 binds=dict(compiled._bind_processors),
-                results=[column.type._cached_result_processor(dialect, None) for column in columns],
+                # asyncpg's need the server's type of each column: found at the first result.
+                results=[]
+                if dialect.driver == "asyncpg"
+                else [column.type._cached_result_processor(dialect, None) for column in columns],
                 row=self._row or (namedtuple("Row", keys) if columns else None),
             )
             self._plans[dialect.name] = plan
         return plan
+
+    def _asyncpg_results(
+        self, dialect: Dialect, plan: _Plan, attributes: Sequence[Any]
+    ) -> Sequence[Processor]:
+        if not plan.results:
+            columns = _result_columns(self.statement)
+            oids = [attribute.type.oid for attribute in attributes]
+            processors = [
+                column.type._cached_result_processor(dialect, oid)
+                for column, oid in zip(columns, oids, strict=True)
+            ]
+            plan.results.extend(processors)
+        return plan.results
 
     def _keys(self) -> list[str]:
         """The result's column names, checked against the `row` type's fields."""
@@ -97,6 +115,21 @@ class Prepared(Generic[RowT]):
 
     async def rows(self, connection: AsyncConnection, **params: Any) -> list[RowT]:
         driver = _sqlite_driver(connection)
+        if _is_asyncpg(connection):
+            plan = self._plan(connection.dialect)
+            records, _, attributes = await _on_asyncpg(
+                connection, plan, self._arguments(plan, params)
+            )
+            if not records:
+                return []
+            processors = self._asyncpg_results(connection.dialect, plan, attributes)
+            return [
+                plan.row._make(
+                    value if processor is None else processor(value)
+                    for processor, value in zip(processors, record, strict=True)
+                )
+                for record in records
+            ]
         if driver is None:
             found = (await connection.execute(self.statement, params)).all()
             if self._row is None:
@@ -125,6 +158,10 @@ class Prepared(Generic[RowT]):
     async def rowcount(self, connection: AsyncConnection, **params: Any) -> int:
         """Run an INSERT, UPDATE or DELETE; how many rows it touched."""
         driver = _sqlite_driver(connection)
+        if _is_asyncpg(connection):
+            plan = self._plan(connection.dialect)
+            _, count, _ = await _on_asyncpg(connection, plan, self._arguments(plan, params))
+            return count
         if driver is None:
             result: Any = await connection.execute(self.statement, params)
             return int(result.rowcount)
@@ -134,6 +171,11 @@ class Prepared(Generic[RowT]):
     async def many(self, connection: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set (an INSERT of several rows)."""
         driver = _sqlite_driver(connection)
+        if _is_asyncpg(connection):
+            plan = self._plan(connection.dialect)
+            for each in params:  # an order's few lines: a round trip each, no batching protocol
+                await _on_asyncpg(connection, plan, self._arguments(plan, each))
+            return
         if driver is None:
             await connection.execute(self.statement, list(params))
             return
@@ -184,6 +226,42 @@ def _on_driver(run: Callable[[str, Any], Any], sql: str, arguments: Any) -> Any:
         return run(sql, arguments)
     except sqlite3.Error as error:
         raise DBAPIError.instance(sql, arguments, error, sqlite3.Error) from error
+
+
+_ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+def _is_asyncpg(connection: AsyncConnection) -> bool:
+    return connection.dialect.driver == "asyncpg"
+
+
+async def _on_asyncpg(
+    connection: AsyncConnection, plan: _Plan, arguments: list[Any]
+) -> tuple[list[Any], int, Sequence[Any]]:
+    """Run on asyncpg through SQLAlchemy's adapter of it (its transaction, begun as SQLAlchemy
+    begins it; its prepared-statement cache; its error translation), without the execution
+    machinery around it: the records, how many rows it touched, and the result's attributes."""
+    adapted: Any = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    async with adapted._execute_mutex:
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        try:
+            statement, attributes = await adapted._prepare(
+                plan.sql,
+                connection.dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
+            )
+            records = await statement.fetch(*arguments)
+            status = statement.get_statusmsg()
+        except Exception as error:
+            try:
+                adapted._handle_exception(error)  # raises it as the DBAPI's error
+            except adapted.dbapi.Error as translated:
+                raise DBAPIError.instance(
+                    plan.sql, arguments, translated, adapted.dbapi.Error
+                ) from error
+            raise
+    counted = _ROWCOUNT.match(status or "")
+    return records, int(counted.group(1)) if counted else -1, attributes
 
 
 def _sqlite_driver(connection: AsyncConnection) -> Any:
