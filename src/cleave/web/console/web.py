@@ -44,6 +44,7 @@ from cleave.web.console.logs import (
     logs_form,
     recent_lines,
 )
+from cleave.web.console.markup import select_options
 from cleave.web.console.metrics import (
     REFRESH_SECONDS,
     MetricsHistory,
@@ -517,20 +518,15 @@ def _trace_query(request: Request) -> TraceQuery:
 
 
 def _search_form(query: TraceQuery, services: Sequence[str]) -> str:
-    def options(chosen: str, values: Sequence[str], any_label: str) -> str:
-        return f"<option value=''>{any_label}</option>" + "".join(
-            f"<option{' selected' if value == chosen else ''}>{escape(value)}</option>"
-            for value in values
-        )
-
     return (
         "<form id=trace-search method=get action=/console>"
         f'<input type=search name=q placeholder="order id, attribute, span…" '
         f'aria-label="search traces" value="{escape(query.text)}"> '
         f"<select name=service aria-label=service>"
-        f"{options(query.service, services, 'any service')}</select> "
-        f"<select name=status aria-label=status>{options(query.status, STATUSES, 'any status')}"
-        "</select> <input type=number name=min_ms min=0 step=any aria-label='minimum duration'"
+        f"{select_options(query.service, services, 'any service')}</select> "
+        "<select name=status aria-label=status>"
+        f"{select_options(query.status, STATUSES, 'any status')}</select> "
+        "<input type=number name=min_ms min=0 step=any aria-label='minimum duration'"
         f' placeholder="min ms" value="{query.min_ms or ""}"> <button>filter</button>'
         + (" <a href=/console>clear</a>" if query != TraceQuery() else "")
         + "</form>"
