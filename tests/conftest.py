@@ -343,6 +343,15 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@pytest.fixture
+async def console(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
+    """The monolith's console as its owner on loopback reads it: open, with no sign-in."""
+    app = create_app(unit, start_unit=False, console=True, host="127.0.0.1")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        yield http
+
+
 async def scrape(unit: Unit) -> str:
     """What Prometheus reads from the unit's own metrics port."""
     transport = httpx.ASGITransport(app=create_metrics_app(unit))
