@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,78 @@ def run_cleave(
         timeout=timeout,
         check=False,
     )
+
+
+@dataclass
+class StartedCleave:
+    """A `cleave` left serving in a process of its own, its output (stderr too) going to `log`."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    log: Path
+    interrupted: bool = False
+
+    def tail(self, characters: int = 5000) -> str:
+        return self.log.read_text(errors="replace")[-characters:]
+
+    def wait_until_ready(self, path: str = "/readyz", within: float = 60) -> None:
+        """Until GET `path` answers 200; the test fails, showing the log's tail, if the process
+        exits first or `within` seconds pass."""
+        deadline = time.monotonic() + within
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"cleave exited early (code {self.process.returncode}):\n{self.tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.base + path, timeout=1).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"cleave did not answer {path} within {within:.0f} s:\n{self.tail()}")
+            time.sleep(0.1)
+
+    def interrupt(self) -> None:
+        """Ctrl-C, once: a second one would not let it finish stopping cleanly."""
+        if not self.interrupted and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        self.interrupted = True
+
+    def stop(self, within: float = 30) -> None:
+        """Stopped as Ctrl-C stops it; killed if it has not stopped within `within` seconds."""
+        self.interrupt()
+        try:
+            self.process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def started_cleave(
+    *args: str,
+    base: str,
+    log: Path,
+    env: Mapping[str, str],
+    cwd: Path = ROOT,
+    ready: str | None = "/readyz",
+    within: float = 60,
+) -> Iterator[StartedCleave]:
+    """`cleave ARGS` (`up`, `run`) as a user types it, left serving at `base`: yielded once GET
+    `ready` answers 200 (at once if None), stopped on the way out; the one way the tests start
+    a server of the command line."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cleave", *args],
+            cwd=cwd,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    started = StartedCleave(process, base, log)
+    try:
+        if ready is not None:
+            started.wait_until_ready(ready, within)
+        yield started
+    finally:
+        started.stop()
 
 
 def free_port() -> int:
@@ -340,6 +415,15 @@ async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(unit, start_unit=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
+        yield http
+
+
+@pytest.fixture
+async def console(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
+    """The monolith's console as its owner on loopback reads it: open, with no sign-in."""
+    app = create_app(unit, start_unit=False, console=True, host="127.0.0.1")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         yield http
 
 

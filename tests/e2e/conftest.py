@@ -3,40 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-import time
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, clean_environment, run_cleave
+from tests.conftest import (
+    PG_ADMIN_DSN,
+    StartedCleave,
+    clean_environment,
+    run_cleave,
+    started_cleave,
+)
 from tests.conftest import free_port as free_port  # the one place tests take ports from
 
 ROOT = Path(__file__).resolve().parents[2]
 cleave = run_cleave  # the end-to-end tests' name for it
-
-
-def wait_until_ready(
-    base: str, process: subprocess.Popen[bytes], log: Path, within: float = 60
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"cleave up exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"cleave up did not become ready within {within:.0f} s")
 
 
 @pytest.fixture
@@ -54,22 +41,31 @@ def env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     base = f"http://127.0.0.1:{port}"
-    wait_until_ready(base, process, log)
-    try:
+    with started_cleave("up", "--port", str(port), base=base, log=tmp_path / "server.log", env=env):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+
+
+def started_own_system(
+    folder: Path, topology: str, http_port: int, *flags: str, imports: Sequence[Path] = ()
+) -> AbstractContextManager[StartedCleave]:
+    """`cleave up --topology TOPOLOGY FLAGS` of a system the test wrote to `folder/cleave.toml`
+    (its code importable from `imports` or the project), its gateway on `http_port`."""
+    environment = {
+        **clean_environment(),
+        "CLEAVE_CONFIG": str(folder / "cleave.toml"),
+        "CLEAVE_VAR": str(folder / "var"),
+        "PYTHONPATH": os.pathsep.join(map(str, [*imports, ROOT])),
+        "CLEAVE_LOG_FORMAT": "json",
+    }
+    return started_cleave(
+        *("up", "--topology", topology, *flags),
+        base=f"http://127.0.0.1:{http_port}",
+        log=folder / "up.log",
+        env=environment,
+        cwd=folder,
+        within=90,
+    )
 
 
 @dataclass
@@ -134,25 +130,13 @@ def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSpl
         address = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
         environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = address
     log = folder / "split.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--topology", "split"],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    split = ReadmeSplit(f"http://127.0.0.1:{port}", environment, log, prefix)
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(split.base, process, log, within=180)
-        yield split
+        with started_cleave(
+            "up", "--topology", "split", base=base, log=log, env=environment, within=180
+        ):
+            yield ReadmeSplit(base, environment, log, prefix)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         asyncio.run(
             brokers.delete_everything(
                 [*config.services, *map(revocation_queue, config.topology.units)]

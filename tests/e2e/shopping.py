@@ -1,15 +1,18 @@
 """A person shopping in a real browser: what the storefront's end-to-end tests do, the same in
 every topology. Each step is what a person does: click a link by its name, fill a field by its
-label, read what the page says."""
+label, read what the page says. And an order placed over the API, for the tests that look at
+what one leaves behind (its trace, its log lines, its metrics)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 PASSWORD = "correct horse battery staple"
@@ -18,6 +21,13 @@ ADDRESS = {
     "Postal code": "3511",
     "City": "Utrecht",
     "Country code (two letters, like NL)": "NL",
+}
+SHIPPING_ADDRESS = {  # the same, as the ordering API takes it
+    "name": "A",
+    "line1": "1 Main St",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NL",
 }
 
 
@@ -134,6 +144,27 @@ async def final_status(shopper: Shopper) -> str:
     status = shopper.page.locator("#order-status [data-status]")
     await expect(status).not_to_have_attribute("data-status", "pending", timeout=30_000)
     return str(await status.get_attribute("data-status"))
+
+
+async def settled_order(base: str, token: str, card: str = "tok_decline") -> str:
+    """An order of one mug placed over the API with `card`, waited on until it is no longer
+    pending; its id. The default card is declined: the saga compensates."""
+    body = {
+        "lines": [{"sku": "MUG-CLASSIC", "quantity": 1}],
+        "card_token": card,
+        "shipping_address": SHIPPING_ADDRESS,
+    }
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        placed = (await http.post("/api/ordering/v1/orders", json=body)).json()
+        deadline = time.monotonic() + 15
+        while (await http.get(f"/api/ordering/v1/orders/{placed['id']}")).json()[
+            "status"
+        ] == "pending":
+            assert time.monotonic() < deadline
+    order_id: str = placed["id"]
+    return order_id
 
 
 def new_email() -> str:

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, cleave, free_port, wait_until_ready
+from tests.conftest import started_cleave
+from tests.e2e.conftest import ROOT, cleave, free_port
 
 
 def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
@@ -84,20 +85,11 @@ def test_deleting_the_state_folder_under_a_running_server_stops_it_saying_why(
 ) -> None:
     port = free_port()
     log = tmp_path / "up.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
+    with started_cleave(
+        "up", "--port", str(port), base=f"http://127.0.0.1:{port}", log=log, env=env
+    ) as up:
         shutil.rmtree(Path(env["CLEAVE_VAR"]) / "monolith")
-        assert process.wait(timeout=20) == 1
-    finally:
-        process.kill()
+        assert up.process.wait(timeout=20) == 1
     assert "was deleted while this server was running on it" in log.read_text()
 
 

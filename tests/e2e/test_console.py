@@ -3,40 +3,19 @@ order's trace and sees its whole path across the services as one waterfall."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
 from playwright.async_api import Browser
 
 from tests.e2e.conftest import cleave
-
-ADDRESS = {
-    "name": "A",
-    "line1": "1 Main St",
-    "city": "Utrecht",
-    "postal_code": "3511",
-    "country": "NL",
-}
+from tests.e2e.shopping import settled_order
 
 
 async def test_an_orders_path_is_one_waterfall_in_the_console(
     server: str, env: dict[str, str], browser: Browser, tmp_path: Path
 ) -> None:
     token = cleave("token", "--customer", "alice", env=env).stdout.strip()
-    headers = {"Authorization": f"Bearer {token}"}
-    body = {
-        "lines": [{"sku": "MUG-CLASSIC", "quantity": 1}],
-        "card_token": "tok_decline",
-        "shipping_address": ADDRESS,
-    }
-    async with httpx.AsyncClient(base_url=server, headers=headers) as http:
-        placed = (await http.post("/api/ordering/v1/orders", json=body)).json()
-        deadline = time.monotonic() + 15
-        while (await http.get(f"/api/ordering/v1/orders/{placed['id']}")).json()[
-            "status"
-        ] == "pending":
-            assert time.monotonic() < deadline
+    await settled_order(server, token)
 
     page = await browser.new_page(viewport={"width": 1300, "height": 1000})
     refused: list[str] = []  # what the console's CSP blocked: nothing, its pages need no inline

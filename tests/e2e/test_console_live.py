@@ -13,27 +13,7 @@ import httpx
 from playwright.async_api import Browser, Page
 
 from tests.e2e.conftest import ROOT, cleave
-from tests.e2e.test_console import ADDRESS
-
-
-async def place(server: str, token: str, card: str = "tok_decline") -> str:
-    """An order placed and settled; its id."""
-    body = {
-        "lines": [{"sku": "MUG-CLASSIC", "quantity": 1}],
-        "card_token": card,
-        "shipping_address": ADDRESS,
-    }
-    async with httpx.AsyncClient(
-        base_url=server, headers={"Authorization": f"Bearer {token}"}
-    ) as http:
-        placed = (await http.post("/api/ordering/v1/orders", json=body)).json()
-        deadline = time.monotonic() + 15
-        while (await http.get(f"/api/ordering/v1/orders/{placed['id']}")).json()[
-            "status"
-        ] == "pending":
-            assert time.monotonic() < deadline
-    order_id: str = placed["id"]
-    return order_id
+from tests.e2e.shopping import settled_order
 
 
 def screenshots(tmp_path: Path) -> Path:
@@ -52,7 +32,7 @@ async def test_logs_follow_live_filter_and_belong_to_their_trace(
     server: str, env: dict[str, str], browser: Browser, tmp_path: Path
 ) -> None:
     token = cleave("token", "--customer", "alice", env=env).stdout.strip()
-    first = await place(server, token)
+    first = await settled_order(server, token)
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
     refused: list[str] = []
     page.on("console", lambda message: refused.append(message.text))
@@ -65,7 +45,7 @@ async def test_logs_follow_live_filter_and_belong_to_their_trace(
     await page.evaluate("window.stillThisPage = true")
 
     # Following: a line of an order placed now appears on the open page, with no reload.
-    second = await place(server, token)
+    second = await settled_order(server, token)
     await (
         lines.filter(has_text="saga compensating")
         .filter(has_text=second)
@@ -124,7 +104,7 @@ async def test_the_trace_list_updates_live_and_metrics_chart_each_route(
     orders = page.locator("#traces tbody tr").filter(has_text="POST /api/ordering/v1/orders")
     assert await orders.count() == 0
 
-    await place(server, token, card="tok_visa")
+    await settled_order(server, token, card="tok_visa")
     await orders.first.wait_for(timeout=15_000)  # there without a reload
     assert await not_reloaded(page)
     link = await orders.first.get_by_role("link").get_attribute("href")

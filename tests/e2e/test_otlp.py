@@ -3,15 +3,11 @@ for Jaeger or any collector: here a real OTLP receiver on loopback decodes what 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -23,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.conftest import clean_environment, started_cleave
+from tests.e2e.conftest import free_port
 
 
 class Collector:
@@ -75,33 +72,23 @@ def test_metrics_and_traces_are_exported_over_otlp(
 ) -> None:
     received, collector_port = collector
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    environment = clean_environment()
     environment.update(
         CLEAVE_VAR=str(tmp_path / "var"),
         OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector_port}",
         OTEL_METRIC_EXPORT_INTERVAL="300",
         OTEL_BSP_SCHEDULE_DELAY="100",
     )
-    with (tmp_path / "up.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--port", str(port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "up.log").read_text()
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/api/catalog/v1/products/MUG-CLASSIC")
-                if answer.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "cleave up never answered"
-            time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    with started_cleave(
+        "up",
+        "--port",
+        str(port),
+        base=f"http://127.0.0.1:{port}",
+        log=tmp_path / "up.log",
+        env=environment,
+        ready="/api/catalog/v1/products/MUG-CLASSIC",
+    ):
         while not (
             "cleave_http_requests_total" in received.metrics
             and "cleave_http_request_duration_seconds_count" in received.metrics
@@ -109,6 +96,3 @@ def test_metrics_and_traces_are_exported_over_otlp(
         ):
             assert time.monotonic() < deadline, (sorted(received.metrics), sorted(received.spans))
             time.sleep(0.2)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)

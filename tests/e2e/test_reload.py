@@ -6,10 +6,6 @@ its code while other tests read the project's."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import free_port, started_own_system
 
 SERVICE = """
 from pathlib import Path
@@ -101,41 +97,8 @@ metrics_port = 0
 {addresses}
 """
     )
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))},
-        "CLEAVE_CONFIG": str(tmp_path / "cleave.toml"),
-        "CLEAVE_VAR": str(tmp_path / "var"),
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        "CLEAVE_LOG_FORMAT": "json",
-    }
-    log = tmp_path / "up.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--topology", "two", "--reload"],
-            cwd=tmp_path,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{gateway}"
-
-    def ready() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, "the system becoming ready")
-        yield base, package, log
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with started_own_system(tmp_path, "two", gateway, "--reload", imports=[tmp_path]) as up:
+        yield up.base, package, up.log
 
 
 def greeting(base: str, service: str) -> dict[str, str] | None:

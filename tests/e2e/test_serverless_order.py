@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +27,13 @@ from cleave.auth.revocation import revocation_queue
 from cleave.config import UnitAddress, load_config
 from cleave.messaging.sqs import SQSBroker
 from cleave.serverless import FunctionUnit
-from tests.conftest import PostgresDatabases, require_server, run_cleave
+from tests.conftest import (
+    PostgresDatabases,
+    clean_environment,
+    require_server,
+    run_cleave,
+    started_cleave,
+)
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
 from tests.integration.test_serverless import ADDRESS, http_event, sample
@@ -56,20 +59,6 @@ class Deployment:
         )
 
 
-def _wait_ready(processes: dict[str, subprocess.Popen[bytes]], deployment: Deployment) -> None:
-    deadline = time.monotonic() + 120
-    waiting = set(processes)
-    while waiting:
-        for unit in sorted(waiting):
-            assert processes[unit].poll() is None, f"{unit} exited:\n{deployment.tail()}"
-            with contextlib.suppress(httpx.TransportError):
-                url = f"{deployment.addresses[unit].http}/readyz"
-                if httpx.get(url, timeout=1).status_code == 200:
-                    waiting.discard(unit)
-        assert time.monotonic() < deadline, f"not ready: {waiting}\n{deployment.tail()}"
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     require_server("PostgreSQL", POSTGRES)
@@ -83,7 +72,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         unit: UnitAddress("127.0.0.1", free_port(), free_port(), free_port())
         for unit in config.topology.units
     }
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    environment = clean_environment()
     environment.update(
         CLEAVE_CONFIG=str(ROOT / "cleave.toml"),
         CLEAVE_TOPOLOGY=TOPOLOGY,
@@ -100,40 +89,38 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
             f"{address.host}:{address.http_port}:{address.grpc_port}:{address.metrics_port}"
         )
     asyncio.run(databases.create(list(config.services)))
-    processes: dict[str, subprocess.Popen[bytes]] = {}
     running = Deployment(addresses, environment, broker, {})
     try:
-        for unit in config.topology.units:
-            if unit == FUNCTION:
-                continue
-            running.logs[unit] = tmp_path / f"{unit}.log"
-            with running.logs[unit].open("wb") as output:
-                processes[unit] = subprocess.Popen(
-                    [sys.executable, "-m", "cleave", "run", unit, "--topology", TOPOLOGY],
-                    cwd=ROOT,
+        with contextlib.ExitStack() as stack:
+            units = []
+            for unit in config.topology.units:
+                if unit == FUNCTION:
+                    continue
+                running.logs[unit] = tmp_path / f"{unit}.log"
+                started = started_cleave(
+                    *("run", unit, "--topology", TOPOLOGY),
+                    base=addresses[unit].http,
+                    log=running.logs[unit],
                     env=environment,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
+                    ready=None,  # all start at once, then each is waited for
                 )
-        _wait_ready(processes, running)
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("CLEAVE_UNIT", FUNCTION)
-        monkeypatch.setenv("CLEAVE_MIGRATE", "1")
-        monkeypatch.setattr(serverless, "_function", None)
-        yield running
-    finally:
-        function = serverless._function
-        if function is not None:
-            function.close()
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
+                units.append(stack.enter_context(started))
+            for each in units:
+                each.wait_until_ready(within=120)
+            for name, value in environment.items():
+                monkeypatch.setenv(name, value)
+            monkeypatch.setenv("CLEAVE_UNIT", FUNCTION)
+            monkeypatch.setenv("CLEAVE_MIGRATE", "1")
+            monkeypatch.setattr(serverless, "_function", None)
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                yield running
+            finally:
+                function = serverless._function
+                if function is not None:
+                    function.close()
+                for each in units:  # all stop at once, as they started
+                    each.interrupt()
+    finally:
         queues = [*config.services, *map(revocation_queue, config.topology.units)]
         asyncio.run(brokers.delete_everything(queues))
         asyncio.run(databases.drop())

@@ -8,9 +8,6 @@ server-sent events through the gateway); and a split whose roles do not exist an
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from cleave.errors import EX_CONFIG
-from tests.conftest import PG_ADMIN_DSN, run_cleave
+from tests.conftest import PG_ADMIN_DSN, clean_environment, run_cleave
 from tests.e2e.conftest import ROOT, ReadmeSplit, free_port
 from tests.e2e.shopping import Shopper, two_people_at_once
 from tests.e2e.test_readme import readme_block
@@ -89,7 +86,7 @@ def test_a_split_whose_roles_do_not_exist_stops_at_once_with_one_line(tmp_path: 
     config = tmp_path / "cleave.toml"
     config.write_text("\n".join(line for line in shipped if not line.startswith("admin_url")))
     nobody = f"cleave_n{uuid.uuid4().hex[:10]}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    environment = clean_environment()
     environment.update(
         CLEAVE_CONFIG=str(config),
         CLEAVE_VAR=str(tmp_path / "var"),
@@ -102,15 +99,7 @@ def test_a_split_whose_roles_do_not_exist_stops_at_once_with_one_line(tmp_path: 
     for unit in ("identity", "catalog", "customer", "ordering", "payment", "storefront"):
         environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = f"127.0.0.1:{free_port()}:{free_port()}"
     started = time.monotonic()
-    ran = subprocess.run(
-        [sys.executable, "-m", "cleave", "up", "--topology", "split"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    ran = run_cleave("up", "--topology", "split", env=environment, timeout=150)
     took = time.monotonic() - started
     assert ran.returncode == EX_CONFIG, ran.stderr[-3000:]
     last = ran.stderr.strip().splitlines()[-1]

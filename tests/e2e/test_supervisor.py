@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import free_port, started_own_system
 
 
 def wait_for(check: object, what: str, seconds: float = 90.0) -> None:
@@ -66,39 +65,11 @@ a = "127.0.0.1:{port_a}:{free_port()}"
 b = "127.0.0.1:{port_b}:{free_port()}"
 """
     )
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))},
-        "CLEAVE_CONFIG": str(config),
-        "CLEAVE_VAR": str(tmp_path / "var"),
-        "PYTHONPATH": str(ROOT),
-        "CLEAVE_LOG_FORMAT": "json",
-    }
-    log = tmp_path / "supervisor.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cleave", "up", "--topology", "two"],
-            cwd=tmp_path,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{gateway}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            assert process.poll() is None, log.read_text()
-            return False
-
     try:
-        wait_for(ready, "the gateway and both units becoming ready")
-        yield base, process, config, log
+        with started_own_system(tmp_path, "two", gateway) as up:
+            yield up.base, up.process, config, up.log
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for unit in ("a", "b"):
+        for unit in ("a", "b"):  # any left behind by a gateway that had to be killed
             for pid in unit_pids(config, unit):
                 os.kill(pid, signal.SIGKILL)
 

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from cleave.auth.revocation import revocation_queue
 from cleave.config import load_config
-from tests.conftest import PostgresDatabases, require_server
+from tests.conftest import PostgresDatabases, clean_environment, require_server, started_cleave
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
 from tests.services import KAFKA, NATS, POSTGRES, RABBITMQ, SQS
@@ -42,7 +35,7 @@ class Running:
 @contextlib.asynccontextmanager
 async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Running]:
     config = load_config(ROOT / "cleave.toml", topology=topology)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CLEAVE_", "OTEL_"))}
+    environment = clean_environment()
     environment.update(
         CLEAVE_VAR=str(tmp_path / "var"),
         CLEAVE_LOG_FORMAT="json",
@@ -64,35 +57,17 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
             environment[key] = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
     port = free_port()
     log = tmp_path / "shop.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: ASYNC220 - starts the server and returns at once
-            [sys.executable, "-m", "cleave", "up", "--topology", topology, "--port", str(port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    running = Running(f"http://127.0.0.1:{port}", environment, log)
     try:
-        async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 180
-            while True:
-                assert process.poll() is None, running.tail()
-                try:
-                    if (await client.get(f"{running.base}/readyz", timeout=1)).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"not ready:\n{running.tail()}"
-                await asyncio.sleep(0.2)
-        yield running
+        with started_cleave(
+            *("up", "--topology", topology, "--port", str(port)),
+            base=f"http://127.0.0.1:{port}",
+            log=log,
+            env=environment,
+            ready=None,  # waited for below, off the event loop
+        ) as up:
+            await asyncio.to_thread(up.wait_until_ready, "/readyz", 180)
+            yield Running(up.base, environment, log)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         if brokers is not None:
             await brokers.delete_everything(
                 [*config.services, *map(revocation_queue, config.topology.units)]

@@ -229,15 +229,24 @@ def split_config(provider: Provider) -> SystemConfig:
     return replace(config, topology=topology)
 
 
+@contextlib.asynccontextmanager
+async def browsing(app: ASGIApp, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of `app`: it keeps its own cookies and follows no redirect by itself."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=10) as client:
+        yield client
+
+
 @pytest.fixture
-async def web(split_config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser of the gateway: it keeps its own cookies and follows no redirect by itself."""
-    gateway = create_gateway(split_config, store=TraceStore())
-    transport = httpx.ASGITransport(app=gateway)
-    async with (
-        gateway.router.lifespan_context(gateway),  # closes the gateway's pooled client
-        httpx.AsyncClient(
-            transport=transport, base_url=split_config.public_url, timeout=10
-        ) as client,
-    ):
+async def gateway(split_config: SystemConfig) -> AsyncIterator[Starlette]:
+    """The split's gateway, running (its lifespan reads the provider's revocations)."""
+    app = create_gateway(split_config, store=TraceStore())
+    async with app.router.lifespan_context(app):  # closes the gateway's pooled client
+        yield app
+
+
+@pytest.fixture
+async def web(gateway: Starlette, split_config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of the gateway."""
+    async with browsing(gateway, split_config.public_url) as client:
         yield client

@@ -16,6 +16,7 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.util.re import parse_env_headers
 from playwright.async_api import Browser
+from starlette.applications import Starlette
 from starlette.responses import Response
 
 from cleave.config import SystemConfig
@@ -25,11 +26,13 @@ from cleave.web.console.access import CONTENT_SECURITY_POLICY, ConsoleAccess
 from cleave.web.console.collect import span_export_headers, span_secret
 from cleave.web.gateway import CONSOLE_REVOCATIONS_SECONDS
 from shop.identity.contract import read_credentials
-from shop.identity.handlers import disable_user
+from shop.identity.domain import Account
+from shop.identity.handlers import create_user, disable_user
 from tests.conftest import eventually
 from tests.identity.conftest import (
     CSRF,
     Provider,
+    browsing,
     oauth_client,
     serving,
     sign_in_for_code,
@@ -43,6 +46,8 @@ HEADERS = {
     "referrer-policy": "no-referrer",
 }
 FORM_CSRF = re.compile(r'name=csrf value="([^"]+)"')
+SECOND_ADMIN = "second-admin@example.com"
+PASSWORD = "correct horse battery staple"
 LIVE_AND_JSON = (
     "/console/api/logs",
     "/console/api/metrics",
@@ -52,8 +57,15 @@ LIVE_AND_JSON = (
 
 
 async def sign_in(web: httpx.AsyncClient, provider: Provider, user: str) -> httpx.Response:
-    """From the console's sign-in, through the provider's page, to the console's callback."""
+    """`sign_in_as` one of the seed's demo users."""
     demo = provider.credentials["users"][user]
+    return await sign_in_as(web, provider, demo["email"], demo["password"])
+
+
+async def sign_in_as(
+    web: httpx.AsyncClient, provider: Provider, email: str, password: str
+) -> httpx.Response:
+    """From the console's sign-in, through the provider's page, to the console's callback."""
     response = await web.get("/console/sign-in?next=/console")
     for _ in range(10):
         if response.is_redirect:
@@ -65,8 +77,8 @@ async def sign_in(web: httpx.AsyncClient, provider: Provider, user: str) -> http
         form = {
             "csrf": match.group(1),
             "next": parse_qs(urlsplit(str(response.url)).query)["next"][0],
-            "email": demo["email"],
-            "password": demo["password"],
+            "email": email,
+            "password": password,
         }
         response = await web.post(f"{provider.issuer}/sign-in", data=form)
     raise AssertionError("the sign-in never came back to the console")
@@ -361,6 +373,48 @@ async def test_a_disabled_admin_is_out_of_the_gateways_console_within_seconds(
         return (await web.get("/console")).status_code == 303
 
     assert await eventually(sent_to_sign_in, within=CONSOLE_REVOCATIONS_SECONDS + 5)
+
+
+async def only_the_disabled_admin_is_out(
+    provider: Provider, first: httpx.AsyncClient, second: httpx.AsyncClient, *, within: float
+) -> None:
+    """Two admins signed in to one console; disabling the first ends the first's session only:
+    the provider revokes a person (a subject), never every session of the console."""
+    async with provider.unit.context("identity").unit_of_work() as uow:
+        await create_user(uow, Account(SECOND_ADMIN, "Second Admin", PASSWORD), admin=True)
+    assert (await sign_in(first, provider, "admin")).status_code == 200
+    assert (await sign_in_as(second, provider, SECOND_ADMIN, PASSWORD)).status_code == 200
+    assert "Signed in as <b>admin@example.com</b>" in (await first.get("/console")).text
+    assert f"Signed in as <b>{SECOND_ADMIN}</b>" in (await second.get("/console")).text
+    async with provider.unit.context("identity").unit_of_work() as uow:
+        await disable_user(uow, provider.credentials["users"]["admin"]["email"])
+
+    async def first_sent_to_sign_in() -> bool:
+        return (await first.get("/console")).status_code == 303
+
+    assert await eventually(first_sent_to_sign_in, within=within)
+    assert (await first.get("/console/api/traces")).status_code == 401
+    page = await second.get("/console")
+    assert page.status_code == 200
+    assert f"Signed in as <b>{SECOND_ADMIN}</b>" in page.text
+    assert (await second.get("/console/api/traces")).status_code == 200
+
+
+async def test_disabling_one_admin_leaves_another_admins_console_session_open(
+    provider: Provider,
+) -> None:
+    app = create_app(provider.unit, start_unit=False, console=True, host="0.0.0.0")  # noqa: S104
+    async with browsing(app, provider.url) as first, browsing(app, provider.url) as second:
+        await only_the_disabled_admin_is_out(provider, first, second, within=5)
+
+
+async def test_disabling_one_admin_leaves_another_admins_gateway_console_session_open(
+    provider: Provider, gateway: Starlette, web: httpx.AsyncClient, split_config: SystemConfig
+) -> None:
+    async with browsing(gateway, split_config.public_url) as second:
+        await only_the_disabled_admin_is_out(
+            provider, web, second, within=CONSOLE_REVOCATIONS_SECONDS + 5
+        )
 
 
 async def test_in_a_real_browser_the_admin_signs_in_and_the_strict_cookie_holds(

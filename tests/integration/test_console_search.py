@@ -4,27 +4,16 @@ filter that makes no sense is a 400 problem that names it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from opentelemetry.trace import StatusCode
 
-from cleave.runtime import Unit
 from cleave.telemetry import tracer
-from cleave.web.app import create_app
 from tests.integration.test_order_saga import order, place, settled
 
 Headers = Callable[[str], dict[str, str]]
-
-
-@pytest.fixture
-async def console(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(unit, start_unit=False, console=True, host="127.0.0.1")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-        yield http
 
 
 async def traces(console: httpx.AsyncClient, **filters: str) -> list[dict[str, Any]]:

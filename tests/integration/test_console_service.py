@@ -4,23 +4,10 @@ and its own spans that ended in error; a service that does not exist is a 404 pa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 from opentelemetry.trace import StatusCode
 
-from cleave.runtime import Unit
 from cleave.telemetry import tracer
-from cleave.web.app import create_app
-
-
-@pytest.fixture
-async def console(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(unit, start_unit=False, console=True, host="127.0.0.1")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-        yield http
 
 
 async def test_a_services_page_shows_its_routes_ports_events_and_errors(

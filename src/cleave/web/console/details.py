@@ -5,11 +5,11 @@ whom, as the picture draws them), and its recent errors from the console's span 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from html import escape
 
 from cleave.config import SystemConfig
 from cleave.service import Service
+from cleave.web.console.markup import clock_time
 from cleave.web.console.picture import SERVICE_PAGE, Edge, topology_edges
 from cleave.web.console.store import TraceQuery, TraceStore
 
@@ -107,9 +107,8 @@ def _recent_errors(store: TraceStore, name: str) -> str:
         spans, _logs = store.trace(summary.trace_id)
         for span in spans:
             if span.service == name and span.error:
-                when = datetime.fromtimestamp(span.start_ns / 1e9, UTC).strftime("%H:%M:%S")
                 rows.append(
-                    f"<tr><td>{when}</td><td>{escape(span.name)}</td>"
+                    f"<tr><td>{clock_time(span.start_ns)}</td><td>{escape(span.name)}</td>"
                     f'<td><a class=mono href="/console/traces/{escape(span.trace_id)}">'
                     f"{escape(span.trace_id[:16])}…</a></td></tr>"
                 )

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from cleave.config import SystemConfig
 from cleave.logfiles import LEVELS, LogFilter, LogTail, last_lines, level_of, parse_line
 from cleave.telemetry import unit_log_path
+from cleave.web.console.markup import select_options
 
 SHOWN_LINES = 300
 SCANNED_LINES = 5000  # of each file, for the page and for a stream that resumes
@@ -113,19 +114,14 @@ def log_row(record: dict[str, Any]) -> str:
 
 
 def logs_form(wanted: LogFilter, services: Sequence[str]) -> str:
-    def options(chosen: str, values: Sequence[str], any_label: str) -> str:
-        return f"<option value=''>{any_label}</option>" + "".join(
-            f"<option{' selected' if value == chosen else ''}>{escape(value)}</option>"
-            for value in values
-        )
-
     return (
         "<form id=log-search method=get action=/console/logs>"
         f'<input type=search name=q placeholder="text in the line" aria-label="search logs" '
         f'value="{escape(wanted.text)}"> '
-        f"<select name=level aria-label=level>{options(wanted.level, LEVELS, 'any level')}"
-        "</select> <select name=service aria-label=service>"
-        f"{options(wanted.service, services, 'any service')}</select> "
+        "<select name=level aria-label=level>"
+        f"{select_options(wanted.level, LEVELS, 'any level')}</select> "
+        "<select name=service aria-label=service>"
+        f"{select_options(wanted.service, services, 'any service')}</select> "
         f'<input name=trace aria-label="trace id" placeholder="trace id" class=mono '
         f'value="{escape(wanted.trace)}"> <button>filter</button>'
         + (" <a href=/console/logs>clear</a>" if wanted != LogFilter() else "")

@@ -12,7 +12,6 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -44,6 +43,7 @@ from cleave.web.console.logs import (
     logs_form,
     recent_lines,
 )
+from cleave.web.console.markup import clock_time, select_options
 from cleave.web.console.metrics import (
     REFRESH_SECONDS,
     MetricsHistory,
@@ -517,20 +517,15 @@ def _trace_query(request: Request) -> TraceQuery:
 
 
 def _search_form(query: TraceQuery, services: Sequence[str]) -> str:
-    def options(chosen: str, values: Sequence[str], any_label: str) -> str:
-        return f"<option value=''>{any_label}</option>" + "".join(
-            f"<option{' selected' if value == chosen else ''}>{escape(value)}</option>"
-            for value in values
-        )
-
     return (
         "<form id=trace-search method=get action=/console>"
         f'<input type=search name=q placeholder="order id, attribute, span…" '
         f'aria-label="search traces" value="{escape(query.text)}"> '
         f"<select name=service aria-label=service>"
-        f"{options(query.service, services, 'any service')}</select> "
-        f"<select name=status aria-label=status>{options(query.status, STATUSES, 'any status')}"
-        "</select> <input type=number name=min_ms min=0 step=any aria-label='minimum duration'"
+        f"{select_options(query.service, services, 'any service')}</select> "
+        "<select name=status aria-label=status>"
+        f"{select_options(query.status, STATUSES, 'any status')}</select> "
+        "<input type=number name=min_ms min=0 step=any aria-label='minimum duration'"
         f' placeholder="min ms" value="{query.min_ms or ""}"> <button>filter</button>'
         + (" <a href=/console>clear</a>" if query != TraceQuery() else "")
         + "</form>"
@@ -542,7 +537,7 @@ def _trace_row(t: TraceSummary) -> str:
         f'<tr data-key="{t.trace_id}"><td><a class=mono href="/console/traces/{t.trace_id}">'
         f"{t.trace_id[:16]}…</a></td><td>{escape(t.root)}</td>"
         f"<td>{escape(', '.join(t.services))}</td><td>{t.spans}</td>"
-        f"<td>{t.duration_ms:.1f} ms</td><td>{_when(t.start_ns)}</td>"
+        f"<td>{t.duration_ms:.1f} ms</td><td>{clock_time(t.start_ns)}</td>"
         f"<td class={'bad' if t.error else 'ok'}>{'error' if t.error else 'ok'}</td></tr>"
     )
 
@@ -564,10 +559,6 @@ def _csrf_field(csrf: str) -> str:
 
 def _pairs(fields: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in fields.items())
-
-
-def _when(nanoseconds: int) -> str:
-    return datetime.fromtimestamp(nanoseconds / 1e9, UTC).strftime("%H:%M:%S")
 
 
 def _ordered(spans: list[SpanRecord]) -> list[tuple[SpanRecord, int]]:
