@@ -43,7 +43,7 @@ test: lint typecheck contracts  ## the whole suite: style, types, boundaries, th
 	npm ci --prefix tests/a11y --no-audit --no-fund --silent
 	npm ci --prefix tools/contracts --no-audit --no-fund --silent
 	@# Two workers: the end-to-end tests on one, in turn; the in-process suites on the other.
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=15
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=30
 
 bench: $(VENV)/.dev  ## every performance figure as a ratio in one run; QUICK=1 for the short run
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
