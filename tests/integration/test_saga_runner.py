@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from cleave.config import SystemConfig
@@ -335,3 +336,30 @@ async def test_two_orchestrators_on_one_database_never_run_a_step_of_one_saga_tw
             retried += charges - 1
         assert retried == len(saga_ids) // 2
         assert len(await notes_of(one.context)) == len(saga_ids)
+
+
+@pytest.mark.parametrize("late", ["stall", "stall then raise"])
+async def test_an_orchestrator_that_outlives_its_lease_leaves_the_saga_to_the_one_that_took_it(
+    toy_config: SystemConfig, late: Behaviour
+) -> None:
+    """The first orchestrator stalls in charge past its lease (a frozen process, a step slower
+    than the lease), and the second takes the saga over and completes it. When the first one's
+    charge returns (or raises) at last, its late outcome is refused: it neither rewinds the
+    completed saga nor runs ship or on_completed again, nor schedules a retry of it."""
+    script = Script(stall_seconds=0.8)
+    script.plan("charge", late)
+    async with (
+        orchestrator(toy_config, errand(script), lease_seconds=0.3) as first,
+        orchestrator(toy_config, errand(script), lease_seconds=0.3, run=False) as second,
+    ):
+        await begin(first.context, "s1")
+        await until(lambda: script.of("s1") == ["reserve", "charge"])
+        second.start()
+        await settled(second.context, "s1", COMPLETED)
+        await until(lambda: not script.running)  # the first one's charge has returned
+        await asyncio.sleep(0.3)  # time for whatever it would do next
+        assert script.of("s1") == ["reserve", "charge", "charge", "ship", "completed"]
+        done = await summary(second.context, "s1")
+        assert (done.status, done.step, done.attempts, done.last_error) == (COMPLETED, 3, 0, None)
+        assert await history(second.context, "s1") == []
+        assert await notes_of(second.context) == {"s1:completed": "completed"}

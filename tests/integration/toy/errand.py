@@ -1,8 +1,9 @@
 """A three-step toy saga for the saga runner's own tests, run in the `notes` service.
 
 Every action, compensation and hook records itself in `Script.calls`, and can be told to fail
-(`StepFailed`), raise (a transient error), hang, or stall (return late) on its next calls. The
-hooks also write a note in their transaction, so what a saga's end committed can be read back.
+(`StepFailed`), raise (a transient error), hang, or stall (return or raise late) on its next
+calls. The hooks also write a note in their transaction, so what a saga's end committed can be
+read back.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ NAME = "errand"
 STEPS = ("reserve", "charge", "ship")
 CARD = "card"  # a forward-only key of the saga's data
 
-Behaviour = Literal["fail", "raise", "hang", "stall"]
+Behaviour = Literal["fail", "raise", "hang", "stall", "stall then raise"]
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,15 @@ class Script:
             behaviour = planned.pop(0) if planned else None
             if self.pause_seconds:
                 await asyncio.sleep(self.pause_seconds)
+            if behaviour in ("stall", "stall then raise"):
+                await asyncio.sleep(self.stall_seconds)
             if behaviour == "fail":
                 raise StepFailed(f"{name}_refused")
-            if behaviour == "raise":
+            if behaviour in ("raise", "stall then raise"):
                 raise ConnectionError(f"{name} is unreachable")
             if behaviour == "hang":
                 self.hanging.set()
                 await asyncio.Event().wait()
-            if behaviour == "stall":
-                await asyncio.sleep(self.stall_seconds)
         finally:
             self.running.remove(key)
 
