@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -367,12 +368,17 @@ class SagaRunner:
             "step_spent_seconds": 0.0,
             "last_error": None,
         }
-        async with self.context.unit_of_work() as uow:
-            await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
-            if row.step + 1 < len(self.definition.steps):
+        if row.step + 1 < len(self.definition.steps):
+            async with self.context.unit_of_work() as uow:
+                await self.definition.on_progress(uow, state)  # first: the hook may note in `data`
                 return await self._save(uow, row, **done)
-            # The last step done: the saga ends in the same transaction as it.
-            ended = await self._end(uow, row, state, COMPLETED, self.definition.on_completed, done)
+        # The last step done: the saga ends in the same transaction as it.
+        with self._ending(COMPLETED):
+            async with self.context.unit_of_work() as uow:
+                await self.definition.on_progress(uow, state)
+                ended = await self._end(
+                    uow, row, state, COMPLETED, self.definition.on_completed, done
+                )
         self._count_end(ended)
         return None
 
@@ -395,11 +401,13 @@ class SagaRunner:
                 await self._retry_later(row, step, describe(error), compensating=True)
                 return None
         done = {"step": row.step - 1, "attempts": 0, "last_error": None}
-        async with self.context.unit_of_work() as uow:
-            if row.step > 0:
+        if row.step > 0:
+            async with self.context.unit_of_work() as uow:
                 return await self._save(uow, row, **done)
-            # Every compensation done: the saga ends in the same transaction as the last one.
-            ended = await self._end(uow, row, state, FAILED, self.definition.on_failed, done)
+        # Every compensation done: the saga ends in the same transaction as the last one.
+        with self._ending(FAILED):
+            async with self.context.unit_of_work() as uow:
+                ended = await self._end(uow, row, state, FAILED, self.definition.on_failed, done)
         self._count_end(ended)
         return None
 
@@ -508,6 +516,11 @@ class SagaRunner:
         ended = await self._save(uow, row, **{**values, **self._forget(state)}, status=status)
         await hook(uow, state)
         return ended
+
+    def _ending(self, status: str) -> AbstractContextManager[Any]:
+        """The span of the saga's end (`saga <name> completed` or `failed`), in the trace of the
+        step whose transaction ends it, so a trace still says how the saga ended."""
+        return tracer.start_as_current_span(f"saga {self.definition.name} {status}")
 
     def _count_end(self, row: SagaRow) -> None:
         labels = (self.context.name, self.definition.name, row.status)
