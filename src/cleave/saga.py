@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -61,6 +62,10 @@ class StepFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class LeaseLost(Exception):
+    """The runner's lease on a saga ran out and another runner took it: this one must stop."""
 
 
 class SagaRow(NamedTuple):
@@ -273,6 +278,8 @@ class SagaRunner:
                 row = await self._advance_one_step(row)
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            self.context.log.warning("saga taken over by another runner; left to it", saga=saga_id)
         except Exception:
             self.context.log.exception(
                 "saga step crashed; it resumes when its lease ends", saga=saga_id
@@ -361,12 +368,17 @@ class SagaRunner:
             "step_spent_seconds": 0.0,
             "last_error": None,
         }
-        async with self.context.unit_of_work() as uow:
-            await self.definition.on_progress(uow, state)  # first, so the hook may note in `data`
-            if row.step + 1 < len(self.definition.steps):
+        if row.step + 1 < len(self.definition.steps):
+            async with self.context.unit_of_work() as uow:
+                await self.definition.on_progress(uow, state)  # first: the hook may note in `data`
                 return await self._save(uow, row, **done)
-            # The last step done: the saga ends in the same transaction as it.
-            ended = await self._end(uow, row, state, COMPLETED, self.definition.on_completed, done)
+        # The last step done: the saga ends in the same transaction as it.
+        with self._ending(COMPLETED):
+            async with self.context.unit_of_work() as uow:
+                await self.definition.on_progress(uow, state)
+                ended = await self._end(
+                    uow, row, state, COMPLETED, self.definition.on_completed, done
+                )
         self._count_end(ended)
         return None
 
@@ -389,11 +401,13 @@ class SagaRunner:
                 await self._retry_later(row, step, describe(error), compensating=True)
                 return None
         done = {"step": row.step - 1, "attempts": 0, "last_error": None}
-        async with self.context.unit_of_work() as uow:
-            if row.step > 0:
+        if row.step > 0:
+            async with self.context.unit_of_work() as uow:
                 return await self._save(uow, row, **done)
-            # Every compensation done: the saga ends in the same transaction as the last one.
-            ended = await self._end(uow, row, state, FAILED, self.definition.on_failed, done)
+        # Every compensation done: the saga ends in the same transaction as the last one.
+        with self._ending(FAILED):
+            async with self.context.unit_of_work() as uow:
+                ended = await self._end(uow, row, state, FAILED, self.definition.on_failed, done)
         self._count_end(ended)
         return None
 
@@ -442,17 +456,15 @@ class SagaRunner:
         running = (utcnow() - (row.step_started_at or utcnow())).total_seconds()
         async with self.context.database.transaction() as connection:
             await _note(connection, row.id, step.name, "retry", f"attempt {attempts}: {error}")
-            await connection.execute(
-                update(sagas)
-                .where(sagas.c.id == row.id)
-                .values(
-                    attempts=attempts,
-                    last_error=error,
-                    # The wait before the next attempt counts as time spent; downtime never does.
-                    step_spent_seconds=row.step_spent_seconds + running + delay,
-                    next_attempt_at=utcnow() + timedelta(seconds=delay),
-                    updated_at=utcnow(),
-                )
+            await _held(
+                connection,
+                row,
+                attempts=attempts,
+                last_error=error,
+                # The wait before the next attempt counts as time spent; downtime never does.
+                step_spent_seconds=row.step_spent_seconds + running + delay,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+                updated_at=utcnow(),
             )
         # Woken once the new due time is committed, or the runner would look too early.
         asyncio.get_running_loop().call_later(delay, self._signal.set)
@@ -474,12 +486,13 @@ class SagaRunner:
                 NEEDS_ATTENTION,
                 f"gave up after {attempts} attempts; `cleave sagas retry {row.id}` resumes it",
             )
-            await connection.execute(
-                update(sagas)
-                .where(sagas.c.id == row.id)
-                .values(
-                    status=NEEDS_ATTENTION, attempts=attempts, last_error=error, updated_at=utcnow()
-                )
+            await _held(
+                connection,
+                row,
+                status=NEEDS_ATTENTION,
+                attempts=attempts,
+                last_error=error,
+                updated_at=utcnow(),
             )
         SAGAS_PARKED.labels(self.context.name, self.definition.name, step.name).inc()
 
@@ -504,6 +517,11 @@ class SagaRunner:
         await hook(uow, state)
         return ended
 
+    def _ending(self, status: str) -> AbstractContextManager[Any]:
+        """The span of the saga's end (`saga <name> completed` or `failed`), in the trace of the
+        step whose transaction ends it, so a trace still says how the saga ended."""
+        return tracer.start_as_current_span(f"saga {self.definition.name} {status}")
+
     def _count_end(self, row: SagaRow) -> None:
         labels = (self.context.name, self.definition.name, row.status)
         SAGAS_FINISHED.labels(*labels).inc()
@@ -515,13 +533,15 @@ class SagaRunner:
             values["data"] = json.dumps(values["data"])
         now = utcnow()
         lease_until = now + self._lease()
-        await _SAVE(tuple(sorted(values))).rowcount(
+        saved = await _SAVE(tuple(sorted(values))).rowcount(
             uow.connection,
             **{f"new_{column}": value for column, value in values.items()},
             saga_id=row.id,
+            held_until=row.next_attempt_at,
             now=now,
             lease_until=lease_until,
         )
+        _still_held(saved, row)  # or the hooks' writes roll back with the rest
         return row._replace(**values, updated_at=now, next_attempt_at=lease_until)
 
 
@@ -552,11 +572,15 @@ _CLAIM = Prepared(
 )
 _START = Prepared(sagas.insert().values({c.key: bindparam(c.key, type_=c.type) for c in sagas.c}))
 _LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")), SagaRow)
-# The UPDATE that `_save` runs for a set of columns.
+# The UPDATE that `_save` runs for a set of columns, while the runner's lease is still the one
+# in the row: once it ran out and another runner claimed the saga, the row is no longer its own.
 _SAVE = by_shape(
     lambda columns: (
         update(sagas)
-        .where(sagas.c.id == bindparam("saga_id"))
+        .where(
+            sagas.c.id == bindparam("saga_id"),
+            sagas.c.next_attempt_at == bindparam("held_until", type_=UtcDateTime),
+        )
         .values(
             {
                 **{c: bindparam(f"new_{c}", type_=sagas.c[c].type) for c in columns},
@@ -566,6 +590,21 @@ _SAVE = by_shape(
         )
     )
 )
+
+
+async def _held(connection: AsyncConnection, row: SagaRow, **values: Any) -> None:
+    """Update the saga while the lease `row` was read with is still its own (as `_SAVE` does)."""
+    changed = await connection.execute(
+        update(sagas)
+        .where(sagas.c.id == row.id, sagas.c.next_attempt_at == row.next_attempt_at)
+        .values(**values)
+    )
+    _still_held(changed.rowcount, row)  # or the history noted with it rolls back too
+
+
+def _still_held(updated: int, row: SagaRow) -> None:
+    if updated != 1:
+        raise LeaseLost(f"saga {row.id} was taken over by another runner")
 
 
 def _span_name(saga: str, status: str, step: int, steps: Sequence[Step]) -> str:

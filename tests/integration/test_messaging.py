@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cleave.config import SystemConfig, Topology
+from cleave.config import SystemConfig
 from cleave.data.tables import inbox, outbox
 from cleave.data.unit_of_work import UnitOfWork
 from cleave.errors import ConfigError, DatabaseUnavailable
@@ -20,30 +19,8 @@ from cleave.messaging.consumer import Consumer, list_dead_letters
 from cleave.messaging.relay import outbox_state
 from cleave.runtime import Unit
 from cleave.service import Subscription
-from tests.conftest import PostgresDatabases, eventually
+from tests.conftest import eventually
 from tests.integration import toy
-
-
-@pytest.fixture
-async def toy_config(base_config: SystemConfig, backend: str) -> AsyncIterator[SystemConfig]:
-    services = {
-        "notes": "tests.integration.toy:notes_service",
-        "tally": "tests.integration.toy:tally_service",
-    }
-    database = "sqlite+aiosqlite:///{var}/{service}.db"
-    databases = PostgresDatabases()
-    if backend == "postgresql":
-        await databases.create(list(services))
-        database = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases.prefix}_{{service}}"
-    topology = Topology(
-        name="toy", units={"toy": ("notes", "tally")}, broker="memory", database=database
-    )
-    try:
-        yield replace(
-            base_config, services=services, topology=topology, topologies={"toy": topology}
-        )
-    finally:
-        await databases.drop()
 
 
 async def started(config: SystemConfig, *, start: bool = True) -> Unit:

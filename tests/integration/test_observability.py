@@ -72,6 +72,7 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
             "saga place_order authorise_payment",
             "saga place_order capture_payment",
             "saga place_order commit_stock",
+            "saga place_order completed",
             "publish shop.ordering.order_confirmed.v1",
             "process shop.ordering.order_confirmed.v1",
         }
@@ -88,8 +89,11 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
     publishing = by_id[consumer.parent.span_id]  # the transaction that wrote the outbox row
     assert publishing.name == "transaction ordering"
     assert publishing.parent is not None
-    # The last step and the saga's end commit together.
-    assert by_id[publishing.parent.span_id].name == "saga place_order commit_stock"
+    # The saga's end, in the transaction of its last step: under that step's span.
+    ending = by_id[publishing.parent.span_id]
+    assert ending.name == "saga place_order completed"
+    assert ending.parent is not None
+    assert by_id[ending.parent.span_id].name == "saga place_order commit_stock"
     producer = next(s for s in found if s.name == "publish shop.ordering.order_confirmed.v1")
     assert producer.kind is SpanKind.PRODUCER
     assert producer.attributes is not None

@@ -157,7 +157,14 @@ class OutboxRelay:
             self.published += 1
         finally:
             batch.done(failed=failed)
-        self._signal.set()
+        # Woken to record outcomes and refill once half the room is free, not at every confirm:
+        # a transaction per confirm (and a refill of one row) would cap the rate at the database's.
+        if self._outstanding() <= self.max_in_flight // 2:
+            self._signal.set()
+
+    def _outstanding(self) -> int:
+        """Publishes started and not yet answered by the broker."""
+        return len(self._in_flight) - len(self._delivered) - len(self._failed)
 
     async def _record_outcomes(self) -> None:
         """Write what finished to the outbox. The rows stay in flight, and in these lists, until

@@ -1,4 +1,5 @@
-"""Catalog use cases, and the local implementation of its port. Handlers never commit."""
+"""Catalog use cases, and the local implementation of its port. Handlers never commit: the
+routes and `LocalCatalog` open the unit of work (docs/handlers.md)."""
 
 from __future__ import annotations
 

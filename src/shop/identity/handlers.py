@@ -1,5 +1,7 @@
 """Identity use cases: accounts, sessions, the authorization code, refresh and client credentials
-grants, revocation and introspection. Handlers never commit; the caller's unit of work does."""
+grants, revocation and introspection (docs/handlers.md). Handlers take the caller's unit of work
+and never commit; `sign_in` checks the password between a read and a write, so it takes the
+context, as the queries (introspection, userinfo) do to read."""
 
 from __future__ import annotations
 
@@ -534,20 +536,23 @@ async def _signing_key(connection: AsyncConnection, now: datetime) -> Any:
 
 
 class OwnKeys:
-    """The provider verifies its own tokens against its own published keys, read from its table."""
+    """The provider verifies its own tokens against its own published keys, read from its table:
+    on the caller's `connection` when a unit of work holds one, else in a read of their own."""
 
-    def __init__(self, context: ServiceContext) -> None:
+    def __init__(self, context: ServiceContext, connection: AsyncConnection | None = None) -> None:
         self.context = context
+        self.connection = connection
 
     async def key_set(self, kid: str | None) -> Any:
+        if self.connection is not None:
+            return await tokens.public_key_set(self.connection, utcnow())
         async with self.context.read() as connection:
             return await tokens.public_key_set(connection, utcnow())
 
 
-def own_verifier(context: ServiceContext) -> TokenVerifier:
-    return TokenVerifier(
-        context.system.issuer, context.system.audience, OwnKeys(context), algorithms=["RS256"]
-    )
+def own_verifier(keys: OwnKeys) -> TokenVerifier:
+    system = keys.context.system
+    return TokenVerifier(system.issuer, system.audience, keys, algorithms=["RS256"])
 
 
 async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
@@ -559,7 +564,7 @@ async def revoke(uow: UnitOfWork, client: Client, token: str) -> None:
             await revoke_grant(uow, grant.id)  # and the access tokens issued from it (RFC 7009 §2)
         return
     try:
-        principal_claims = await _access_claims(uow.context, token)
+        principal_claims = await _access_claims(OwnKeys(uow.context, uow.connection), token)
     except Unauthorized:
         return
     if principal_claims.get("client_id") != client.id:
@@ -624,17 +629,17 @@ async def revocations_in_force(context: ServiceContext) -> list[Revocation]:
     return [Revocation(kind=row.kind, value=row.value, until=row.until) for row in rows]
 
 
-async def _access_claims(context: ServiceContext, token: str) -> dict[str, Any]:
+async def _access_claims(keys: OwnKeys, token: str) -> dict[str, Any]:
     from joserfc import jwt
 
-    await own_verifier(context).verify(token)  # raises Unauthorized when not a valid access token
-    return dict(jwt.decode(token, await OwnKeys(context).key_set(None)).claims)
+    await own_verifier(keys).verify(token)  # raises Unauthorized when not a valid access token
+    return dict(jwt.decode(token, await keys.key_set(None)).claims)
 
 
 async def access_token_active(context: ServiceContext, token: str) -> dict[str, Any] | None:
     """The claims of a valid access token that was not revoked (directly or with its grant)."""
     try:
-        claims = await _access_claims(context, token)
+        claims = await _access_claims(OwnKeys(context), token)
     except Unauthorized:
         return None
     async with context.read() as connection:

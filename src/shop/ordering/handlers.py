@@ -1,4 +1,5 @@
-"""Ordering use cases. Handlers never commit; the route's unit of work does."""
+"""Ordering use cases (docs/handlers.md). `place_order` spans several transactions (reading a
+replayed Idempotency-Key, asking customer's port, recording the order), so it takes the context."""
 
 from __future__ import annotations
 

@@ -13,9 +13,8 @@ from cleave.errors import NotFound
 from cleave.money import Money
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, after_key, context_of, page_of
-from shop.payment import store
-from shop.payment.contract import PaymentPort, PaymentStatus
-from shop.payment.handlers import LocalPayments
+from shop.payment import handlers, store
+from shop.payment.contract import PaymentStatus
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("payment"))]
@@ -77,8 +76,7 @@ async def get_payment(context: Context, principal: Reader, payment_id: PaymentId
 
 @router.post("/payments/{payment_id}/refund", summary="Refund a captured payment (admin)")
 async def refund(context: Context, admin: AdminPrincipal, payment_id: PaymentId) -> PaymentOut:
-    payments = context.port(PaymentPort)
-    assert isinstance(payments, LocalPayments)  # a service's own port is always served locally
-    refunded = await payments.refund(payment_id)
+    processor = handlers.own_port(context).processor_calls
+    refunded = await handlers.refund(context, processor, payment_id)
     context.log.info("payment refunded", payment=payment_id, by=admin.subject)
     return _out(await _visible(context, admin, refunded.payment_id))

@@ -1,5 +1,6 @@
-"""Storefront use cases: carts, signing in and out, the person's tokens, checkout. Handlers never
-commit: each change is one unit of work of the storefront's own database."""
+"""Storefront use cases: carts, signing in and out, the person's tokens, checkout. `Storefront`
+is the pages' entry point (docs/handlers.md): each of its methods that changes something opens
+one unit of work of the storefront's own database, and asks the provider only outside it."""
 
 from __future__ import annotations
 
