@@ -16,6 +16,7 @@ import uvicorn
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError, ConfigError, DatabaseUnavailable, Unrecoverable
 from cleave.runtime import Unit, welcome_lines
+from cleave.serving import collect_garbage_again
 from cleave.telemetry import configure_logging, log_to_file, unit_log_path
 from cleave.web.app import create_app, create_metrics_app
 
@@ -123,6 +124,7 @@ async def serve_unit(
                     )
                 )
             )
+        collect_garbage_again()
         await _serve_until(servers, stop or asyncio.Event())
     finally:
         await unit.stop()
