@@ -298,8 +298,7 @@ def seed(topology: TopologyOption = None) -> None:
     with acting_on(topology) as config:
 
         async def work(unit: Unit) -> dict[str, int]:
-            await unit.migrate()
-            return await unit.seed()
+            return await unit.prepare()
 
         for name, added in run_sync(lambda: with_admin_unit(config, work)).items():
             out.print(f"{name:<10} {added} added")

@@ -79,10 +79,7 @@ async def serve_unit(
     log_to_file(unit_log_path(config.var_dir, unit_name))
     unit = Unit(config, unit_name)
     try:
-        if migrate:
-            await unit.migrate()
-        if seed:
-            await unit.seed()
+        await unit.prepare(migrate=migrate, seed=seed)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(unit, console=console, host=host),
