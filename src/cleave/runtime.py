@@ -32,6 +32,7 @@ from cleave.auth.units import (
 )
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
+from cleave.data.migrate import upgrade  # Alembic itself only once a migration is due
 from cleave.errors import ConfigError, ServiceUnavailable
 from cleave.events import Envelope
 from cleave.files import private_dir
@@ -389,8 +390,6 @@ class Unit:
             raise ConfigError(f"service {service!r} does not run in unit {self.name!r}") from None
 
     async def migrate(self, only: str | None = None) -> dict[str, list[str]]:
-        from cleave.data.migrate import upgrade  # Alembic costs a quarter second to import
-
         applied: dict[str, list[str]] = {}
         for service in self.services:
             if only is None or service.name == only:
@@ -413,8 +412,6 @@ class Unit:
             for service in self.services:
                 context = self.contexts[service.name]
                 if migrate:
-                    from cleave.data.migrate import upgrade  # Alembic: imported when it is needed
-
                     await upgrade(service.name, service.migrations, context.database)
                 if seed and service.seed is not None:
                     seeding[service.name] = asyncio.ensure_future(service.seed(context))
