@@ -87,6 +87,7 @@ async def serve_unit(
                 port=port,
                 log_config=None,
                 access_log=False,
+                ws="none",  # no route speaks WebSocket: its implementation is not even imported
             )
         )
         structlog.get_logger("cleave.serving.server").info(
@@ -117,6 +118,7 @@ async def serve_unit(
                         port=metrics_port,
                         log_config=None,
                         access_log=False,
+                        ws="none",
                         lifespan="off",
                     )
                 )
