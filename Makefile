@@ -13,15 +13,18 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Compiled to bytecode at install, as pip does and uv does not by default: an interpreter that
+# never writes .pyc (PYTHONDONTWRITEBYTECODE) would otherwise compile every import at each start.
 $(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml
 	@echo "cleave: installing the locked dependencies (about a minute on a cold cache)"
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q src
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
 	@echo "cleave: installing the locked development tools (ruff, mypy, pytest, Playwright, ...)"
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.lock
 	touch $@
 
 up: $(VENV)/.runtime  ## run the whole system on embedded defaults

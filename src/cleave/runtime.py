@@ -32,6 +32,7 @@ from cleave.auth.units import (
 )
 from cleave.config import DOCS_OAUTH2_REDIRECT_PATH, SELF_ISSUER, SystemConfig
 from cleave.data.database import Database
+from cleave.data.migrate import upgrade  # Alembic itself only once a migration is due
 from cleave.errors import ConfigError, ServiceUnavailable
 from cleave.events import Envelope
 from cleave.files import private_dir
@@ -424,8 +425,6 @@ class Unit:
             raise ConfigError(f"service {service!r} does not run in unit {self.name!r}") from None
 
     async def migrate(self, only: str | None = None) -> dict[str, list[str]]:
-        from cleave.data.migrate import upgrade  # Alembic costs a quarter second to import
-
         applied: dict[str, list[str]] = {}
         for service in self.services:
             if only is None or service.name == only:
@@ -437,10 +436,31 @@ class Unit:
 
     async def seed(self) -> dict[str, int]:
         """Run each service's seeder; seeders add only what is missing, so seeding twice is safe."""
+        return await self.prepare(migrate=False)
+
+    async def prepare(self, *, migrate: bool = True, seed: bool = True) -> dict[str, int]:
+        """Migrate each service in turn (Alembic's context is global: one at a time) and seed each
+        once it is migrated, while the next migrates: a seeder may wait on threads (hashing the
+        demo passwords is most of a first start). Returns how much each seeder added."""
+        seeding: dict[str, asyncio.Future[int]] = {}
+        try:
+            for service in self.services:
+                context = self.contexts[service.name]
+                if migrate:
+                    await upgrade(service.name, service.migrations, context.database)
+                if seed and service.seed is not None:
+                    seeding[service.name] = asyncio.ensure_future(service.seed(context))
+        except BaseException:
+            for task in seeding.values():
+                task.cancel()
+            await asyncio.gather(*seeding.values(), return_exceptions=True)
+            raise
         seeded: dict[str, int] = {}
-        for service in self.services:
-            if service.seed is not None:
-                seeded[service.name] = await service.seed(self.contexts[service.name])
+        outcomes = await asyncio.gather(*seeding.values(), return_exceptions=True)
+        for name, outcome in zip(seeding, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            seeded[name] = outcome
         return seeded
 
     async def register_unit_clients(self) -> int:

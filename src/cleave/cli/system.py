@@ -63,11 +63,15 @@ def up(
     ] = False,
 ) -> None:
     """Run the whole system: one process, or one per unit under a supervisor, on one address."""
+    from cleave.serving import collect_garbage_again, hold_garbage_collection
+
+    hold_garbage_collection()  # serving one unit here starts faster; given back once it serves
     from cleave.serving.claim import ServerClaim
     from cleave.serving.server import check_port_free, unrecoverable
 
     config = config_for(topology)
     if reload and len(config.topology.units) == 1:
+        collect_garbage_again()  # this process only watches the files: the child serves
         _serve_reloading(config)
         return
     host = host or config.topology.host
@@ -99,6 +103,8 @@ def up(
                 )
         else:
             from cleave.serving.supervisor import Supervisor
+
+            collect_garbage_again()  # the units start in processes of their own
 
             for unit in config.topology.units:
                 address = config.topology.address_of(unit)
@@ -181,6 +187,9 @@ def run(
     """Run one unit alone, as its container does: its services' HTTP and gRPC ports.
 
     A failure no restart can fix exits 78 (EX_CONFIG) with one line; any other exits 1."""
+    from cleave.serving import hold_garbage_collection
+
+    hold_garbage_collection()  # given back by serve_unit once it serves
     from cleave.serving.server import check_port_free, serve_unit, unrecoverable
 
     config = config_for(topology)
@@ -289,8 +298,7 @@ def seed(topology: TopologyOption = None) -> None:
     with acting_on(topology) as config:
 
         async def work(unit: Unit) -> dict[str, int]:
-            await unit.migrate()
-            return await unit.seed()
+            return await unit.prepare()
 
         for name, added in run_sync(lambda: with_admin_unit(config, work)).items():
             out.print(f"{name:<10} {added} added")

@@ -16,6 +16,7 @@ import uvicorn
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError, ConfigError, DatabaseUnavailable, Unrecoverable
 from cleave.runtime import Unit, welcome_lines
+from cleave.serving import collect_garbage_again
 from cleave.telemetry import configure_logging, log_to_file, unit_log_path
 from cleave.web.app import create_app, create_metrics_app
 
@@ -78,10 +79,7 @@ async def serve_unit(
     log_to_file(unit_log_path(config.var_dir, unit_name))
     unit = Unit(config, unit_name)
     try:
-        if migrate:
-            await unit.migrate()
-        if seed:
-            await unit.seed()
+        await unit.prepare(migrate=migrate, seed=seed)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(unit, console=console, host=host),
@@ -89,6 +87,7 @@ async def serve_unit(
                 port=port,
                 log_config=None,
                 access_log=False,
+                ws="none",  # no route speaks WebSocket: its implementation is not even imported
             )
         )
         structlog.get_logger("cleave.serving.server").info(
@@ -119,10 +118,12 @@ async def serve_unit(
                         port=metrics_port,
                         log_config=None,
                         access_log=False,
+                        ws="none",
                         lifespan="off",
                     )
                 )
             )
+        collect_garbage_again()
         await _serve_until(servers, stop or asyncio.Event())
     finally:
         await unit.stop()

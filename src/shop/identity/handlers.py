@@ -82,9 +82,16 @@ async def password_matches(password_hash: str, password: str) -> bool:
 
 
 async def create_user(
-    uow: UnitOfWork, account: Account, *, user_id: str | None = None, admin: bool = False
+    uow: UnitOfWork,
+    account: Account,
+    *,
+    user_id: str | None = None,
+    admin: bool = False,
+    password_hash: str | None = None,
 ) -> str:
-    """An account made by an operator or the seeder: a taken email is a plain conflict."""
+    """An account made by an operator or the seeder: a taken email is a plain conflict.
+    `password_hash` is `hash_password(account.password)` made beforehand, out of the transaction
+    (the seeder hashes all its accounts at once)."""
     account = validate_account(account)
     await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     if await store.one(uow.connection, store.UserRow, email=account.email) is not None:
@@ -97,7 +104,7 @@ async def create_user(
         id=user_id,
         email=account.email,
         name=account.name,
-        password_hash=await hash_password(account.password),
+        password_hash=password_hash or await hash_password(account.password),
         disabled=False,
         created_at=utcnow(),
         admin=admin,
@@ -270,8 +277,12 @@ async def create_client(
     redirect_uris: tuple[str, ...] = (),
     public: bool = False,
     secret: str | None = None,
+    secret_hash: str | None = None,
 ) -> str | None:
-    """Register a client; returns its generated secret (shown once), or None for a public one."""
+    """Register a client; returns its generated secret (shown once), or None for a public one.
+    `secret_hash` is `hash_password(secret)` made beforehand, out of the transaction."""
+    if secret_hash is not None and secret is None:
+        raise ValueError("a secret's hash comes with the secret it is the hash of")
     validate_client_id(client_id)
     if await store.one(uow.connection, store.ClientRow, id=client_id) is not None:
         raise Conflict(f"client {client_id} exists already", code="client-exists")
@@ -287,7 +298,7 @@ async def create_client(
         store.clients,
         id=client_id,
         name=name,
-        secret_hash=None if public else await hash_password(secret or ""),
+        secret_hash=None if public else secret_hash or await hash_password(secret or ""),
         redirect_uris=" ".join(redirect_uris),
         scopes=" ".join(sorted(scopes)),
         grant_types=" ".join(sorted(grant_types & GRANT_TYPES)),

@@ -7,6 +7,7 @@ another's secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
 from shop.identity.contract import CREDENTIALS_FILE, read_credentials
 from shop.identity.domain import ADMIN_SCOPE, USER_SCOPES, Account, OAuthError
+from shop.identity.tokens import random_token
 from shop.storefront import contract as storefront
 
 DEMO_USERS = [
@@ -53,20 +55,29 @@ def welcome(system: SystemFacts) -> str:
     )
 
 
+# The secrets this seed is about to register, by the id of their user or client: each with its
+# hash, made beforehand (one registered by someone else meanwhile is skipped, its hash unused).
+Hashed = dict[str, tuple[str, str]]
+
+
 async def seed(context: ServiceContext) -> int:
     var_dir = context.system.state_dir
     credentials = read_credentials(var_dir)
+    hashed = await _hash_missing_secrets(context, credentials)
     added = 0
     async with context.unit_of_work() as uow:
         await tokens.ensure_signing_key(uow.connection, utcnow())
         for user_id, email, name in [*DEMO_USERS, DEMO_ADMIN]:
             if await store.one(uow.connection, store.UserRow, id=user_id) is not None:
                 continue
-            password = credentials["users"].get(user_id, {}).get("password")
-            password = password or secrets.token_urlsafe(12)
+            password, password_hash = hashed.get(
+                user_id, (_user_password(credentials, user_id), None)
+            )
             admin = user_id == DEMO_ADMIN[0]
             account = Account(email, name, password)
-            await handlers.create_user(uow, account, user_id=user_id, admin=admin)
+            await handlers.create_user(
+                uow, account, user_id=user_id, admin=admin, password_hash=password_hash
+            )
             credentials["users"][user_id] = {"email": email, "password": password}
             added += 1
         if await store.one(uow.connection, store.ClientRow, id=CLI_CLIENT) is None:
@@ -84,20 +95,63 @@ async def seed(context: ServiceContext) -> int:
         added += await _ensure_console_client(uow, context.system)
         if await store.one(uow.connection, store.ClientRow, id=ADMIN_CLIENT) is None:
             # A secret this system's seed wrote before is kept, never rotated behind its back.
-            kept = credentials["clients"].get(ADMIN_CLIENT, {}).get("secret")
+            kept, kept_hash = hashed.get(
+                ADMIN_CLIENT, (_client_secret(credentials, ADMIN_CLIENT), None)
+            )
             secret = await handlers.create_client(
                 uow,
                 ADMIN_CLIENT,
                 name="Cleave operator (admin)",
                 scopes=frozenset({"admin"}),
                 secret=kept,
+                secret_hash=kept_hash,
             )
             credentials["clients"][ADMIN_CLIENT] = {"secret": secret}
             added += 1
-        added += await _ensure_storefront_client(context, uow, credentials["clients"])
+        added += await _ensure_storefront_client(
+            context, uow, credentials["clients"], hashed.get(storefront.CLIENT_ID)
+        )
     if added:
         write_credentials(var_dir, credentials)
     return added
+
+
+def _user_password(credentials: dict[str, Any], user_id: str) -> str:
+    """A demo user's password: the one this system's seed wrote before, else a new one."""
+    kept: str | None = credentials["users"].get(user_id, {}).get("password")
+    return kept or secrets.token_urlsafe(12)
+
+
+def _client_secret(credentials: dict[str, Any], client_id: str) -> str | None:
+    """A secret this system's seed wrote before is kept, never rotated behind its back."""
+    kept: str | None = credentials["clients"].get(client_id, {}).get("secret")
+    return kept
+
+
+async def _hash_missing_secrets(context: ServiceContext, credentials: dict[str, Any]) -> Hashed:
+    """The password of each demo user and the secret of each confidential client that is about
+    to be made, with its hash, by id. Made before the transaction, several at once: one Argon2
+    hash is ~0.2 s of one core, and one after another the six of a first start took a second.
+    An account that someone else makes meanwhile is found in the transaction and skipped."""
+    wanted: dict[str, str] = {}
+    async with context.read() as connection:
+        for user_id, _, _ in [*DEMO_USERS, DEMO_ADMIN]:
+            if await store.one(connection, store.UserRow, id=user_id) is None:
+                wanted[user_id] = _user_password(credentials, user_id)
+        for client_id in (ADMIN_CLIENT, storefront.CLIENT_ID):
+            if await store.one(connection, store.ClientRow, id=client_id) is None:
+                wanted[client_id] = _client_secret(credentials, client_id) or random_token()
+    # No more at once than there are cores: each also holds 64 MiB while it runs.
+    cores = asyncio.Semaphore(os.cpu_count() or 1)
+
+    async def hash_one(secret: str) -> str:
+        async with cores:
+            return await handlers.hash_password(secret)
+
+    hashes = await asyncio.gather(*(hash_one(secret) for secret in wanted.values()))
+    return {
+        key: (secret, hash_) for (key, secret), hash_ in zip(wanted.items(), hashes, strict=True)
+    }
 
 
 async def register_client(
@@ -174,7 +228,10 @@ async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
 
 
 async def _ensure_storefront_client(
-    context: ServiceContext, uow: UnitOfWork, clients: dict[str, Any]
+    context: ServiceContext,
+    uow: UnitOfWork,
+    clients: dict[str, Any],
+    prepared: tuple[str, str] | None,
 ) -> int:
     """The storefront's confidential client, with redirect URIs at this system's public URL (an
     address it served from before stays registered) and a secret the credentials file holds."""
@@ -184,6 +241,7 @@ async def _ensure_storefront_client(
     row = await store.one(uow.connection, store.ClientRow, id=storefront.CLIENT_ID)
     try:
         if row is None:
+            secret, secret_hash = prepared or (secret, None)
             secret = await handlers.create_client(
                 uow,
                 storefront.CLIENT_ID,
@@ -191,6 +249,7 @@ async def _ensure_storefront_client(
                 scopes=storefront.SCOPES,
                 redirect_uris=wanted,
                 secret=secret,
+                secret_hash=secret_hash,
             )
         else:
             if set(wanted) - set(row.redirect_uris.split()):
