@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cleave.auth.units import on_behalf_of
 from cleave.clock import utcnow
 from cleave.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from cleave.events import Event
 from cleave.money import Money
 from cleave.service import ServiceContext, UnitOfWork
 from shop.payment import domain, store
@@ -70,6 +72,17 @@ def settled(row: store.Payment) -> PaymentOutcome:
     if reason is not None:
         raise PaymentFailed(reason)
     return outcome(row)
+
+
+async def _move(
+    uow: UnitOfWork, payment: store.Payment, event: Event, *, from_: list[str], **values: Any
+) -> store.Payment:
+    """Change the payment if it is still in one of `from_`, and publish `event` only if this
+    call changed it (a void or a concurrent call may have won); the payment as it now stands."""
+    won, current = await store.transition(uow.connection, payment.id, from_=from_, **values)
+    if won:
+        uow.publish(event, subject=payment.order_id)
+    return current
 
 
 async def _by_order(connection: AsyncConnection, order_id: str) -> store.Payment:
@@ -202,25 +215,18 @@ async def _record_authorized(
 async def _mark_authorized(
     uow: UnitOfWork, payment: store.Payment, reference: str
 ) -> store.Payment:
-    won, current = await store.transition(
-        uow.connection,
-        payment.id,
+    # Not won means a void landed meanwhile, or a concurrent call for this order recorded the
+    # same answer first.
+    return await _move(
+        uow,
+        payment,
+        PaymentAuthorized(
+            payment_id=payment.id, order_id=payment.order_id, amount=amount_of(payment)
+        ),
         from_=[domain.AUTHORIZING],
         status=domain.AUTHORIZED,
         processor_ref=reference,
     )
-    if won:
-        uow.publish(
-            PaymentAuthorized(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=amount_of(payment),
-            ),
-            subject=payment.order_id,
-        )
-    # Not won means a void landed meanwhile, or a concurrent call for this order recorded the
-    # same answer first.
-    return current
 
 
 # --- capture ---------------------------------------------------------------------------------
@@ -270,19 +276,15 @@ async def _settle_capture(
 
 
 async def _mark_captured(uow: UnitOfWork, payment: store.Payment) -> store.Payment:
-    won, current = await store.transition(
-        uow.connection, payment.id, from_=[domain.CAPTURING], status=domain.CAPTURED
+    return await _move(
+        uow,
+        payment,
+        PaymentCaptured(
+            payment_id=payment.id, order_id=payment.order_id, amount=amount_of(payment)
+        ),
+        from_=[domain.CAPTURING],
+        status=domain.CAPTURED,
     )
-    if won:
-        uow.publish(
-            PaymentCaptured(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=amount_of(payment),
-            ),
-            subject=payment.order_id,
-        )
-    return current
 
 
 async def _capture_refused(
@@ -305,19 +307,14 @@ async def _capture_refused(
 async def _mark_capture_refused(
     uow: UnitOfWork, payment: store.Payment, reason: str
 ) -> store.Payment:
-    won, current = await store.transition(
-        uow.connection,
-        payment.id,
+    return await _move(
+        uow,
+        payment,
+        PaymentVoided(payment_id=payment.id, order_id=payment.order_id),
         from_=[domain.CAPTURING],
         status=domain.VOIDED,
         reason=f"capture_{reason}",
     )
-    if won:
-        uow.publish(
-            PaymentVoided(payment_id=payment.id, order_id=payment.order_id),
-            subject=payment.order_id,
-        )
-    return current
 
 
 async def settle_in_doubt(
@@ -368,14 +365,13 @@ async def _mark_voided(uow: UnitOfWork, order_id: str) -> store.Payment | None:
     payment = await store.by_order(uow.connection, order_id)
     if payment is None:
         return None
-    won, current = await store.transition(
-        uow.connection,
-        payment.id,
+    current = await _move(
+        uow,
+        payment,
+        PaymentVoided(payment_id=payment.id, order_id=order_id),
         from_=[domain.AUTHORIZING, domain.AUTHORIZED],
         status=domain.VOIDED,
     )
-    if won:
-        uow.publish(PaymentVoided(payment_id=payment.id, order_id=order_id), subject=order_id)
     domain.require("void", current.status)
     return current
 
@@ -395,18 +391,15 @@ async def _mark_refunded(uow: UnitOfWork, payment_id: str) -> store.Payment:
     payment = await store.by_id(uow.connection, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
-    won, current = await store.transition(
-        uow.connection, payment.id, from_=[domain.CAPTURED], status=domain.REFUNDED
+    current = await _move(
+        uow,
+        payment,
+        PaymentRefunded(
+            payment_id=payment.id, order_id=payment.order_id, amount=amount_of(payment)
+        ),
+        from_=[domain.CAPTURED],
+        status=domain.REFUNDED,
     )
-    if won:
-        uow.publish(
-            PaymentRefunded(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=amount_of(payment),
-            ),
-            subject=payment.order_id,
-        )
     domain.require("refund", current.status)
     return current
 
