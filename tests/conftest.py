@@ -160,6 +160,12 @@ def free_port() -> int:
     raise AssertionError("unreachable: the cycle of ports never ends")
 
 
+def unit_address() -> str:
+    """`CLEAVE_ADDRESS_<UNIT>` with its own free HTTP, gRPC and metrics ports: without the last,
+    a unit serves metrics on the base port + its index, which nothing has checked is free."""
+    return f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
+
+
 @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """In parallel runs the end-to-end tests that share the session's README split run on one

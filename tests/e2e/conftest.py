@@ -19,6 +19,7 @@ from tests.conftest import (
     clean_environment,
     run_cleave,
     started_cleave,
+    unit_address,
 )
 from tests.conftest import free_port as free_port  # the one place tests take ports from
 
@@ -127,7 +128,7 @@ def readme_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSpl
         CLEAVE_BROKER=brokers.url,
     )
     for unit in config.topology.units:
-        address = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
+        address = unit_address()
         environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = address
     log = folder / "split.log"
     base = f"http://127.0.0.1:{port}"

@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from cleave.errors import EX_CONFIG
-from tests.conftest import PG_ADMIN_DSN, clean_environment, run_cleave
+from tests.conftest import PG_ADMIN_DSN, clean_environment, run_cleave, unit_address
 from tests.e2e.conftest import ROOT, ReadmeSplit, free_port
 from tests.e2e.shopping import Shopper, two_people_at_once
 from tests.e2e.test_readme import readme_block
@@ -97,7 +97,7 @@ def test_a_split_whose_roles_do_not_exist_stops_at_once_with_one_line(tmp_path: 
         PYTHONPATH=str(ROOT),
     )
     for unit in ("identity", "catalog", "customer", "ordering", "payment", "storefront"):
-        environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = f"127.0.0.1:{free_port()}:{free_port()}"
+        environment[f"CLEAVE_ADDRESS_{unit.upper()}"] = unit_address()
     started = time.monotonic()
     ran = run_cleave("up", "--topology", "split", env=environment, timeout=150)
     took = time.monotonic() - started

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from cleave.auth.revocation import revocation_queue
 from cleave.config import load_config
-from tests.conftest import PostgresDatabases, clean_environment, require_server, started_cleave
+from tests.conftest import (
+    PostgresDatabases,
+    clean_environment,
+    require_server,
+    started_cleave,
+    unit_address,
+)
 from tests.e2e.conftest import ROOT, free_port
 from tests.integration.test_brokers import Brokers
 from tests.services import KAFKA, NATS, POSTGRES, RABBITMQ, SQS
@@ -54,7 +60,7 @@ async def running_topology(topology: str, tmp_path: Path) -> AsyncIterator[Runni
         environment["CLEAVE_BROKER"] = brokers.url
         for unit in config.topology.units:
             key = f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}"
-            environment[key] = f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
+            environment[key] = unit_address()
     port = free_port()
     log = tmp_path / "shop.log"
     try:
