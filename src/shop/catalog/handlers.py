@@ -87,8 +87,8 @@ class LocalCatalog:
     async def reserve_stock(self, order_id: str, lines: list[OrderLine]) -> None:
         wanted = merge_lines([(line.sku, line.quantity) for line in lines])
         async with self.context.unit_of_work() as uow:
-            if await store.reservation(uow.connection, order_id):
-                return  # reserved before: a retried or resumed call
+            if not await store.mark_order(uow.connection, order_id, store.HELD):
+                return  # reserved before (a retried or resumed call), or released already
             known = await store.get_products(uow.connection, list(wanted))
             if unknown := sorted(set(wanted) - set(known)):
                 raise UnknownProducts(unknown)
@@ -104,6 +104,8 @@ class LocalCatalog:
 
     async def release_stock(self, order_id: str) -> None:
         async with self.context.unit_of_work() as uow:
+            # First, so that a reserve arriving after this release holds nothing.
+            await store.mark_order(uow.connection, order_id, store.RELEASED)
             released = await store.end_reservation(uow.connection, order_id, store.RELEASED)
             if not released:
                 return  # never held, or released or committed by an earlier call

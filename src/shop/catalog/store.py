@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
@@ -45,7 +46,9 @@ products = Table(
     CheckConstraint("price_amount >= 0", name="ck_products_price_not_negative"),
 )
 
-# One row per order and sku while stock is held; `state` is held, released or committed.
+# One row per order and sku while stock is held; `state` is held, released or committed. Each
+# order also has one row of sku ORDER_MARK (quantity 0), written by whichever of reserve and
+# release comes first: a reserve arriving after its order's release holds nothing.
 reservations = Table(
     "reservations",
     metadata,
@@ -58,6 +61,7 @@ reservations = Table(
 Index("ix_reservations_state", reservations.c.state)
 
 HELD, RELEASED, COMMITTED = "held", "released", "committed"
+ORDER_MARK = ""
 
 
 # A row as the queries return it: its fields are the table's columns in order (a unit test
@@ -112,6 +116,20 @@ _RESERVATION = Prepared(
 _RECORD_RESERVATION = Prepared(
     reservations.insert().values({c.key: bindparam(c.key, type_=c.type) for c in reservations.c})
 )
+
+
+def _mark_statement(dialect: Any) -> Prepared[Any]:
+    values = {
+        "order_id": bindparam("of_order"),
+        "sku": ORDER_MARK,
+        "quantity": 0,
+        "state": bindparam("mark_state"),
+        "updated_at": bindparam("now", type_=UtcDateTime),
+    }
+    return Prepared(dialect.insert(reservations).values(values).on_conflict_do_nothing())
+
+
+_MARK_ORDER = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
 _END_RESERVATION = Prepared(
     update(reservations)
     .where(reservations.c.order_id == bindparam("of_order"), reservations.c.state == HELD)
@@ -172,7 +190,19 @@ async def give_stock(connection: AsyncConnection, sku: str, quantity: int) -> No
 
 
 async def reservation(connection: AsyncConnection, order_id: str) -> list[ReservationRow]:
-    return await _RESERVATION.rows(connection, order_id=order_id)
+    """The order's lines (its mark left out)."""
+    rows = await _RESERVATION.rows(connection, order_id=order_id)
+    return [row for row in rows if row.sku != ORDER_MARK]
+
+
+async def mark_order(connection: AsyncConnection, order_id: str, state: str) -> bool:
+    """Write the order's mark in `state`: False when a reserve or a release marked it before.
+    On PostgreSQL a mark being written by another transaction is waited for, so the answer is
+    the committed one: of a reserve and a release at once, exactly one marks the order."""
+    statement = _MARK_ORDER[connection.dialect.name]
+    return (
+        await statement.rowcount(connection, of_order=order_id, mark_state=state, now=utcnow()) == 1
+    )
 
 
 async def record_reservation(
@@ -199,7 +229,7 @@ async def end_reservation(connection: AsyncConnection, order_id: str, state: str
     reservation first. One statement, so two calls at once (a retried compensation arriving
     beside the first) cannot both find the lines held: the second waits on the rows' lock."""
     rows = await _END_RESERVATION.rows(connection, of_order=order_id, new_state=state, now=utcnow())
-    return {row.sku: row.quantity for row in rows}
+    return {row.sku: row.quantity for row in rows if row.sku != ORDER_MARK}
 
 
 async def count_products(connection: AsyncConnection) -> int:
