@@ -57,7 +57,7 @@ def _new_key() -> RSAKey:
     )
 
 
-def _stored(key: RSAKey, now: datetime, *, activates_at: datetime) -> store.SigningKeyRow:
+def _key_row(key: RSAKey, now: datetime, *, activates_at: datetime) -> store.SigningKeyRow:
     return store.SigningKeyRow(
         kid=key.kid or "",
         private_jwk=json.dumps(key.as_dict(private=True)),
@@ -72,7 +72,7 @@ async def ensure_signing_key(connection: AsyncConnection, now: datetime) -> None
     """A fresh database gets its first key, active at once."""
     if not await store.published_keys(connection, now):
         key = _new_key()
-        await store.insert_signing_key(connection, _stored(key, now, activates_at=now))
+        await store.insert_signing_key(connection, _key_row(key, now, activates_at=now))
 
 
 async def rotate(
@@ -89,7 +89,7 @@ async def rotate(
                 retires_at=activates_at,
                 expires_at=activates_at + lifetimes.longest_signed,
             )
-    await store.insert_signing_key(connection, _stored(key, now, activates_at=activates_at))
+    await store.insert_signing_key(connection, _key_row(key, now, activates_at=activates_at))
     return key.kid or "", activates_at
 
 
