@@ -21,7 +21,7 @@ from cleave.events import Event
 from cleave.money import Money
 from shop.customer import handlers as customer_handlers
 from shop.customer import service as customer_service
-from shop.identity import handlers as identity_handlers
+from shop.identity.handlers import grants as identity_grants
 from shop.ordering import service as ordering_service
 from shop.ordering.contract import OrderConfirmed
 from tests.conftest import ROOT
@@ -196,14 +196,14 @@ def test_a_token_field_the_storefront_reads_and_identity_drops_fails_naming_both
 ) -> None:
     """Identity as a changed version would be: its code exchange answers without the ID token
     the storefront signs a person in with."""
-    issue = identity_handlers._user_tokens
+    issue = identity_grants._user_tokens
 
     async def without_id_token(*args: Any, **kwargs: Any) -> dict[str, Any]:
         issued = await issue(*args, **kwargs)
         issued.pop("id_token", None)
         return issued
 
-    monkeypatch.setattr(identity_handlers, "_user_tokens", without_id_token)
+    monkeypatch.setattr(identity_grants, "_user_tokens", without_id_token)
     problems = verify_pact(base_config, _pact(base_config, "storefront", "identity"))
     assert problems
     assert all(

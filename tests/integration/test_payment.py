@@ -183,8 +183,8 @@ class GatedProcessor(SimulatedProcessor):
         self.answer = asyncio.Event()
         self.references: list[str] = []
 
-    async def authorize(self, idempotency_key: str, card_token: str, amount: Money) -> str:
-        reference = await super().authorize(idempotency_key, card_token, amount)
+    async def authorise(self, idempotency_key: str, card_token: str, amount: Money) -> str:
+        reference = await super().authorise(idempotency_key, card_token, amount)
         self.references.append(reference)
         self.asked.set()
         await self.answer.wait()

@@ -97,7 +97,7 @@ def test_orders_and_payments_keep_one_hint_of_the_card_never_the_token(
 @pytest.mark.parametrize("token", ["tok_approve", "tok_visa"])
 async def test_approving_tokens_hold_the_money(token: str) -> None:
     processor = SimulatedProcessor()
-    reference = await processor.authorize("pay-1", token, TEN_EUROS)
+    reference = await processor.authorise("pay-1", token, TEN_EUROS)
     assert processor.state(reference) == "authorized"
     assert processor.authorizations == 1
 
@@ -114,7 +114,7 @@ async def test_approving_tokens_hold_the_money(token: str) -> None:
 async def test_declining_tokens_say_why_and_hold_nothing(token: str, reason: str) -> None:
     processor = SimulatedProcessor()
     with pytest.raises(Declined) as declined:
-        await processor.authorize("pay-1", token, TEN_EUROS)
+        await processor.authorise("pay-1", token, TEN_EUROS)
     assert declined.value.reason == reason
     assert processor.authorizations == 0
 
@@ -123,19 +123,19 @@ async def test_the_timeout_token_never_answers() -> None:
     processor = SimulatedProcessor()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await processor.authorize("pay-1", "tok_timeout", TEN_EUROS)
+            await processor.authorise("pay-1", "tok_timeout", TEN_EUROS)
     assert processor.authorizations == 0
 
 
 async def test_the_same_key_is_the_same_charge_even_when_asked_at_once() -> None:
     processor = SimulatedProcessor()
     references = await asyncio.gather(
-        *(processor.authorize("pay-1", "tok_approve", TEN_EUROS) for _ in range(5))
+        *(processor.authorise("pay-1", "tok_approve", TEN_EUROS) for _ in range(5))
     )
-    assert await processor.authorize("pay-1", "tok_approve", TEN_EUROS) == references[0]
+    assert await processor.authorise("pay-1", "tok_approve", TEN_EUROS) == references[0]
     assert set(references) == {references[0]}
     assert processor.authorizations == 1
-    other = await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
+    other = await processor.authorise("pay-2", "tok_approve", TEN_EUROS)
     assert other != references[0]
     assert processor.authorizations == 2
 
@@ -143,16 +143,16 @@ async def test_the_same_key_is_the_same_charge_even_when_asked_at_once() -> None
 async def test_the_first_answer_for_a_key_stands() -> None:
     processor = SimulatedProcessor()
     with pytest.raises(Declined):
-        await processor.authorize("pay-1", "tok_decline", TEN_EUROS)
+        await processor.authorise("pay-1", "tok_decline", TEN_EUROS)
     with pytest.raises(Declined, match="declined"):
-        await processor.authorize("pay-1", "tok_approve", TEN_EUROS)
+        await processor.authorise("pay-1", "tok_approve", TEN_EUROS)
     assert processor.authorizations == 0
 
 
 async def test_capture_void_and_refund_count_once_and_follow_the_hold() -> None:
     processor = SimulatedProcessor()
-    kept = await processor.authorize("pay-1", "tok_approve", TEN_EUROS)
-    released = await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
+    kept = await processor.authorise("pay-1", "tok_approve", TEN_EUROS)
+    released = await processor.authorise("pay-2", "tok_approve", TEN_EUROS)
     for _ in range(2):
         await processor.capture(kept, idempotency_key="capture-1")
         await processor.void(released)
@@ -169,12 +169,12 @@ async def test_capture_void_and_refund_count_once_and_follow_the_hold() -> None:
 
 async def test_cancel_releases_an_answer_that_landed_and_refuses_one_still_to_come() -> None:
     processor = SimulatedProcessor()
-    landed = await processor.authorize("pay-1", "tok_approve", TEN_EUROS)
+    landed = await processor.authorise("pay-1", "tok_approve", TEN_EUROS)
     await processor.cancel("pay-1")
     assert processor.state(landed) == "voided"
     await processor.cancel("pay-2")
     with pytest.raises(Declined, match="cancelled"):
-        await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
+        await processor.authorise("pay-2", "tok_approve", TEN_EUROS)
     assert processor.authorizations == 1
 
 
@@ -182,9 +182,9 @@ async def test_a_processor_restarted_on_its_file_remembers_holds_and_answers_a_c
     tmp_path: Path,
 ) -> None:
     before = SimulatedProcessor(tmp_path / "processor.db")
-    reference = await before.authorize("pay-1", "tok_approve", TEN_EUROS)
+    reference = await before.authorise("pay-1", "tok_approve", TEN_EUROS)
     await before.capture(reference, idempotency_key="capture-pay-1")  # its answer got lost
-    refused = await before.authorize("pay-2", "tok_approve", TEN_EUROS)
+    refused = await before.authorise("pay-2", "tok_approve", TEN_EUROS)
     await before.void(refused)
     with pytest.raises(Declined, match="hold_voided"):
         await before.capture(refused, idempotency_key="capture-pay-2")
@@ -193,7 +193,7 @@ async def test_a_processor_restarted_on_its_file_remembers_holds_and_answers_a_c
     after = SimulatedProcessor(tmp_path / "processor.db")
     await after.capture(reference, idempotency_key="capture-pay-1")  # asked again: the same capture
     assert (after.state(reference), after.captures, after.authorizations) == ("captured", 1, 2)
-    assert await after.authorize("pay-1", "tok_approve", TEN_EUROS) == reference
+    assert await after.authorise("pay-1", "tok_approve", TEN_EUROS) == reference
     with pytest.raises(Declined, match="hold_voided"):
         await after.capture(refused, idempotency_key="capture-pay-2")  # the same refusal
     assert after.open_authorizations() == []
@@ -203,11 +203,11 @@ async def test_an_authorisation_that_never_answered_stays_open_until_cancelled()
     processor = SimulatedProcessor()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await processor.authorize("pay-1", "tok_timeout", TEN_EUROS)
-    approved = await processor.authorize("pay-2", "tok_approve", TEN_EUROS)
+            await processor.authorise("pay-1", "tok_timeout", TEN_EUROS)
+    approved = await processor.authorise("pay-2", "tok_approve", TEN_EUROS)
     assert processor.open_authorizations() == [("pay-1", "pending"), ("pay-2", "authorized")]
     await processor.cancel("pay-1")
     await processor.void(approved)
     assert processor.open_authorizations() == []
     with pytest.raises(Declined, match="cancelled"):
-        await processor.authorize("pay-1", "tok_timeout", TEN_EUROS)
+        await processor.authorise("pay-1", "tok_timeout", TEN_EUROS)

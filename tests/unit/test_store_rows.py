@@ -1,7 +1,8 @@
-"""The typed rows the stores return match their tables (catalog, customer, identity and payment:
-every table has one; the saga log's too): a row type's fields are the table's columns in order
-(rows are built from the selected tuple by position), each typed as the column holds it, `| None`
-where it is nullable. With these held, mypy's check of `row.price_amount` is a check of the SQL."""
+"""The typed rows the stores return match their tables (catalog, customer, identity, ordering
+and payment: every table has one; the storefront's sessions and the saga log's too): a row type's
+fields are the table's columns in order (rows are built from the selected tuple by position),
+each typed as the column holds it, `| None` where it is nullable. With these held, mypy's check
+of `row.price_amount` is a check of the SQL."""
 
 from __future__ import annotations
 
@@ -18,15 +19,29 @@ from cleave.saga import SagaRow
 from shop.catalog import store as catalog
 from shop.customer import store as customer
 from shop.identity import store as identity
+from shop.ordering import store as ordering
 from shop.payment import store as payment
+from shop.storefront import store as storefront
 
 ROW_TYPES: dict[Table, type[tuple[Any, ...]]] = {
     catalog.products: catalog.ProductRow,
     catalog.reservations: catalog.ReservationRow,
     customer.customers: customer.CustomerRow,
     customer.addresses: customer.AddressRow,
-    **{table: row_type for row_type, table in identity.TABLE_OF.items()},
+    identity.users: identity.UserRow,
+    identity.clients: identity.ClientRow,
+    identity.authorization_codes: identity.AuthorizationCodeRow,
+    identity.grants: identity.GrantRow,
+    identity.refresh_tokens: identity.RefreshTokenRow,
+    identity.revoked_access_tokens: identity.RevokedAccessTokenRow,
+    identity.revocations: identity.RevocationRow,
+    identity.signing_keys: identity.SigningKeyRow,
+    identity.sign_in_attempts: identity.SignInAttemptsRow,
+    identity.sessions: identity.SessionRow,
+    ordering.orders: ordering.OrderRow,
+    ordering.order_lines: ordering.OrderLineRow,
     payment.payments: payment.Payment,
+    storefront.sessions: storefront.SessionRow,  # its carts and checkouts are read as values
     sagas: SagaRow,
 }
 
@@ -36,6 +51,7 @@ def test_every_table_of_the_typed_stores_has_a_row_type() -> None:
         *catalog.metadata.tables.values(),
         *customer.metadata.tables.values(),
         *identity.metadata.tables.values(),
+        *ordering.metadata.tables.values(),
         *payment.metadata.tables.values(),
     ]
     assert {table.name for table in declared} <= {t.name for t in ROW_TYPES}

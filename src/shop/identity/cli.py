@@ -140,7 +140,7 @@ def list_clients(topology: TopologyOption = None) -> None:
 
     async def work(context: ServiceContext) -> list[store.ClientRow]:
         async with context.read() as connection:
-            return await store.all_rows(connection, store.ClientRow, "id")
+            return await store.all_clients(connection)
 
     listing = table("id", "kind", "scopes", "grant types", "redirect URIs", "created")
     for row in _run(topology, work):
@@ -166,10 +166,10 @@ def delete_client(
 
     async def work(context: ServiceContext) -> int:
         async with context.unit_of_work() as uow:
-            if not await store.remove(uow.connection, store.clients, id=client_id):
+            if not await store.delete_client(uow.connection, client_id):
                 raise CleaveError(f"no client {client_id!r}")
-            for grant in await store.all_rows(uow.connection, store.GrantRow, "id"):
-                if grant.client_id == client_id and grant.revoked_at is None:
+            for grant in await store.grants_of(uow.connection, client_id):
+                if grant.revoked_at is None:
                     await handlers.revoke_grant(uow, grant.id)
             await handlers.revoke_subject(uow, client_id)
             return 1
@@ -213,7 +213,7 @@ def list_users(topology: TopologyOption = None) -> None:
 
     async def work(context: ServiceContext) -> list[store.UserRow]:
         async with context.read() as connection:
-            return await store.all_rows(connection, store.UserRow, "email")
+            return await store.all_users(connection)
 
     listing = table("id", "email", "name", "state", "role")
     for row in _run(topology, work):

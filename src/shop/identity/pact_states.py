@@ -55,24 +55,27 @@ async def refresh_token_issued(context: ServiceContext, given: dict[str, Any]) -
     now = utcnow()
     grant_id = uuid.uuid4().hex
     async with context.unit_of_work() as uow:
-        await store.insert(
+        await store.insert_grant(
             uow.connection,
-            store.grants,
-            id=grant_id,
-            client_id=str(given["client_id"]),
-            user_id=str(given["subject"]),
-            scope=" ".join(sorted(given["scopes"])),
-            auth_time=now,
-            created_at=now,
-            revoked_at=None,
+            store.GrantRow(
+                id=grant_id,
+                client_id=str(given["client_id"]),
+                user_id=str(given["subject"]),
+                scope=" ".join(sorted(given["scopes"])),
+                auth_time=now,
+                created_at=now,
+                revoked_at=None,
+            ),
         )
-        await store.insert(
+        await store.insert_refresh_token(
             uow.connection,
-            store.refresh_tokens,
-            token_hash=digest(str(given["refresh_token"])),
-            grant_id=grant_id,
-            created_at=now,
-            expires_at=now + handlers.lifetimes(context).refresh,
+            store.RefreshTokenRow(
+                token_hash=digest(str(given["refresh_token"])),
+                grant_id=grant_id,
+                created_at=now,
+                expires_at=now + handlers.lifetimes(context).refresh,
+                used_at=None,
+            ),
         )
     return {}
 

@@ -68,7 +68,7 @@ async def seed(context: ServiceContext) -> int:
     async with context.unit_of_work() as uow:
         await tokens.ensure_signing_key(uow.connection, utcnow())
         for user_id, email, name in [*DEMO_USERS, DEMO_ADMIN]:
-            if await store.one(uow.connection, store.UserRow, id=user_id) is not None:
+            if await store.user_by_id(uow.connection, user_id) is not None:
                 continue
             password, password_hash = hashed.get(
                 user_id, (_user_password(credentials, user_id), None)
@@ -80,7 +80,7 @@ async def seed(context: ServiceContext) -> int:
             )
             credentials["users"][user_id] = {"email": email, "password": password}
             added += 1
-        if await store.one(uow.connection, store.ClientRow, id=CLI_CLIENT) is None:
+        if await store.client_by_id(uow.connection, CLI_CLIENT) is None:
             await handlers.create_client(
                 uow,
                 CLI_CLIENT,
@@ -93,7 +93,7 @@ async def seed(context: ServiceContext) -> int:
             added += 1
         added += await _ensure_docs_client(uow, context.system)
         added += await _ensure_console_client(uow, context.system)
-        if await store.one(uow.connection, store.ClientRow, id=ADMIN_CLIENT) is None:
+        if await store.client_by_id(uow.connection, ADMIN_CLIENT) is None:
             # A secret this system's seed wrote before is kept, never rotated behind its back.
             kept, kept_hash = hashed.get(
                 ADMIN_CLIENT, (_client_secret(credentials, ADMIN_CLIENT), None)
@@ -136,10 +136,10 @@ async def _hash_missing_secrets(context: ServiceContext, credentials: dict[str, 
     wanted: dict[str, str] = {}
     async with context.read() as connection:
         for user_id, _, _ in [*DEMO_USERS, DEMO_ADMIN]:
-            if await store.one(connection, store.UserRow, id=user_id) is None:
+            if await store.user_by_id(connection, user_id) is None:
                 wanted[user_id] = _user_password(credentials, user_id)
         for client_id in (ADMIN_CLIENT, storefront.CLIENT_ID):
-            if await store.one(connection, store.ClientRow, id=client_id) is None:
+            if await store.client_by_id(connection, client_id) is None:
                 wanted[client_id] = _client_secret(credentials, client_id) or random_token()
     # No more at once than there are cores: each also holds 64 MiB while it runs.
     cores = asyncio.Semaphore(os.cpu_count() or 1)
@@ -160,7 +160,7 @@ async def register_client(
     """One of the system's own confidential clients (a unit's, for its calls to other units), as
     the chassis asks for it: registered with this secret and only these scopes."""
     async with context.unit_of_work() as uow:
-        row = await store.one(uow.connection, store.ClientRow, id=client_id)
+        row = await store.client_by_id(uow.connection, client_id)
         if row is None:
             name = f"Cleave unit {client_id} (calls between services)"
             await handlers.create_client(uow, client_id, name=name, scopes=scopes, secret=secret)
@@ -168,7 +168,7 @@ async def register_client(
         changed = False
         if row.scopes.split() != sorted(scopes):
             scoped = " ".join(sorted(scopes))
-            await store.set_values(uow.connection, store.clients, {"id": client_id}, scopes=scoped)
+            await store.set_client_scopes(uow.connection, client_id, scoped)
             changed = True
         if not (row.secret_hash and await handlers.password_matches(row.secret_hash, secret)):
             await handlers.new_client_secret(uow, client_id, secret)
@@ -181,7 +181,7 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
     now (an address it served from before stays registered: a port change breaks nothing)."""
     if not system.docs_client or not system.docs_redirect_uri:
         return 0
-    row = await store.one(uow.connection, store.ClientRow, id=system.docs_client)
+    row = await store.client_by_id(uow.connection, system.docs_client)
     if row is None:
         await handlers.create_client(
             uow,
@@ -195,9 +195,7 @@ async def _ensure_docs_client(uow: UnitOfWork, system: SystemFacts) -> int:
     known = row.redirect_uris.split()
     if system.docs_redirect_uri not in known:
         uris = " ".join([*known, system.docs_redirect_uri])
-        await store.set_values(
-            uow.connection, store.clients, {"id": system.docs_client}, redirect_uris=uris
-        )
+        await store.set_client_redirect_uris(uow.connection, system.docs_client, uris)
     return 0
 
 
@@ -207,7 +205,7 @@ async def _ensure_console_client(uow: UnitOfWork, system: SystemFacts) -> int:
     every address this system has served from."""
     if not system.console_client or not system.console_redirect_uri:
         return 0
-    row = await store.one(uow.connection, store.ClientRow, id=system.console_client)
+    row = await store.client_by_id(uow.connection, system.console_client)
     uri = system.console_redirect_uri
     try:
         if row is None:
@@ -238,7 +236,7 @@ async def _ensure_storefront_client(
     wanted = storefront.redirect_uris(context.system.public_url or "http://127.0.0.1:8000")
     kept = clients.get(storefront.CLIENT_ID, {})
     secret = kept.get("secret")
-    row = await store.one(uow.connection, store.ClientRow, id=storefront.CLIENT_ID)
+    row = await store.client_by_id(uow.connection, storefront.CLIENT_ID)
     try:
         if row is None:
             secret, secret_hash = prepared or (secret, None)

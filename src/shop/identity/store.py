@@ -4,7 +4,7 @@ SHA-256 for high-entropy random tokens); nothing outside identity touches these 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -238,61 +238,136 @@ class SessionRow(NamedTuple):
     expires_at: datetime
 
 
-Stored = TypeVar("Stored", bound=tuple[Any, ...])
-TABLE_OF: dict[type[tuple[Any, ...]], Table] = {
-    UserRow: users,
-    ClientRow: clients,
-    AuthorizationCodeRow: authorization_codes,
-    GrantRow: grants,
-    RefreshTokenRow: refresh_tokens,
-    RevokedAccessTokenRow: revoked_access_tokens,
-    RevocationRow: revocations,
-    SigningKeyRow: signing_keys,
-    SignInAttemptsRow: sign_in_attempts,
-    SessionRow: sessions,
-}
+# --- users ------------------------------------------------------------------------------------
 
 
-async def one(
-    connection: AsyncConnection, row_type: type[Stored], /, **where: Any
-) -> Stored | None:
-    """The row of `row_type`'s table matching every `column=value` given, or None."""
-    table = TABLE_OF[row_type]
-    statement = select(table)
-    for column, value in where.items():
-        statement = statement.where(table.c[column] == value)
+async def user_by_id(connection: AsyncConnection, user_id: str) -> UserRow | None:
+    row = (await connection.execute(select(users).where(users.c.id == user_id))).one_or_none()
+    return None if row is None else UserRow._make(row)
+
+
+async def user_by_email(connection: AsyncConnection, email: str) -> UserRow | None:
+    row = (await connection.execute(select(users).where(users.c.email == email))).one_or_none()
+    return None if row is None else UserRow._make(row)
+
+
+async def all_users(connection: AsyncConnection) -> list[UserRow]:
+    """Every account, by email."""
+    rows = await connection.execute(select(users).order_by(users.c.email))
+    return [UserRow._make(row) for row in rows]
+
+
+async def insert_user(connection: AsyncConnection, user: UserRow) -> None:
+    await connection.execute(users.insert().values(user._asdict()))
+
+
+async def disable_user(connection: AsyncConnection, user_id: str) -> None:
+    await connection.execute(update(users).where(users.c.id == user_id).values(disabled=True))
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+async def client_by_id(connection: AsyncConnection, client_id: str) -> ClientRow | None:
+    statement = select(clients).where(clients.c.id == client_id)
     row = (await connection.execute(statement)).one_or_none()
-    return None if row is None else row_type(*row)
+    return None if row is None else ClientRow._make(row)
 
 
-async def insert(connection: AsyncConnection, table: Table, **values: Any) -> None:
-    await connection.execute(table.insert().values(**values))
+async def all_clients(connection: AsyncConnection) -> list[ClientRow]:
+    """Every client, by id."""
+    rows = await connection.execute(select(clients).order_by(clients.c.id))
+    return [ClientRow._make(row) for row in rows]
 
 
-async def set_values(
-    connection: AsyncConnection, table: Table, where: dict[str, Any], **values: Any
-) -> int:
-    statement = update(table).values(**values)
-    for column, value in where.items():
-        statement = statement.where(table.c[column] == value)
-    return (await connection.execute(statement)).rowcount
+async def insert_client(connection: AsyncConnection, client: ClientRow) -> None:
+    await connection.execute(clients.insert().values(client._asdict()))
 
 
-async def remove(connection: AsyncConnection, table: Table, **where: Any) -> int:
-    statement = delete(table)
-    for column, value in where.items():
-        statement = statement.where(table.c[column] == value)
-    return (await connection.execute(statement)).rowcount
+async def set_client_scopes(connection: AsyncConnection, client_id: str, scopes: str) -> None:
+    await connection.execute(update(clients).where(clients.c.id == client_id).values(scopes=scopes))
 
 
-async def all_rows(
-    connection: AsyncConnection, row_type: type[Stored], order_by: str
-) -> list[Stored]:
-    table = TABLE_OF[row_type]
-    return [
-        row_type(*row)
-        for row in await connection.execute(select(table).order_by(table.c[order_by]))
-    ]
+async def set_client_redirect_uris(
+    connection: AsyncConnection, client_id: str, redirect_uris: str
+) -> None:
+    await connection.execute(
+        update(clients).where(clients.c.id == client_id).values(redirect_uris=redirect_uris)
+    )
+
+
+async def set_client_secret_hash(
+    connection: AsyncConnection, client_id: str, secret_hash: str
+) -> bool:
+    """False when there is no such client."""
+    changed = await connection.execute(
+        update(clients).where(clients.c.id == client_id).values(secret_hash=secret_hash)
+    )
+    return changed.rowcount == 1
+
+
+async def delete_client(connection: AsyncConnection, client_id: str) -> bool:
+    """False when there was no such client."""
+    deleted = await connection.execute(delete(clients).where(clients.c.id == client_id))
+    return deleted.rowcount == 1
+
+
+# --- authorization codes, grants and refresh tokens -------------------------------------------
+
+
+async def code_by_hash(connection: AsyncConnection, code_hash: str) -> AuthorizationCodeRow | None:
+    statement = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else AuthorizationCodeRow._make(row)
+
+
+async def insert_code(connection: AsyncConnection, code: AuthorizationCodeRow) -> None:
+    await connection.execute(authorization_codes.insert().values(code._asdict()))
+
+
+async def grant_by_id(connection: AsyncConnection, grant_id: str) -> GrantRow | None:
+    row = (await connection.execute(select(grants).where(grants.c.id == grant_id))).one_or_none()
+    return None if row is None else GrantRow._make(row)
+
+
+async def grants_of(connection: AsyncConnection, subject: str) -> list[GrantRow]:
+    """The grants of a user, or those made through a client, by id."""
+    statement = (
+        select(grants)
+        .where((grants.c.user_id == subject) | (grants.c.client_id == subject))
+        .order_by(grants.c.id)
+    )
+    return [GrantRow._make(row) for row in await connection.execute(statement)]
+
+
+async def insert_grant(connection: AsyncConnection, grant: GrantRow) -> None:
+    await connection.execute(grants.insert().values(grant._asdict()))
+
+
+async def refresh_token_by_hash(
+    connection: AsyncConnection, token_hash: str
+) -> RefreshTokenRow | None:
+    statement = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else RefreshTokenRow._make(row)
+
+
+async def insert_refresh_token(connection: AsyncConnection, token: RefreshTokenRow) -> None:
+    await connection.execute(refresh_tokens.insert().values(token._asdict()))
+
+
+async def revoked_access_token(
+    connection: AsyncConnection, jti: str
+) -> RevokedAccessTokenRow | None:
+    statement = select(revoked_access_tokens).where(revoked_access_tokens.c.jti == jti)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else RevokedAccessTokenRow._make(row)
+
+
+async def insert_revoked_access_token(
+    connection: AsyncConnection, revoked: RevokedAccessTokenRow
+) -> None:
+    await connection.execute(revoked_access_tokens.insert().values(revoked._asdict()))
 
 
 async def claim_code(connection: AsyncConnection, code_hash: str, now: datetime) -> bool:
@@ -325,6 +400,23 @@ async def revoke_grant(connection: AsyncConnection, grant_id: str) -> None:
     )
 
 
+# --- signing keys -----------------------------------------------------------------------------
+
+
+async def insert_signing_key(connection: AsyncConnection, key: SigningKeyRow) -> None:
+    await connection.execute(signing_keys.insert().values(key._asdict()))
+
+
+async def retire_signing_key(
+    connection: AsyncConnection, kid: str, *, retires_at: datetime, expires_at: datetime
+) -> None:
+    await connection.execute(
+        update(signing_keys)
+        .where(signing_keys.c.kid == kid)
+        .values(retires_at=retires_at, expires_at=expires_at)
+    )
+
+
 async def published_keys(connection: AsyncConnection, now: datetime) -> list[SigningKeyRow]:
     statement = (
         select(signing_keys)
@@ -334,19 +426,67 @@ async def published_keys(connection: AsyncConnection, now: datetime) -> list[Sig
     return [SigningKeyRow(*row) for row in await connection.execute(statement)]
 
 
+# --- sign-in attempts and sessions ------------------------------------------------------------
+
+
+async def attempts_by_key(connection: AsyncConnection, key: str) -> SignInAttemptsRow | None:
+    statement = select(sign_in_attempts).where(sign_in_attempts.c.key == key)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else SignInAttemptsRow._make(row)
+
+
+async def insert_attempts(connection: AsyncConnection, attempts: SignInAttemptsRow) -> None:
+    await connection.execute(sign_in_attempts.insert().values(attempts._asdict()))
+
+
+async def update_attempts(connection: AsyncConnection, attempts: SignInAttemptsRow) -> None:
+    await connection.execute(
+        update(sign_in_attempts)
+        .where(sign_in_attempts.c.key == attempts.key)
+        .values(attempts._asdict())
+    )
+
+
+async def clear_attempts(connection: AsyncConnection, key: str) -> None:
+    await connection.execute(delete(sign_in_attempts).where(sign_in_attempts.c.key == key))
+
+
+async def session_by_hash(connection: AsyncConnection, id_hash: str) -> SessionRow | None:
+    statement = select(sessions).where(sessions.c.id_hash == id_hash)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else SessionRow._make(row)
+
+
+async def insert_session(connection: AsyncConnection, session: SessionRow) -> None:
+    await connection.execute(sessions.insert().values(session._asdict()))
+
+
+async def delete_session(connection: AsyncConnection, id_hash: str) -> None:
+    await connection.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
+
+
+async def delete_sessions_of(connection: AsyncConnection, user_id: str) -> None:
+    await connection.execute(delete(sessions).where(sessions.c.user_id == user_id))
+
+
+# --- revocations every unit refuses ---------------------------------------------------------
+
+
 async def record_revocation(
     connection: AsyncConnection, kind: Kind, value: str, until: datetime
 ) -> datetime:
     """Keep a revocation, at the later `until` if it was kept before; returns the `until` kept.
     Rows past their `until` are removed here: nothing is refused after it."""
     await connection.execute(delete(revocations).where(revocations.c.until <= utcnow()))
-    kept = await one(connection, RevocationRow, kind=kind, value=value)
+    this = (revocations.c.kind == kind) & (revocations.c.value == value)
+    found = await connection.execute(select(revocations.c.until).where(this))
+    kept: datetime | None = found.scalar_one_or_none()
     if kept is None:
-        await insert(connection, revocations, kind=kind, value=value, until=until)
+        await connection.execute(revocations.insert().values(kind=kind, value=value, until=until))
         return until
-    if kept.until >= until:
-        return kept.until
-    await set_values(connection, revocations, {"kind": kind, "value": value}, until=until)
+    if kept >= until:
+        return kept
+    await connection.execute(update(revocations).where(this).values(until=until))
     return until
 
 

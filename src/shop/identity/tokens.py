@@ -57,18 +57,22 @@ def _new_key() -> RSAKey:
     )
 
 
+def _key_row(key: RSAKey, now: datetime, *, activates_at: datetime) -> store.SigningKeyRow:
+    return store.SigningKeyRow(
+        kid=key.kid or "",
+        private_jwk=json.dumps(key.as_dict(private=True)),
+        created_at=now,
+        activates_at=activates_at,
+        retires_at=None,
+        expires_at=None,
+    )
+
+
 async def ensure_signing_key(connection: AsyncConnection, now: datetime) -> None:
     """A fresh database gets its first key, active at once."""
     if not await store.published_keys(connection, now):
         key = _new_key()
-        await store.insert(
-            connection,
-            store.signing_keys,
-            kid=key.kid,
-            private_jwk=json.dumps(key.as_dict(private=True)),
-            created_at=now,
-            activates_at=now,
-        )
+        await store.insert_signing_key(connection, _key_row(key, now, activates_at=now))
 
 
 async def rotate(
@@ -79,21 +83,13 @@ async def rotate(
     activates_at = now + publish_lead
     for row in await store.published_keys(connection, now):
         if row.retires_at is None or row.retires_at > activates_at:
-            await store.set_values(
+            await store.retire_signing_key(
                 connection,
-                store.signing_keys,
-                {"kid": row.kid},
+                row.kid,
                 retires_at=activates_at,
                 expires_at=activates_at + lifetimes.longest_signed,
             )
-    await store.insert(
-        connection,
-        store.signing_keys,
-        kid=key.kid,
-        private_jwk=json.dumps(key.as_dict(private=True)),
-        created_at=now,
-        activates_at=activates_at,
-    )
+    await store.insert_signing_key(connection, _key_row(key, now, activates_at=activates_at))
     return key.kid or "", activates_at
 
 

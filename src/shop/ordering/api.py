@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,8 +80,12 @@ class OrderAccepted(BaseModel):
     status: str
 
 
-def _out(row: Any, lines: list[Any]) -> OrderOut:
-    total = Money(amount=row.total_amount, currency=row.currency) if row.currency else None
+def _out(row: store.OrderRow, lines: list[store.OrderLineRow]) -> OrderOut:
+    total = (
+        Money(amount=row.total_amount, currency=row.currency)
+        if row.currency and row.total_amount is not None  # catalog priced it: both set at once
+        else None
+    )
     return OrderOut(
         id=row.id,
         status=row.status,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Column,
     Index,
     Integer,
     MetaData,
-    Row,
     String,
     Table,
     Text,
@@ -61,6 +60,31 @@ order_lines = Table(
 )
 
 
+# A row as the queries return it: its fields are the table's columns in order (a unit test
+# holds them equal), so mypy checks every column name the routes read.
+class OrderRow(NamedTuple):
+    id: str
+    customer_id: str
+    status: str
+    reason: str | None
+    total_amount: int | None
+    currency: str | None
+    shipping_address: str  # JSON
+    card_hint: str
+    idempotency_key: str | None
+    request_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderLineRow(NamedTuple):
+    order_id: str
+    sku: str
+    quantity: int
+    name: str | None
+    unit_price: int | None
+
+
 def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[str, Any]:
     return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
 
@@ -98,26 +122,30 @@ async def insert_order(
     )
 
 
-async def get_order(connection: AsyncConnection, order_id: str) -> Row[Any] | None:
-    return (await connection.execute(select(orders).where(orders.c.id == order_id))).one_or_none()
+async def get_order(connection: AsyncConnection, order_id: str) -> OrderRow | None:
+    row = (await connection.execute(select(orders).where(orders.c.id == order_id))).one_or_none()
+    return None if row is None else OrderRow._make(row)
 
 
 async def find_by_idempotency_key(
     connection: AsyncConnection, customer_id: str, key: str
-) -> Row[Any] | None:
+) -> OrderRow | None:
     statement = select(orders).where(
         orders.c.customer_id == customer_id, orders.c.idempotency_key == key
     )
-    return (await connection.execute(statement)).one_or_none()
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else OrderRow._make(row)
 
 
-async def get_lines(connection: AsyncConnection, order_ids: list[str]) -> dict[str, list[Row[Any]]]:
+async def get_lines(
+    connection: AsyncConnection, order_ids: list[str]
+) -> dict[str, list[OrderLineRow]]:
     rows = await connection.execute(
         select(order_lines).where(order_lines.c.order_id.in_(order_ids)).order_by(order_lines.c.sku)
     )
-    lines: dict[str, list[Row[Any]]] = {order_id: [] for order_id in order_ids}
+    lines: dict[str, list[OrderLineRow]] = {order_id: [] for order_id in order_ids}
     for row in rows:
-        lines[row.order_id].append(row)
+        lines[row.order_id].append(OrderLineRow._make(row))
     return lines
 
 
@@ -127,7 +155,7 @@ async def list_orders(
     customer_id: str | None,
     before: tuple[datetime, str] | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[OrderRow]:
     """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
     statement = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
     if customer_id is not None:
@@ -140,7 +168,7 @@ async def list_orders(
                 and_(orders.c.created_at == created_at, orders.c.id < order_id),
             )
         )
-    return list((await connection.execute(statement)).all())
+    return [OrderRow._make(row) for row in await connection.execute(statement)]
 
 
 async def set_priced(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cleave.errors import Conflict
 
+# One spelling each, both fixed by the wire: the operation is `authorise` (the port's method and
+# its gRPC `Authorise`), the states and events `authorized` (`payment_authorized.v1`).
 AUTHORIZING, AUTHORIZED, DECLINED = "authorizing", "authorized", "declined"
 # Capturing: the processor was (or is about to be) asked to take the money, with no answer yet.
 CAPTURING, CAPTURED, VOIDED, REFUNDED = "capturing", "captured", "voided", "refunded"

@@ -113,7 +113,7 @@ async def authorise(
     try:
         async with asyncio.timeout(processor.timeout):
             # The amount recorded first: a re-drive never holds a different one.
-            reference = await processor.client.authorize(payment.id, card_token, amount_of(payment))
+            reference = await processor.client.authorise(payment.id, card_token, amount_of(payment))
     except Declined as declined:
         return await _decline(context, processor, payment, declined.reason)
     except TimeoutError:

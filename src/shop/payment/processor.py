@@ -35,7 +35,7 @@ class Declined(Exception):
 
 
 class CardProcessor(Protocol):
-    async def authorize(self, idempotency_key: str, card_token: str, amount: Money) -> str:
+    async def authorise(self, idempotency_key: str, card_token: str, amount: Money) -> str:
         """Hold the amount; returns the processor's reference or raises Declined.
 
         Idempotent per key: asked again, it gives the first answer and holds nothing more."""
@@ -131,7 +131,7 @@ class SimulatedProcessor:
     def refunds(self) -> int:
         return self._count("SELECT count(*) FROM holds WHERE refunded_at IS NOT NULL")
 
-    async def authorize(self, idempotency_key: str, card_token: str, amount: Money) -> str:
+    async def authorise(self, idempotency_key: str, card_token: str, amount: Money) -> str:
         # One decision per key: a concurrent duplicate waits for it instead of charging again.
         async with self._keys.setdefault(idempotency_key, asyncio.Lock()):
             known = self._one(

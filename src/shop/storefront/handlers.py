@@ -1,6 +1,7 @@
 """Storefront use cases: carts, signing in and out, the person's tokens, checkout. `Storefront`
 is the pages' entry point (docs/handlers.md): each of its methods that changes something opens
-one unit of work of the storefront's own database, and asks the provider only outside it."""
+one unit of work of the storefront's own database around one handler below (`add_to_cart`,
+`take_over`, ...), and asks the provider or the services' API only outside it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from cleave.auth.oidc import OidcKeySource
 from cleave.clock import utcnow
 from cleave.errors import NotFound
-from cleave.service import ServiceContext
+from cleave.service import ServiceContext, UnitOfWork
 from cleave.web.clients import cookieless_client
 from shop.identity.contract import client_secret
 from shop.storefront import contract, store
@@ -29,6 +30,67 @@ T = TypeVar("T")
 
 class SignInNeeded(Exception):
     """The page needs a signed-in person, and this browser has none (or their session ended)."""
+
+
+# --- handlers: each takes the unit of work an entry point opens (docs/handlers.md) ----------
+
+
+async def save_session(uow: UnitOfWork, session: BrowserSession) -> None:
+    await store.put_session(
+        uow.connection, session.id_hash, session.seal(), utcnow() + timedelta(days=SESSION_DAYS)
+    )
+
+
+async def take_over(uow: UnitOfWork, visitor: BrowserSession, signed_in: BrowserSession) -> None:
+    """The signed-in session replaces the visitor's, the visitor's cart merged into the person's;
+    sessions and visitors' carts past their time go too."""
+    await save_session(uow, signed_in)
+    await store.delete_session(uow.connection, visitor.id_hash)
+    visitor_cart = await store.cart(uow.connection, visitor.cart_owner)
+    if visitor_cart:
+        await _merge_into_cart(uow, signed_in.cart_owner, visitor_cart)
+        await store.clear_cart(uow.connection, visitor.cart_owner)
+    await store.delete_expired(
+        uow.connection, visitors_before=utcnow() - timedelta(days=SESSION_DAYS)
+    )
+
+
+async def end_session(uow: UnitOfWork, session: BrowserSession) -> None:
+    await store.delete_session(uow.connection, session.id_hash)
+
+
+async def add_to_cart(
+    uow: UnitOfWork, owner: str, sku: str, quantity: int, *, in_stock: int
+) -> LineChange:
+    change = add_line(await store.cart(uow.connection, owner), sku, quantity, in_stock=in_stock)
+    await store.set_line(uow.connection, owner, sku, change.quantity)
+    return change
+
+
+async def change_quantity(
+    uow: UnitOfWork, owner: str, sku: str, quantity: int, *, in_stock: int
+) -> LineChange:
+    change = change_line(sku, quantity, in_stock=in_stock)
+    await store.set_line(uow.connection, owner, sku, change.quantity)
+    return change
+
+
+async def put_back(uow: UnitOfWork, owner: str, lines: dict[str, int]) -> None:
+    await _merge_into_cart(uow, owner, lines)
+
+
+async def _merge_into_cart(uow: UnitOfWork, owner: str, lines: dict[str, int]) -> None:
+    merged = merge_carts(await store.cart(uow.connection, owner), lines)
+    for sku, quantity in merged.items():
+        await store.set_line(uow.connection, owner, sku, quantity)
+
+
+async def record_checkout(uow: UnitOfWork, owner: str, key: str, order_id: str) -> None:
+    await store.clear_cart(uow.connection, owner)
+    await store.record_checkout(uow.connection, owner, key, order_id)
+
+
+# --- entry points ----------------------------------------------------------------------------
 
 
 class Storefront:
@@ -76,12 +138,7 @@ class Storefront:
 
     async def save(self, session: BrowserSession) -> None:
         async with self.context.unit_of_work() as uow:
-            await store.put_session(
-                uow.connection,
-                session.id_hash,
-                session.seal(),
-                utcnow() + timedelta(days=SESSION_DAYS),
-            )
+            await save_session(uow, session)
 
     async def start_sign_in(self, session: BrowserSession, return_to: str, *, sign_up: bool) -> str:
         login = self.oidc.new_login(return_to)
@@ -102,31 +159,14 @@ class Storefront:
         signed_in = BrowserSession.new()
         signed_in.held.person, signed_in.held.tokens = person, tokens
         async with self.context.unit_of_work() as uow:
-            connection = uow.connection
-            await store.put_session(
-                connection,
-                signed_in.id_hash,
-                signed_in.seal(),
-                utcnow() + timedelta(days=SESSION_DAYS),
-            )
-            await store.delete_session(connection, visitor.id_hash)
-            visitor_cart = await store.cart(connection, visitor.cart_owner)
-            if visitor_cart:
-                owner = signed_in.cart_owner
-                merged = merge_carts(await store.cart(connection, owner), visitor_cart)
-                for sku, quantity in merged.items():
-                    await store.set_line(connection, owner, sku, quantity)
-                await store.clear_cart(connection, visitor.cart_owner)
-            await store.delete_expired(
-                connection, visitors_before=utcnow() - timedelta(days=SESSION_DAYS)
-            )
+            await take_over(uow, visitor, signed_in)
         return signed_in, login["return_to"]
 
     async def sign_out(self, session: BrowserSession) -> str | None:
         """End this session and revoke its tokens; where the browser ends the provider's too."""
         tokens = session.held.tokens
         async with self.context.unit_of_work() as uow:
-            await store.delete_session(uow.connection, session.id_hash)
+            await end_session(uow, session)
         if tokens is None:
             return None
         try:
@@ -187,28 +227,20 @@ class Storefront:
         if product is None:
             raise NotFound(f"no product {sku}")
         async with self.context.unit_of_work() as uow:
-            cart = await store.cart(uow.connection, session.cart_owner)
-            change = add_line(cart, sku, quantity, in_stock=product.stock)
-            await store.set_line(uow.connection, session.cart_owner, sku, change.quantity)
-        return change
+            return await add_to_cart(uow, session.cart_owner, sku, quantity, in_stock=product.stock)
 
     async def change_quantity(self, session: BrowserSession, sku: str, quantity: int) -> LineChange:
         stock = 0
         if quantity > 0:
             product = await self.api.product(sku)
             stock = product.stock if product is not None else 0
-        change = change_line(sku, quantity, in_stock=stock)
         async with self.context.unit_of_work() as uow:
-            await store.set_line(uow.connection, session.cart_owner, sku, change.quantity)
-        return change
+            return await change_quantity(uow, session.cart_owner, sku, quantity, in_stock=stock)
 
     async def put_back(self, session: BrowserSession, lines: dict[str, int]) -> None:
         """An order's lines back into the cart (after it was cancelled), to try again."""
         async with self.context.unit_of_work() as uow:
-            owner = session.cart_owner
-            merged = merge_carts(await store.cart(uow.connection, owner), lines)
-            for sku, quantity in merged.items():
-                await store.set_line(uow.connection, owner, sku, quantity)
+            await put_back(uow, session.cart_owner, lines)
 
     # --- checkout -----------------------------------------------------------------------------
 
@@ -220,8 +252,7 @@ class Storefront:
         """The order is placed: the cart is emptied and the key remembers the order."""
         try:
             async with self.context.unit_of_work() as uow:
-                await store.clear_cart(uow.connection, session.cart_owner)
-                await store.record_checkout(uow.connection, session.cart_owner, key, order_id)
+                await record_checkout(uow, session.cart_owner, key, order_id)
         except IntegrityError:
             pass  # a double submit recorded the same order a moment ago
 
