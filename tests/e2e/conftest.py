@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import asyncpg
 import pytest
@@ -27,24 +28,51 @@ ROOT = Path(__file__).resolve().parents[2]
 cleave = run_cleave  # the end-to-end tests' name for it
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def _environment(folder: Path) -> dict[str, str]:
     environment = clean_environment()
     # A port of its own for /metrics, so that two systems on one machine never meet.
     environment.update(
-        CLEAVE_VAR=str(tmp_path / "var"),
+        CLEAVE_VAR=str(folder / "var"),
         CLEAVE_LOG_FORMAT="json",
         CLEAVE_METRICS_PORT=str(free_port()),
     )
     return environment
 
 
-@pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def _started_up(folder: Path, env: Mapping[str, str]) -> AbstractContextManager[StartedCleave]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with started_cleave("up", "--port", str(port), base=base, log=tmp_path / "server.log", env=env):
-        yield base
+    return started_cleave("up", "--port", str(port), base=base, log=folder / "server.log", env=env)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return _environment(tmp_path)
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A `cleave up` of the test's own, for a test that needs it fresh or stops it."""
+    with _started_up(tmp_path, env) as started:
+        yield started.base
+
+
+@dataclass(frozen=True)
+class RunningSystem:
+    """A `cleave up` (the monolith, seeded) that the tests which only use it share: each adds
+    rows of its own (orders, users, clients) and none asserts on what another adds."""
+
+    base: str
+    env: Mapping[str, str]  # read-only: a test that needs other variables copies it
+
+
+@pytest.fixture(scope="session")
+def running_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """One start (seconds) for the session's worker instead of one per test."""
+    folder = tmp_path_factory.mktemp("running-system")
+    environment = MappingProxyType(_environment(folder))
+    with _started_up(folder, environment) as started:
+        yield RunningSystem(started.base, environment)
 
 
 def started_own_system(

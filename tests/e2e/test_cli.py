@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import platform
+import select
 import shutil
 import socket
 import subprocess
@@ -19,12 +20,13 @@ import httpx
 import pytest
 
 from tests.conftest import started_cleave
-from tests.e2e.conftest import ROOT, cleave, free_port
+from tests.e2e.conftest import ROOT, RunningSystem, cleave, free_port
 
 
 def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
-    server: str, env: dict[str, str]
+    running_system: RunningSystem,
 ) -> None:
+    server, env = running_system.base, running_system.env
     token = cleave("token", "--customer", "alice", env=env)
     assert token.returncode == 0, token.stderr
     headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
@@ -57,8 +59,9 @@ def test_a_new_user_gets_a_token_and_places_an_order_with_curl(
 
 
 def test_the_server_refuses_a_port_in_use_in_one_line(
-    server: str, env: dict[str, str], tmp_path: Path
+    running_system: RunningSystem, tmp_path: Path
 ) -> None:
+    server, env = running_system.base, running_system.env
     port = server.rsplit(":", 1)[1]
     elsewhere = {**env, "CLEAVE_VAR": str(tmp_path / "elsewhere")}
     result = cleave("up", "--port", port, env=elsewhere)
@@ -70,8 +73,9 @@ def test_the_server_refuses_a_port_in_use_in_one_line(
 
 
 def test_a_second_server_on_the_same_state_is_refused_naming_the_first(
-    server: str, env: dict[str, str]
+    running_system: RunningSystem,
 ) -> None:
+    server, env = running_system.base, running_system.env
     result = cleave("up", "--port", str(free_port()), env=env)
     assert result.returncode == 1
     assert result.stderr.startswith(
@@ -93,9 +97,8 @@ def test_deleting_the_state_folder_under_a_running_server_stops_it_saying_why(
     assert "was deleted while this server was running on it" in log.read_text()
 
 
-def test_admin_commands_act_on_the_running_system_and_say_so(
-    server: str, env: dict[str, str]
-) -> None:
+def test_admin_commands_act_on_the_running_system_and_say_so(running_system: RunningSystem) -> None:
+    server, env = running_system.base, running_system.env
     listed = cleave("users", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == ["id", "email", "name", "state", "role"]
@@ -106,7 +109,8 @@ def test_admin_commands_act_on_the_running_system_and_say_so(
     assert f"on topology monolith (running at {server})" in letters.stderr
 
 
-def test_status_and_doctor_see_the_running_system(server: str, env: dict[str, str]) -> None:
+def test_status_and_doctor_see_the_running_system(running_system: RunningSystem) -> None:
+    server, env = running_system.base, running_system.env
     status = cleave("status", env=env)
     assert status.returncode == 0, status.stderr
     assert f"topology monolith · running at {server}" in status.stdout
@@ -144,15 +148,19 @@ def test_logs_show_a_units_lines_and_follow_new_ones(server: str, env: dict[str,
         text=True,
     ) as follower:
         try:
-            time.sleep(2)  # the follower has read to the end before the line is written
             admin = cleave("token", "--scope", "admin", env=env).stdout.strip()
-            adjusted = httpx.post(
-                f"{server}/api/catalog/v1/products/MUG-CLASSIC/stock-adjustments",
-                json={"delta": 1, "reason": marker},
-                headers={"Authorization": f"Bearer {admin}"},
-            )
-            assert adjusted.status_code == 200, adjusted.text
             assert follower.stdout is not None
+            # A line written before the follower has read to the end is not new to it (-n 0):
+            # adjust again until one comes through, instead of guessing how long its start takes.
+            deadline = time.monotonic() + 30
+            while not select.select([follower.stdout], [], [], 0.5)[0]:
+                assert time.monotonic() < deadline, "the follower printed no new line"
+                adjusted = httpx.post(
+                    f"{server}/api/catalog/v1/products/MUG-CLASSIC/stock-adjustments",
+                    json={"delta": 1, "reason": marker},
+                    headers={"Authorization": f"Bearer {admin}"},
+                )
+                assert adjusted.status_code == 200, adjusted.text
             line = follower.stdout.readline()
             assert "stock adjusted" in line
             assert marker in line
@@ -219,8 +227,9 @@ def test_version_and_status_and_doctor_with_nothing_running(env: dict[str, str])
 
 
 def test_each_topology_keeps_its_own_state_and_a_seed_never_rotates_a_kept_secret(
-    server: str, env: dict[str, str], tmp_path: Path
+    running_system: RunningSystem, tmp_path: Path
 ) -> None:
+    env = running_system.env
     config = tmp_path / "cleave.toml"
     config.write_text(
         (ROOT / "cleave.toml").read_text()
@@ -241,7 +250,8 @@ def test_each_topology_keeps_its_own_state_and_a_seed_never_rotates_a_kept_secre
     assert admin.returncode == 0, admin.stderr
 
 
-def test_token_errors_are_what_the_provider_said(server: str, env: dict[str, str]) -> None:
+def test_token_errors_are_what_the_provider_said(running_system: RunningSystem) -> None:
+    env = running_system.env
     refused = cleave("token", "--customer", "alice", "--scope", "admin", env=env)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
@@ -322,7 +332,8 @@ def test_migrate_seed_and_inspect(env: dict[str, str]) -> None:
 
 # A dozen commands, each a Python process that imports the whole system.
 @pytest.mark.timeout(300)
-def test_an_operator_administers_clients_users_and_keys(server: str, env: dict[str, str]) -> None:
+def test_an_operator_administers_clients_users_and_keys(running_system: RunningSystem) -> None:
+    server, env = running_system.base, running_system.env
     created = cleave("clients", "create", "reporting", "--scope", "orders:read", env=env)
     assert created.returncode == 0, created.stderr
     secret = created.stdout.split("secret: ")[1].strip()

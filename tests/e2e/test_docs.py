@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, Route
 
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, RunningSystem
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
@@ -30,8 +30,9 @@ async def offline_page(browser: Browser, server: str) -> tuple[Page, list[str]]:
 
 
 async def test_the_docs_work_offline_and_sign_a_person_in(
-    server: str, env: dict[str, str], browser: Browser
+    running_system: RunningSystem, browser: Browser
 ) -> None:
+    server, env = running_system.base, running_system.env
     page, refused = await offline_page(browser, server)
     await page.goto(f"{server}/docs")
     paths = page.locator(".opblock-summary-path")

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, RunningSystem
 
 README_ADDRESS = "http://127.0.0.1:8000"
 
@@ -40,7 +40,8 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
-def test_the_curl_session_places_an_order_that_confirms(server: str, env: dict[str, str]) -> None:
+def test_the_curl_session_places_an_order_that_confirms(running_system: RunningSystem) -> None:
+    server, env = running_system.base, running_system.env
     session = readme_block("Place an order with curl").replace(README_ADDRESS, server)
     ran = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", session + '\necho "ORDER=$ORDER TOKEN=$TOKEN"\n'],

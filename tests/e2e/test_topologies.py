@@ -78,7 +78,7 @@ async def shop(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             assert issued.returncode == 0, f"cleave token {' '.join(options)}: {issued.stderr}"
             return {"Authorization": f"Bearer {issued.stdout.strip()}"}
 
-        alice, admin = await token("--customer", "alice"), await token("--scope", "admin")
+        alice, admin = await asyncio.gather(token("--customer", "alice"), token("--scope", "admin"))
         topology = load_config(ROOT / "cleave.toml", topology=str(request.param)).topology
         unit = topology.unit_of("payment")
         address = running.environment.get(f"CLEAVE_ADDRESS_{unit.upper().replace('-', '_')}")

@@ -32,7 +32,7 @@ from cleave.web.app import create_app
 from cleave.web.console.store import TraceStore
 from cleave.web.gateway import create_gateway
 from shop.identity.contract import read_credentials
-from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
+from shop.identity.contract.credentials import CLI_CLIENT, CLI_REDIRECT_URI
 from tests.conftest import free_port as free_port  # the one place tests take ports from
 
 CUSTOMER_SCOPES = "openid profile email orders:read orders:write payments:read"

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
-from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
+from shop.identity.contract.credentials import CLI_CLIENT, CLI_REDIRECT_URI
 from tests.identity.conftest import CSRF, Provider, oauth_client
 
 

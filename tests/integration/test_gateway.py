@@ -30,7 +30,7 @@ from cleave.runtime import Unit
 from cleave.web.app import create_app
 from cleave.web.gateway import create_gateway, gateway_server
 from shop.identity.contract import read_credentials
-from shop.identity.seed import CLI_CLIENT, CLI_REDIRECT_URI
+from shop.identity.contract.credentials import CLI_CLIENT, CLI_REDIRECT_URI
 from tests.identity.conftest import CSRF, free_port, serving
 
 TOY = """

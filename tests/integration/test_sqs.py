@@ -153,7 +153,7 @@ async def test_a_slow_handler_keeps_its_message_past_the_visibility_timeout(
     seen: list[Envelope] = []
     replicas = [namespace.broker("&visibility=2") for _ in range(2)]
     for replica in replicas:  # two units of one service, sharing its queue
-        replica.subscribe("tally", [NOTE_WRITTEN], recorder(seen, pause=lambda: 6.0))
+        replica.subscribe("tally", [NOTE_WRITTEN], recorder(seen, pause=lambda: 4.0))
         await replica.start()
     sent = note("slow")
     await replicas[0].publish(sent)

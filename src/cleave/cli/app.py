@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -109,6 +108,8 @@ def config_for(topology: str | None = None) -> SystemConfig:
 def run_sync(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run on uvloop (a dependency of uvicorn's standard extra): its sockets, timers and
     wake-ups cost a fraction of the default loop's, as uvicorn itself would have chosen."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # a platform uvloop does not build on

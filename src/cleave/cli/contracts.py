@@ -53,10 +53,10 @@ def contracts_record_deployment(
     environment: EnvironmentOption,
 ) -> None:
     """Record this tree as VERSION of SERVICE, deployed to ENV, in contracts/matrix.json."""
+    config = config_for()
+    config.require_service(service)  # before the import: verifying loads the whole system
     from cleave.contracts.matrix import matrix_path, record_deployment
 
-    config = config_for()
-    config.require_service(service)
     problems = record_deployment(config, service, version, environment)
     out.print(f"recorded {service} {version} in {environment} ({matrix_path(config)})")
     for problem in problems:
@@ -70,10 +70,10 @@ def can_i_deploy(
     to: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
 ) -> None:
     """Can VERSION of SERVICE go to ENV without breaking what runs there? Exit 1 on no."""
+    config = config_for()
+    config.require_service(service)  # before the import: verifying loads the whole system
     from cleave.contracts.matrix import can_i_deploy as answer_for
 
-    config = config_for()
-    config.require_service(service)
     answer = answer_for(config, service, version, to)
     verdict = "yes" if answer.deployable else "no"
     out.print(

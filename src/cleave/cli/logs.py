@@ -14,7 +14,6 @@ from rich.markup import escape
 from cleave.cli.app import TopologyOption, app, out, system_config
 from cleave.config import SystemConfig
 from cleave.errors import CleaveError
-from cleave.logfiles import LEVELS, LogFilter, LogTail, last_lines, level_of, parse_line
 
 COLOURS = {"debug": "dim", "info": "green", "warning": "yellow", "error": "red", "critical": "red"}
 # Fields every line has, shown in its own columns rather than as key=value.
@@ -39,6 +38,8 @@ def logs(
     topology: TopologyOption = None,
 ) -> None:
     """Show one unit's logs (the running system's, else the last run's); -f follows them."""
+    from cleave.logfiles import LEVELS, LogFilter, LogTail, last_lines, parse_line
+
     if level is not None and level.lower() not in LEVELS:
         raise CleaveError(f"--level {level!r}: use one of {', '.join(LEVELS)}")
     config = system_config(topology)
@@ -87,6 +88,8 @@ def _log_file(config: SystemConfig, name: str) -> Path:
 
 
 def _readable(record: dict[str, Any]) -> str:
+    from cleave.logfiles import level_of
+
     stamp = str(record.get("timestamp", ""))[11:23]
     level = level_of(record)
     where = record.get("service") or record.get("unit") or ""

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy.exc import DBAPIError
 
 from cleave.cli.app import app, config_for, out, run_sync, with_admin_unit
 from cleave.errors import CleaveError
 
 if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
+
     from cleave.runtime import Unit
 
 sagas_app = typer.Typer(
@@ -30,6 +30,8 @@ def sagas_list(
     ] = "needs_attention",
 ) -> None:
     """List sagas in a status (by default those waiting for a person), with their last error."""
+    from sqlalchemy.exc import DBAPIError
+
     from cleave.saga import STATUSES, list_sagas
 
     if status != "all" and status not in STATUSES:
@@ -67,6 +69,8 @@ def sagas_list(
 
 
 async def _owner(unit: Unit, saga_id: str) -> str:
+    from sqlalchemy.exc import DBAPIError
+
     from cleave.saga import saga_history_of
 
     for name, context in unit.contexts.items():
@@ -89,6 +93,8 @@ def sagas_show(
     saga: Annotated[str, typer.Argument(help="A saga id, as `cleave sagas list` shows it.")],
 ) -> None:
     """One saga: where it stands, and everything that went wrong in it and what was done."""
+    from rich.table import Table
+
     from cleave.saga import saga_history_of
 
     saga_id = saga

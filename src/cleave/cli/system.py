@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -25,6 +24,8 @@ from cleave.cli.app import (
 from cleave.errors import CleaveError, ConfigError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from cleave.config import SystemConfig
     from cleave.runtime import Unit
     from cleave.serving.claim import ServerClaim
@@ -158,6 +159,8 @@ async def _serve_while_claimed(
     claim: ServerClaim, serving: Callable[[asyncio.Event], Awaitable[None]]
 ) -> None:
     """Serve until stopped, or until the state folder is deleted under the server."""
+    import asyncio
+
     stop = asyncio.Event()
     served = asyncio.ensure_future(serving(stop))
     lost = asyncio.ensure_future(claim.watch())

@@ -54,11 +54,14 @@ def token(
 ) -> None:
     """Print an access token from the running identity provider, for curl."""
     from cleave.auth.client import authorization_code_token, client_credentials_token
-    from cleave.auth.tokens import ADMIN_SCOPE
     from cleave.errors import CleaveError
-    from shop.identity.contract import CREDENTIALS_FILE, read_credentials
-    from shop.identity.domain import USER_SCOPES
-    from shop.identity.seed import ADMIN_CLIENT, CLI_CLIENT
+    from shop.identity.contract.credentials import (
+        ADMIN_CLIENT,
+        CLI_CLIENT,
+        CREDENTIALS_FILE,
+        read_credentials,
+    )
+    from shop.identity.domain import ADMIN_SCOPE, USER_SCOPES
 
     if customer is None and client is None and not scope:
         raise CleaveError("name a --customer, or the --scope to grant (for example --scope admin)")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from zxcvbn import zxcvbn
 
 from cleave.errors import Unprocessable
 
@@ -52,6 +51,8 @@ def validate_account(account: Account) -> Account:
 def check_password_strength(account: Account) -> None:
     """Refuse a common or guessable password (zxcvbn's packaged lists: common passwords, words,
     names, keyboard patterns), and one built from the person's own email or name."""
+    from zxcvbn import zxcvbn  # its word lists take a tenth of a second to load: only when asked
+
     scored = zxcvbn(
         account.password[:SCORED_LENGTH],
         user_inputs=[account.email, *account.email.split("@"), *account.name.split()],

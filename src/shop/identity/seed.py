@@ -18,7 +18,13 @@ from cleave.clock import utcnow
 from cleave.files import private_dir
 from cleave.service import ServiceContext, SystemFacts, UnitOfWork
 from shop.identity import handlers, store, tokens
-from shop.identity.contract import CREDENTIALS_FILE, read_credentials
+from shop.identity.contract.credentials import (
+    ADMIN_CLIENT,
+    CLI_CLIENT,
+    CLI_REDIRECT_URI,
+    CREDENTIALS_FILE,
+    read_credentials,
+)
 from shop.identity.domain import ADMIN_SCOPE, USER_SCOPES, Account, OAuthError
 from shop.identity.tokens import random_token
 from shop.storefront import contract as storefront
@@ -30,9 +36,6 @@ DEMO_USERS = [
 ]
 # The demo administrator: signs in to the console and may hold the admin scope.
 DEMO_ADMIN = ("admin", "admin@example.com", "Demo Admin")
-CLI_CLIENT = "cleave-cli"
-CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
-ADMIN_CLIENT = "cleave-admin"
 
 
 def write_credentials(var_dir: Path, credentials: dict[str, Any]) -> None:

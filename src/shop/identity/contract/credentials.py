@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Any
 
 CREDENTIALS_FILE = "dev-credentials.json"
+# The demo clients the seed registers and whose secrets the file holds: `cleave token`'s own
+# (authorization code, PKCE) and the admin client (client credentials).
+CLI_CLIENT = "cleave-cli"
+CLI_REDIRECT_URI = "http://127.0.0.1:8976/callback"
+ADMIN_CLIENT = "cleave-admin"
 
 
 def read_credentials(state_dir: Path) -> dict[str, Any]:
