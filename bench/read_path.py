@@ -1,9 +1,9 @@
 """What one product GET costs inside the process: `python -m bench.read_path`.
 
 Drives the monolith's app and the bare FastAPI app straight through ASGI (no sockets, no load
-generator), N requests each, and prints the CPU per request of each (process time, so other
-work on a shared machine counts less). Run it under `py-spy record` for a flame graph of the
-read path alone, as bench/profiles/ has.
+generator), N requests each, and prints the CPU per request of each (process time, the best of
+five batches, so other work on a shared machine counts less). Run it under `py-spy record` for a
+flame graph of the read path alone, as bench/profiles/ has.
 """
 
 from __future__ import annotations
@@ -47,11 +47,16 @@ async def cpu_per_request(app: Any, path: str, requests: int) -> float:
 
     for _ in range(200):
         await app({**scope(path), "state": {}}, receive, send)
-    assert set(statuses) == {200}, statuses[:3]
-    started = time.process_time()
-    for _ in range(requests):
-        await app({**scope(path), "state": {}}, receive, send)
-    return (time.process_time() - started) / requests * 1e6
+    # The best of five batches: on a shared machine, others' work only ever adds to a batch.
+    batches = []
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(requests // 5):
+            await app({**scope(path), "state": {}}, receive, send)
+        batches.append((time.process_time() - started) / (requests // 5))
+    # Every answer counted, not only the warm-up's: a 429 or a 500 is cheaper than the read.
+    assert set(statuses) == {200}, sorted(set(statuses))
+    return min(batches) * 1e6
 
 
 async def measure(requests: int) -> None:
@@ -60,12 +65,14 @@ async def measure(requests: int) -> None:
     from cleave.runtime import Unit
     from cleave.web.app import create_app
 
+    # The bare app first: once the chassis has set a tracer provider, FastAPI's own telemetry in
+    # the bare app would open spans per dependency and serialisation, as it never does alone.
+    baseline = await cpu_per_request(bare, "/item", requests)
     unit = Unit(load_config(topology="monolith"))
     await unit.migrate()
     await unit.seed()
     app = create_app(unit, start_unit=False)
     chassis = await cpu_per_request(app, PRODUCT, requests)
-    baseline = await cpu_per_request(bare, "/item", requests)
     await unit.stop()
     print(f"product GET through the chassis: {chassis:.0f} µs CPU per request")
     print(f"bare FastAPI JSON GET:           {baseline:.0f} µs CPU per request")
@@ -79,6 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as var:
         os.environ["CLEAVE_VAR"] = var
         os.environ.setdefault("CLEAVE_LOG_LEVEL", "WARNING")
+        # One address sends every request, as wrk does in `make bench` (which turns these off too).
+        os.environ["CLEAVE_RATE_LIMIT_PER_ADDRESS"] = "off"
+        os.environ["CLEAVE_RATE_LIMIT_PER_PRINCIPAL"] = "off"
         asyncio.run(measure(args.requests))
 
 

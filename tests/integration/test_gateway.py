@@ -63,7 +63,8 @@ class Upstream:
                 if chunk:
                     chunks.append(len(chunk))
                     self.chunk_arrived.set()
-            self.seen.append({"headers": request.headers.raw, "chunks": chunks})
+            peer = request.client.port if request.client else None
+            self.seen.append({"headers": request.headers.raw, "chunks": chunks, "peer": peer})
             answer = JSONResponse({"received": sum(chunks)})
             answer.raw_headers += [
                 (b"set-cookie", b"a=1; Path=/; HttpOnly"),
@@ -220,6 +221,52 @@ async def test_a_trusted_proxy_in_front_says_who_the_client_is(tmp_path: Path) -
         assert sent[b"x-forwarded-for"] == b"203.0.113.7"
         assert sent[b"x-forwarded-proto"] == b"https"
         assert sent[b"x-forwarded-host"] == b"shop.example"
+
+
+async def test_the_gateway_keeps_its_connection_to_a_unit_for_the_next_request(
+    tmp_path: Path,
+) -> None:
+    async with toy_gateway(tmp_path) as gateway:
+        for _ in range(3):  # a new client each time: the gateway's side is what is kept
+            async with httpx.AsyncClient(timeout=5) as client:
+                answer = await client.get(f"{gateway.base}/api/notes/v1/echo")
+                assert answer.status_code == 200
+        peers = {seen["peer"] for seen in gateway.upstream.seen}
+    assert len(peers) == 1
+
+
+def test_the_hop_to_a_unit_works_on_uvloop_as_the_gateway_is_served() -> None:
+    """`cleave up` runs on uvloop, whose transports are not asyncio's classes."""
+    import uvloop
+
+    from cleave.web.upstream import UpstreamPool
+
+    answers = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ]
+
+    async def unit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+        writer.close()
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        server = await asyncio.start_server(unit, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = UpstreamPool(f"http://127.0.0.1:{port}", timeout=2, connect_timeout=2)
+        got = []
+        async with server:
+            for _ in answers:
+                response = await pool.request("GET", "/x", [(b"accept", b"*/*")])
+                body = b"".join([chunk async for chunk in response.body()])
+                response.close()
+                got.append((response.status, body))
+        pool.close()
+        return got
+
+    assert uvloop.run(asyncio.wait_for(scenario(), 5)) == [(200, b"hello"), (200, b"abcde")]
 
 
 async def test_a_failing_unit_is_a_problem_with_the_request_id(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
 from cleave.errors import Problem
@@ -26,6 +26,13 @@ def context_of(service: str) -> Callable[[Request], Coroutine[Any, Any, ServiceC
         return context
 
     return dependency
+
+
+def json_response(model: BaseModel) -> Response:
+    """The model as the answer, serialised once in pydantic's core. Declare the model as the
+    route's `response_model` (for the docs): FastAPI neither validates a returned Response
+    against it again nor serialises it again."""
+    return Response(model.__pydantic_serializer__.to_json(model), media_type="application/json")
 
 
 class Page(BaseModel, Generic[T]):

@@ -5,11 +5,12 @@ the topology, and every other path to the unit of the service that serves the si
 `pages` router), when one does; `/readyz` is ready when every unit is. In Kubernetes an Ingress
 with the same path rules takes its place.
 
-It is a streaming reverse proxy on httpx: request and response bodies flow through as they come
-(server-sent events arrive event by event), every response header line is passed on as often as
-it appears, hop-by-hop headers stay behind, and it keeps nothing of one client for another (no
-cookie jar). It sets `X-Forwarded-For/Proto/Host` itself; a client's own are believed only from a
-peer in the topology's `trusted_proxies`. A unit's own `/metrics` is never served through it.
+It is a streaming reverse proxy over keep-alive connections to each unit (`cleave.web.upstream`):
+request and response bodies flow through as they come (server-sent events arrive event by event),
+every response header line is passed on as often as it appears, hop-by-hop headers stay behind,
+and it keeps nothing of one client for another (no cookie jar). It sets `X-Forwarded-For/Proto/
+Host` itself; a client's own are believed only from a peer in the topology's `trusted_proxies`.
+A unit's own `/metrics` is never served through it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import httpx
 import structlog
 import uvicorn
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from cleave.config import SystemConfig
 from cleave.web.app import RETRY_LATER, problem_response
@@ -35,6 +36,14 @@ from cleave.web.clients import cookieless_client
 from cleave.web.console.metrics import Scraped
 from cleave.web.console.store import TraceStore
 from cleave.web.docs import DOCS_ROUTES, api_docs_app
+from cleave.web.upstream import (
+    RawHeaders,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 log = structlog.get_logger("cleave.web.gateway")
 
@@ -59,14 +68,13 @@ HOP_BY_HOP = frozenset(
 FORWARDING = frozenset(
     {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
-# Set by the gateway itself (httpx names the upstream host; the request id is the gateway's).
-OWN = frozenset({b"host", b"x-request-id"})
+# Set by the gateway itself (the upstream's host; the request id is the gateway's), or answered
+# by its own server (an `Expect: 100-continue` the client sent).
+OWN = frozenset({b"host", b"x-request-id", b"expect"})
 # The gateway's own server states these for the answer it sends (as nginx does).
 RESTATED = frozenset({b"date", b"server"})
 # Requests carry a body only when they say so; a GET is never sent on as a chunked upload.
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
-
-RawHeaders = list[tuple[bytes, bytes]]
 
 
 class TrustedProxies:
@@ -120,21 +128,33 @@ class ReverseProxy:
     ) -> None:
         self.trusted = TrustedProxies(trusted_proxies)
         # Read timeout per chunk: a stream of events stays open as long as events keep coming.
-        timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
-        self.client = cookieless_client(timeout=timeout, follow_redirects=False)
+        self.timeout_seconds = timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self.pools: dict[str, UpstreamPool] = {}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for pool in self.pools.values():
+            pool.close()
+
+    def _pool(self, base_url: str) -> UpstreamPool:
+        pool = self.pools.get(base_url)
+        if pool is None:
+            pool = self.pools[base_url] = UpstreamPool(
+                base_url, timeout=self.timeout_seconds, connect_timeout=self.connect_timeout_seconds
+            )
+        return pool
 
     def upstream_headers(self, request: Request, request_id: str) -> RawHeaders:
+        raw = request.scope["headers"]
         peer = request.client.host if request.client else ""
-        proto, host = request.url.scheme, request.headers.get("host", "")
+        proto, host = request.url.scheme, _first(raw, b"host")
         if peer in self.trusted:
-            proto = _nearest(request.headers.get("x-forwarded-proto")) or proto
-            host = _nearest(request.headers.get("x-forwarded-host")) or host
-        client = self.trusted.client_of(peer, request.headers.getlist("x-forwarded-for"))
+            proto = _nearest(_first(raw, b"x-forwarded-proto")) or proto
+            host = _nearest(_first(raw, b"x-forwarded-host")) or host
+        forwarded_for = [v.decode("latin-1") for k, v in raw if k == b"x-forwarded-for"]
+        client = self.trusted.client_of(peer, forwarded_for)
         return [
-            *end_to_end(list(request.headers.raw), FORWARDING, OWN),
+            *end_to_end(raw, FORWARDING, OWN),
             (b"x-forwarded-for", client.encode("latin-1")),
             (b"x-forwarded-proto", proto.encode("latin-1")),
             (b"x-forwarded-host", host.encode("latin-1")),
@@ -142,53 +162,84 @@ class ReverseProxy:
         ]
 
     async def forward(self, request: Request, base_url: str, *, upstream_name: str) -> Response:
-        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
-        target = base_url + request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
-        has_body = any(key in _BODY_HEADERS for key, _ in request.headers.raw)
-        outgoing = self.client.build_request(
-            request.method,
-            target,
-            headers=self.upstream_headers(request, request_id),
-            content=request.stream() if has_body else None,
-        )
+        request_id = (_first(request.scope["headers"], b"x-request-id") or uuid.uuid4().hex)[:128]
+        target = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        if request.scope["query_string"]:
+            target += "?" + request.scope["query_string"].decode("latin-1")
+        names = {key for key, _ in request.scope["headers"]}
+        has_body = any(key in names for key in _BODY_HEADERS)
         try:
-            upstream = await self.client.send(outgoing, stream=True)
-        except httpx.TimeoutException:
+            upstream = await self._pool(base_url).request(
+                request.method,
+                target,
+                self.upstream_headers(request, request_id),
+                request.stream() if has_body else None,
+                content_length=b"content-length" in names,
+            )
+        except UpstreamTimeout:
             return self._problem(504, f"{upstream_name} did not answer in time", request_id)
-        except httpx.ConnectError:
+        except UpstreamUnreachable:
             return self._problem(503, f"{upstream_name} is not answering", request_id)
-        except httpx.TransportError as error:
-            detail = f"{upstream_name} broke off its answer: {type(error).__name__}"
+        except UpstreamError as error:
+            detail = f"{upstream_name} broke off its answer: {error}"
             return self._problem(502, detail, request_id)
-        response = StreamingResponse(
-            self._body(upstream, upstream_name),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
         # Every header line as it came (each Set-Cookie its own line), and nothing else.
-        response.raw_headers = end_to_end(upstream.headers.raw, RESTATED)
-        if "x-request-id" not in upstream.headers:
-            response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
-        return response
-
-    @staticmethod
-    async def _body(upstream: httpx.Response, upstream_name: str) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        except httpx.TransportError as error:
-            # The status line has left already: breaking the connection is the only way left to
-            # tell the client the answer is incomplete (ending it cleanly would pass it as whole).
-            log.warning("upstream broke off", upstream=upstream_name, error=type(error).__name__)
-            raise
+        headers = end_to_end(upstream.headers, RESTATED)
+        if not any(name == b"x-request-id" for name, _ in upstream.headers):
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
+        return RelayedResponse(upstream, headers, upstream_name)
 
     @staticmethod
     def _problem(status: int, detail: str, request_id: str) -> Response:
         headers = {"x-request-id": request_id, **(RETRY_LATER if status == 503 else {})}
         code = {502: "bad-gateway", 503: "unavailable", 504: "gateway-timeout"}[status]
         return problem_response(status, detail, code=code, headers=headers, request_id=request_id)
+
+
+class RelayedResponse(Response):
+    """A unit's answer passed on: whole in one message when it has all arrived (most do), else
+    part by part as it comes (server-sent events arrive event by event)."""
+
+    def __init__(self, upstream: UpstreamResponse, headers: RawHeaders, upstream_name: str):
+        self.upstream = upstream
+        self.upstream_name = upstream_name
+        self.status_code = upstream.status
+        self.raw_headers = headers
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = self.upstream
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            whole = upstream.whole_body()
+            if whole is None:
+                try:
+                    async for chunk in upstream.body():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except UpstreamError as error:
+                    # The status line has left already: breaking the connection is the only way
+                    # left to tell the client the answer is incomplete (ending it cleanly would
+                    # pass it as whole).
+                    log.warning("upstream broke off", upstream=self.upstream_name, error=str(error))
+                    raise
+                whole = b""
+            await send({"type": "http.response.body", "body": whole, "more_body": False})
+        finally:
+            upstream.close()
+
+
+def _first(headers: RawHeaders, name: bytes) -> str:
+    """The first value of a header (names in an ASGI scope are lower case), or ""."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def gateway_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
@@ -213,7 +264,7 @@ def create_gateway(
     topology = config.topology
     unit_urls = {unit: topology.address_of(unit).http for unit in topology.units}
     proxy = ReverseProxy(trusted_proxies=topology.trusted_proxies, timeout_seconds=timeout_seconds)
-    client = proxy.client
+    client = cookieless_client(timeout=httpx.Timeout(timeout_seconds, connect=5.0))
     from cleave.runtime import Unit, load_services, site_service
 
     services = load_services(config)
@@ -240,6 +291,7 @@ def create_gateway(
                 with contextlib.suppress(asyncio.CancelledError):
                     await reloading
             await proxy.aclose()
+            await client.aclose()
             if admin is not None:
                 await admin.stop()
 
