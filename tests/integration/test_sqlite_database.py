@@ -10,10 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, text
 
 from cleave.data import database as database_module
 from cleave.data.database import Database
+from cleave.data.statements import Prepared
+
+NOTES = Table("notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", String))
+# Run on sqlite3 itself, in the transaction the writer began there.
+INSERT_NOTE = Prepared(NOTES.insert().values(body=bindparam("body")))
 
 
 async def make(tmp_path: Path) -> Database:
@@ -86,6 +91,34 @@ async def test_a_failed_transaction_leaves_nothing_and_the_next_one_commits(
     finally:
         await database.dispose()
     assert bodies == ["whole"]
+
+
+async def test_statements_on_the_driver_and_built_by_sqlalchemy_commit_or_roll_back_together(
+    tmp_path: Path,
+) -> None:
+    database = await make(tmp_path)
+
+    async def write(*bodies: str, built: str | None = None, fail: bool = False) -> None:
+        async with database.transaction() as connection:
+            for body in bodies:
+                await INSERT_NOTE.rowcount(connection, body=body)
+            if built is not None:
+                await connection.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": built})
+            if fail:
+                raise RuntimeError("the handler failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await write("prepared, rolled back", built="built, rolled back", fail=True)
+        await write("prepared", built="built")
+        await write("prepared alone")
+        with pytest.raises(RuntimeError):
+            await write("prepared alone, rolled back", fail=True)
+        async with database.read() as connection:
+            bodies = (await connection.execute(text("SELECT body FROM notes"))).scalars().all()
+    finally:
+        await database.dispose()
+    assert bodies == ["prepared", "built", "prepared alone"]
 
 
 async def test_the_wal_is_checkpointed_so_it_stops_growing(
