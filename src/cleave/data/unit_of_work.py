@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -51,6 +51,7 @@ class UnitOfWork:
         self.context = context
         self._events: list[Envelope] = []
         self._notify: set[str] = set()
+        self._after_commit: list[Callable[[], None]] = []
         self._transaction: contextlib.AbstractAsyncContextManager[AsyncConnection] | None = None
         self._connection: AsyncConnection | None = None
 
@@ -70,6 +71,10 @@ class UnitOfWork:
     def notify(self, signal: str) -> None:
         """Wake the named worker of this service once the transaction has committed."""
         self._notify.add(signal)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
 
     async def __aenter__(self) -> Self:
         self._started = time.perf_counter()
@@ -108,6 +113,8 @@ class UnitOfWork:
         if exc is None:
             for name in self._notify:
                 self.context.signal(name).set()
+            for callback in self._after_commit:
+                callback()
         return suppressed
 
     def _note(self, *, committed: bool) -> None:
