@@ -178,7 +178,11 @@ async def writer_transaction(connection: AsyncConnection) -> AsyncIterator[Async
         await asyncio.sleep(pause)
     try:
         yield connection
-    except BaseException:
+        if connection.in_transaction():
+            await connection.commit()
+        else:
+            on_driver(raw.commit, sql="COMMIT")
+    except BaseException:  # in the block, or a commit that failed
         try:
             if connection.in_transaction():
                 await connection.rollback()
@@ -188,10 +192,6 @@ async def writer_transaction(connection: AsyncConnection) -> AsyncIterator[Async
             if raw.in_transaction:  # the rollback did not go through: the caller drops it
                 await connection.invalidate()
         raise
-    if connection.in_transaction():
-        await connection.commit()
-    else:
-        on_driver(raw.commit, sql="COMMIT")
 
 
 def on_driver(run: Callable[..., T], *arguments: Any, sql: str) -> T:
