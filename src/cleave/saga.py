@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -135,29 +136,46 @@ def saga_signal(name: str) -> str:
 
 
 async def start_saga(uow: UnitOfWork, name: str, saga_id: str, data: Mapping[str, Any]) -> None:
-    """Record a new saga in the caller's transaction; its runner picks it up once that commits."""
+    """Record a new saga in the caller's transaction; its runner picks it up once that commits.
+
+    When that runner runs in this process and has room, the saga is recorded as claimed by it
+    already (leased, as a claim leaves it) and handed to it at the commit: no wake-up, no read
+    of the due sagas, no claim transaction. Should this process die first, the lease runs out
+    and any runner resumes it, as with a saga claimed the usual way."""
     now = utcnow()
-    await _START.rowcount(
-        uow.connection,
-        **SagaRow(
-            id=saga_id,
-            name=name,
-            status=RUNNING,
-            step=0,
-            # The saga's steps continue the trace of the request that started it.
-            data=json.dumps({**data, TRACE_KEY: current_carrier(), ACTING_KEY: on_behalf_of()}),
-            failed_step=None,
-            reason=None,
-            attempts=0,
-            step_started_at=None,  # the first step's clock starts when a runner takes it up
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-            step_spent_seconds=0.0,
-            last_error=None,
-        )._asdict(),
+    runner = _runners.get(uow.context, {}).get(name)
+    if runner is not None and not runner.has_room():
+        runner = None
+    row = SagaRow(
+        id=saga_id,
+        name=name,
+        status=RUNNING,
+        step=0,
+        # The saga's steps continue the trace of the request that started it.
+        data=json.dumps({**data, TRACE_KEY: current_carrier(), ACTING_KEY: on_behalf_of()}),
+        failed_step=None,
+        reason=None,
+        attempts=0,
+        # The first step's clock starts when a runner takes it up.
+        step_started_at=None if runner is None else now,
+        next_attempt_at=now if runner is None else now + runner.lease(),
+        created_at=now,
+        updated_at=now,
+        step_spent_seconds=0.0,
+        last_error=None,
     )
-    uow.notify(saga_signal(name))
+    await _START.rowcount(uow.connection, **row._asdict())
+    if runner is None:
+        uow.notify(saga_signal(name))
+    else:
+        uow.after_commit(lambda: runner.take(row))
+
+
+# The runner of each saga running in this process, by its service's context: `start_saga` hands
+# it the sagas it starts.
+_runners: weakref.WeakKeyDictionary[ServiceContext, dict[str, SagaRunner]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _note(
@@ -208,7 +226,8 @@ class SagaRunner:
     def _deadline(self, step: Step) -> float:
         return step.deadline_seconds or self.deadline_seconds
 
-    def _lease(self) -> timedelta:
+    def lease(self) -> timedelta:
+        """How long a claim holds a saga."""
         if self.lease_seconds is not None:
             return timedelta(seconds=self.lease_seconds)
         # Long enough for the slowest step; a saga whose lease runs out is resumed elsewhere.
@@ -216,11 +235,15 @@ class SagaRunner:
         return timedelta(seconds=longest * 2 + 5)
 
     async def run(self) -> None:
+        mine = _runners.setdefault(self.context, {})
+        mine[self.definition.name] = self
         try:
             while True:
                 await self.advance_due()
                 await self._signal.wait(self.poll_seconds)
         finally:
+            if mine.get(self.definition.name) is self:
+                del mine[self.definition.name]
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -248,34 +271,53 @@ class SagaRunner:
                 now=utcnow(),
                 room=room + len(self._in_flight),
             )
-        started = 0
-        for saga_id, due_at in due:
-            # Filtered here, not with a NOT IN that grows with the sagas in flight (its cache key
-            # and its bound parameters cost more with each one).
-            if saga_id in self._in_flight or started >= room:
-                continue
-            if await self._claim(saga_id, due_at):
-                self._in_flight.add(saga_id)
-                task = asyncio.create_task(self._advance(saga_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                started += 1
-        return started
+        # Filtered here, not with a NOT IN that grows with the sagas in flight (its cache key and
+        # its bound parameters cost more with each one).
+        wanted = [(saga_id, due_at) for saga_id, due_at in due if saga_id not in self._in_flight]
+        claimed = await self._claim(wanted[:room]) if wanted else []
+        for row in claimed:
+            self._start(row)
+        return len(claimed)
 
-    async def _claim(self, saga_id: str, due_at: datetime) -> bool:
+    def has_room(self) -> bool:
+        return len(self._in_flight) < self.max_in_flight
+
+    def take(self, row: SagaRow) -> None:
+        """Advance a saga recorded as claimed by this runner already (`start_saga`); once the
+        runner has stopped, its lease runs out and a runner resumes it."""
+        if _runners.get(self.context, {}).get(self.definition.name) is self:
+            self._start(row)
+
+    def _start(self, row: SagaRow) -> None:
+        self._in_flight.add(row.id)
+        task = asyncio.create_task(self._advance(row))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, due: Sequence[tuple[str, datetime]]) -> list[SagaRow]:
+        """Claim the due sagas (with the due times they were read with) in one transaction; the
+        ones this runner got, as they now stand. Another runner may have claimed some first."""
         now = utcnow()
+        lease_until = now + self.lease()
+        claimed = []
         async with self.context.database.transaction() as connection:
-            claimed = await _CLAIM.rowcount(
-                connection, saga_id=saga_id, due_at=due_at, lease_until=now + self._lease(), now=now
-            )
-        return claimed == 1
+            # In one order for every runner, so that two on PostgreSQL never deadlock.
+            for saga_id, due_at in sorted(due):
+                row = await _CLAIM.one_or_none(
+                    connection, saga_id=saga_id, due_at=due_at, lease_until=lease_until, now=now
+                )
+                if row is not None:
+                    claimed.append(row)
+        return claimed
 
-    async def _advance(self, saga_id: str) -> None:
+    async def _advance(self, row: SagaRow) -> None:
+        saga_id = row.id
         try:
-            # Read once: while this runner holds the lease, the saga changes only by its hand.
-            row: SagaRow | None = await self._load(saga_id)
-            while row is not None:
-                row = await self._advance_one_step(row)
+            # Read by the claim (or handed over as it was written), once: while this runner holds
+            # the lease, the saga changes only by its hand.
+            current: SagaRow | None = row
+            while current is not None:
+                current = await self._advance_one_step(current)
         except asyncio.CancelledError:
             raise
         except LeaseLost:
@@ -287,13 +329,6 @@ class SagaRunner:
         finally:
             self._in_flight.discard(saga_id)
             self._signal.set()
-
-    async def _load(self, saga_id: str) -> SagaRow:
-        async with self.context.read() as connection:
-            row = await _LOAD.one_or_none(connection, saga_id=saga_id)
-        if row is None:
-            raise LookupError(f"no saga {saga_id}")
-        return row
 
     async def _advance_one_step(self, row: SagaRow) -> SagaRow | None:
         """Run one step or one compensation; the saga as it then stands while there is more to
@@ -532,7 +567,7 @@ class SagaRunner:
         if "data" in values:
             values["data"] = json.dumps(values["data"])
         now = utcnow()
-        lease_until = now + self._lease()
+        lease_until = now + self.lease()
         saved = await _SAVE(tuple(sorted(values))).rowcount(
             uow.connection,
             **{f"new_{column}": value for column, value in values.items()},
@@ -555,6 +590,7 @@ _DUE = Prepared(
     .order_by(sagas.c.next_attempt_at)
     .limit(bindparam("room"))
 )
+# A claim gives the saga as it then stands, so the runner never reads it again.
 _CLAIM = Prepared(
     update(sagas)
     .where(
@@ -569,9 +605,10 @@ _CLAIM = Prepared(
         # and the time a crashed orchestrator held the lease is not counted anywhere.
         step_started_at=bindparam("now", type_=UtcDateTime),
     )
+    .returning(*sagas.c),
+    SagaRow,
 )
 _START = Prepared(sagas.insert().values({c.key: bindparam(c.key, type_=c.type) for c in sagas.c}))
-_LOAD = Prepared(select(sagas).where(sagas.c.id == bindparam("saga_id")), SagaRow)
 # The UPDATE that `_save` runs for a set of columns, while the runner's lease is still the one
 # in the row: once it ran out and another runner claimed the saga, the row is no longer its own.
 _SAVE = by_shape(

@@ -86,12 +86,14 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
     consumer = next(s for s in found if s.name == "process shop.ordering.order_confirmed.v1")
     assert consumer.kind is SpanKind.CONSUMER
     assert consumer.parent is not None
-    publishing = by_id[consumer.parent.span_id]  # the transaction that wrote the outbox row
-    assert publishing.name == "transaction ordering"
-    assert publishing.parent is not None
-    # The saga's end, in the transaction of its last step: under that step's span.
-    ending = by_id[publishing.parent.span_id]
+    # The saga's end, whose transaction (an event of its span) wrote the outbox row; under the
+    # span of its last step.
+    ending = by_id[consumer.parent.span_id]
     assert ending.name == "saga place_order completed"
+    [committed] = [e for e in ending.events if e.name == "transaction ordering"]
+    assert committed.attributes is not None
+    assert committed.attributes["cleave.transaction.committed"] is True
+    assert committed.attributes["cleave.transaction.events"] == 1
     assert ending.parent is not None
     assert by_id[ending.parent.span_id].name == "saga place_order commit_stock"
     producer = next(s for s in found if s.name == "publish shop.ordering.order_confirmed.v1")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from cleave.saga import (
     NEEDS_ATTENTION,
     RUNNING,
     SagaDefinition,
+    SagaRow,
     SagaRunner,
     SagaSummary,
     retry_saga,
@@ -296,13 +297,13 @@ def claiming_once_all_have_looked(runners: list[SagaRunner]) -> None:
         claim = runner._claim
 
         async def claim_once_all_have_looked(
-            saga_id: str, due_at: datetime, runner: SagaRunner = runner, claim: Any = claim
-        ) -> bool:
+            due: Sequence[tuple[str, datetime]], runner: SagaRunner = runner, claim: Any = claim
+        ) -> list[SagaRow]:
             looked.add(id(runner))
             if len(looked) == len(runners):
                 everyone.set()
             await everyone.wait()
-            claimed: bool = await claim(saga_id, due_at)
+            claimed: list[SagaRow] = await claim(due)
             return claimed
 
         runner._claim = claim_once_all_have_looked  # type: ignore[method-assign]

@@ -10,10 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, text
+from sqlalchemy.exc import IntegrityError
 
 from cleave.data import database as database_module
 from cleave.data.database import Database
+from cleave.data.statements import Prepared
+
+NOTES = Table("notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", String))
+# Run on sqlite3 itself, in the transaction the writer began there.
+INSERT_NOTE = Prepared(NOTES.insert().values(body=bindparam("body")))
+LINKS = Table(
+    "links", MetaData(), Column("id", Integer, primary_key=True), Column("note_id", Integer)
+)
+INSERT_LINK = Prepared(LINKS.insert().values(note_id=bindparam("note_id")))
 
 
 async def make(tmp_path: Path) -> Database:
@@ -86,6 +96,65 @@ async def test_a_failed_transaction_leaves_nothing_and_the_next_one_commits(
     finally:
         await database.dispose()
     assert bodies == ["whole"]
+
+
+async def test_statements_on_the_driver_and_built_by_sqlalchemy_commit_or_roll_back_together(
+    tmp_path: Path,
+) -> None:
+    database = await make(tmp_path)
+
+    async def write(*bodies: str, built: str | None = None, fail: bool = False) -> None:
+        async with database.transaction() as connection:
+            for body in bodies:
+                await INSERT_NOTE.rowcount(connection, body=body)
+            if built is not None:
+                await connection.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": built})
+            if fail:
+                raise RuntimeError("the handler failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await write("prepared, rolled back", built="built, rolled back", fail=True)
+        await write("prepared", built="built")
+        await write("prepared alone")
+        with pytest.raises(RuntimeError):
+            await write("prepared alone, rolled back", fail=True)
+        async with database.read() as connection:
+            bodies = (await connection.execute(text("SELECT body FROM notes"))).scalars().all()
+    finally:
+        await database.dispose()
+    assert bodies == ["prepared", "built", "prepared alone"]
+
+
+async def test_a_commit_that_fails_rolls_back_and_the_writer_goes_on(tmp_path: Path) -> None:
+    database = await make(tmp_path)
+    try:
+        async with database.transaction() as connection:
+            await connection.execute(
+                text(
+                    "CREATE TABLE links (id INTEGER PRIMARY KEY, note_id INTEGER"
+                    " REFERENCES notes (id) DEFERRABLE INITIALLY DEFERRED)"
+                )
+            )
+
+        async def link_to_nothing() -> None:
+            async with database.transaction() as connection:
+                await INSERT_NOTE.rowcount(connection, body="linked")
+                await INSERT_LINK.rowcount(connection, note_id=999)  # checked at the commit
+
+        with pytest.raises(IntegrityError):
+            await link_to_nothing()
+        await write_note(database, "after")
+        async with database.read() as connection:
+            bodies = (await connection.execute(text("SELECT body FROM notes"))).scalars().all()
+    finally:
+        await database.dispose()
+    assert bodies == ["after"]
+
+
+async def write_note(database: Database, body: str) -> None:
+    async with database.transaction() as connection:
+        await INSERT_NOTE.rowcount(connection, body=body)
 
 
 async def test_the_wal_is_checkpointed_so_it_stops_growing(

@@ -79,7 +79,7 @@ class Database:
         async with self._writer, _translate_unavailable(self):
             connection = await self._checkout_writer()
             try:
-                async with connection.begin():
+                async with sqlite.writer_transaction(connection):
                     yield connection
             except BaseException:
                 if connection.invalidated or connection.in_transaction():

@@ -13,7 +13,6 @@ SQLAlchemy's own adapter of it (its transaction and prepared-statement cache).
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
+
+from cleave.data import sqlite
 
 Processor = Callable[[Any], Any] | None
 RowT = TypeVar("RowT")
@@ -139,7 +140,9 @@ class Prepared(Generic[RowT]):
                 self._checked = True
             return [self._row._make(row) for row in found]
         plan = self._plan(connection.dialect)
-        cursor = _on_driver(driver.execute, plan.sql, self._arguments(plan, params))
+        cursor = sqlite.on_driver(
+            driver.execute, plan.sql, self._arguments(plan, params), sql=plan.sql
+        )
         processors = plan.results
         return [
             plan.row._make(
@@ -166,7 +169,8 @@ class Prepared(Generic[RowT]):
             result: Any = await connection.execute(self.statement, params)
             return int(result.rowcount)
         plan = self._plan(connection.dialect)
-        return int(_on_driver(driver.execute, plan.sql, self._arguments(plan, params)).rowcount)
+        arguments = self._arguments(plan, params)
+        return int(sqlite.on_driver(driver.execute, plan.sql, arguments, sql=plan.sql).rowcount)
 
     async def many(self, connection: AsyncConnection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set (an INSERT of several rows)."""
@@ -181,7 +185,7 @@ class Prepared(Generic[RowT]):
             return
         plan = self._plan(connection.dialect)
         arguments = [self._arguments(plan, each) for each in params]
-        _on_driver(driver.executemany, plan.sql, arguments)
+        sqlite.on_driver(driver.executemany, plan.sql, arguments, sql=plan.sql)
 
 
 @overload
@@ -217,15 +221,6 @@ def _result_columns(statement: Any) -> list[Any]:
     if getattr(statement, "is_dml", False) and statement._returning:
         return list(statement.exported_columns)
     return []
-
-
-def _on_driver(run: Callable[[str, Any], Any], sql: str, arguments: Any) -> Any:
-    """Run on sqlite3, its errors raised as SQLAlchemy raises them (an `IntegrityError` a caller
-    catches is the same whichever path the statement took)."""
-    try:
-        return run(sql, arguments)
-    except sqlite3.Error as error:
-        raise DBAPIError.instance(sql, arguments, error, sqlite3.Error) from error
 
 
 _ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")

@@ -7,13 +7,12 @@ that caused it committed; after the commit the relay is woken at once instead of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +20,7 @@ from cleave.clock import utcnow
 from cleave.data.statements import Prepared
 from cleave.data.tables import outbox
 from cleave.events import Envelope, Event
-from cleave.telemetry import current_carrier, tracer
+from cleave.telemetry import current_carrier
 
 if TYPE_CHECKING:
     # Only the type: at run time the unit of work needs the context's database, name and signals.
@@ -52,6 +51,7 @@ class UnitOfWork:
         self.context = context
         self._events: list[Envelope] = []
         self._notify: set[str] = set()
+        self._after_commit: list[Callable[[], None]] = []
         self._transaction: contextlib.AbstractAsyncContextManager[AsyncConnection] | None = None
         self._connection: AsyncConnection | None = None
 
@@ -72,26 +72,15 @@ class UnitOfWork:
         """Wake the named worker of this service once the transaction has committed."""
         self._notify.add(signal)
 
-    async def __aenter__(self) -> Self:
-        # One span per transaction, not per statement: a hop to the database, and the parent of
-        # the events it publishes.
-        self._span = tracer.start_span(
-            f"transaction {self.context.name}",
-            kind=SpanKind.CLIENT,
-            attributes=self.context.database.span_attributes,
-        )
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        self._transaction = self.context.database.transaction()
-        try:
-            self._connection = await self._transaction.__aenter__()
-        except BaseException:
-            self._end_span()
-            raise
-        return self
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
 
-    def _end_span(self) -> None:
-        otel_context.detach(self._token)
-        self._span.end()
+    async def __aenter__(self) -> Self:
+        self._started = time.perf_counter()
+        self._transaction = self.context.database.transaction()
+        self._connection = await self._transaction.__aenter__()
+        return self
 
     async def __aexit__(
         self,
@@ -111,18 +100,38 @@ class UnitOfWork:
                 try:
                     await transaction.__aexit__(type(error), error, error.__traceback__)
                 finally:
-                    self._end_span()
+                    self._note(committed=False)
                 raise
             self._notify.add(OUTBOX_SIGNAL)
+        committed = False
         try:
             suppressed = await transaction.__aexit__(exc_type, exc, tb)
+            committed = exc is None
         finally:
             self._connection = None
-            self._end_span()
+            self._note(committed=committed)
         if exc is None:
             for name in self._notify:
                 self.context.signal(name).set()
+            for callback in self._after_commit:
+                callback()
         return suppressed
+
+    def _note(self, *, committed: bool) -> None:
+        """The transaction as an event of the span it ran in (the request, saga step or message
+        it was part of), not a span of its own: an event costs 6 µs, a span 14, and a trace
+        reader follows an order by those hops, each of which now lists what it committed."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                f"transaction {self.context.name}",
+                {
+                    **self.context.database.span_attributes,
+                    "cleave.transaction.committed": committed,
+                    "cleave.transaction.duration_ms": (time.perf_counter() - self._started) * 1e3,
+                    "cleave.transaction.events": len(self._events),
+                },
+            )
 
 
 def _outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:

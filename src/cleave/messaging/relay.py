@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from cleave.clock import utcnow
+from cleave.data.database import UtcDateTime
 from cleave.data.tables import outbox
 from cleave.data.unit_of_work import OUTBOX_CHANNEL, OUTBOX_SIGNAL
 from cleave.events import Envelope
@@ -90,16 +91,13 @@ class OutboxRelay:
         room = self.max_in_flight - len(self._in_flight)
         if room <= 0:
             return 0
-        query = (
-            select(outbox.c.id, outbox.c.envelope)
-            .where(outbox.c.delivered_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(room)
-        )
-        if self._in_flight:
-            query = query.where(outbox.c.id.not_in(self._in_flight))
         async with self.context.read() as connection:
-            rows = (await connection.execute(query)).all()
+            rows = (
+                await connection.execute(
+                    _PENDING_BESIDES if self._in_flight else _PENDING,
+                    {"room": room, "in_flight": list(self._in_flight)},
+                )
+            ).all()
         if not rows:
             return 0
         batch = _Batch(
@@ -174,23 +172,36 @@ class OutboxRelay:
             return
         async with self.context.database.transaction() as connection:
             if delivered:
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(delivered))
-                    .values(delivered_at=utcnow(), attempts=outbox.c.attempts + 1)
-                )
+                await connection.execute(_DELIVERED, {"ids": delivered, "now": utcnow()})
             for row_id, error in failed.items():
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(attempts=outbox.c.attempts + 1, last_error=error)
-                )
+                await connection.execute(_FAILED, {"row_id": row_id, "error": error})
         # Only what was written: publishes that finished meanwhile wait for the next drain.
         del self._delivered[: len(delivered)]
         for row_id in failed:
             self._failed.pop(row_id, None)
         self._in_flight.difference_update(delivered)
         self._in_flight.difference_update(failed)
+
+
+# Built once, their lists of ids bound as expanding parameters: a statement built per drain, its
+# literal ids in it, cost SQLAlchemy a new cache key (and compilation) each time.
+_PENDING = (
+    select(outbox.c.id, outbox.c.envelope)
+    .where(outbox.c.delivered_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("room"))
+)
+_PENDING_BESIDES = _PENDING.where(outbox.c.id.not_in(bindparam("in_flight", expanding=True)))
+_DELIVERED = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(delivered_at=bindparam("now", type_=UtcDateTime), attempts=outbox.c.attempts + 1)
+)
+_FAILED = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("row_id"))
+    .values(attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+)
 
 
 class _Batch:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     select,
     update,
 )
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
+from cleave.data.statements import Prepared
 
 metadata = MetaData()
 
@@ -73,10 +75,22 @@ class AddressRow(NamedTuple):
     created_at: datetime
 
 
+_GET_CUSTOMER = Prepared(
+    select(customers).where(customers.c.id == bindparam("customer_id")), CustomerRow
+)
+# Counted on every confirmed order (and read on every order placed, above): built once.
+_COUNT_CONFIRMED_ORDER = Prepared(
+    update(customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .values(
+        confirmed_orders=customers.c.confirmed_orders + 1,
+        updated_at=bindparam("now", type_=UtcDateTime),
+    )
+)
+
+
 async def get_customer(connection: AsyncConnection, customer_id: str) -> CustomerRow | None:
-    statement = select(customers).where(customers.c.id == customer_id)
-    row = (await connection.execute(statement)).one_or_none()
-    return None if row is None else CustomerRow(*row)
+    return await _GET_CUSTOMER.one_or_none(connection, customer_id=customer_id)
 
 
 async def find_by_email(connection: AsyncConnection, email: str) -> CustomerRow | None:
@@ -111,12 +125,10 @@ async def list_customers(
 
 
 async def count_confirmed_order(connection: AsyncConnection, customer_id: str) -> bool:
-    result = await connection.execute(
-        update(customers)
-        .where(customers.c.id == customer_id)
-        .values(confirmed_orders=customers.c.confirmed_orders + 1, updated_at=utcnow())
+    counted = await _COUNT_CONFIRMED_ORDER.rowcount(
+        connection, customer_id=customer_id, now=utcnow()
     )
-    return result.rowcount == 1
+    return counted == 1
 
 
 async def insert_address(connection: AsyncConnection, values: dict[str, Any]) -> None:
