@@ -22,10 +22,8 @@ from pathlib import Path
 
 from bench.system import (
     ROOT,
-    SPLIT_UNITS,
     baseline,
     cpu_seconds,
-    free_port,
     monolith,
     require_wrk,
     split,
@@ -117,7 +115,7 @@ def main() -> None:
                 )
     if args.only != "monolith":
         ratios = []
-        with split(_other_units()) as spl:
+        with split() as spl:
             direct = f"http://127.0.0.1:{spl.unit_ports['catalog']}{PRODUCT}"
             gateway_pid = spl.process.pid
             for _ in range(args.repeats):
@@ -139,19 +137,6 @@ def main() -> None:
                 catalog = _unit_pid(spl.pids(), "catalog")
                 if catalog is not None:
                     profile(catalog, direct, seconds, args.profile / f"read-catalog-unit.{kind}")
-
-
-def _other_units() -> dict[str, str]:
-    """Free ports for the split's units that bench.system does not place (the storefront's
-    default port may be held by another run on this machine)."""
-    from cleave.config import load_config
-
-    units = load_config(topology="split").topology.units
-    return {
-        f"CLEAVE_ADDRESS_{unit.upper()}": f"127.0.0.1:{free_port()}:{free_port()}:{free_port()}"
-        for unit in units
-        if unit not in SPLIT_UNITS
-    }
 
 
 def _name(pid: int) -> str:

@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-SPLIT_UNITS = ("identity", "catalog", "customer", "ordering", "payment")
+
+
+def split_units() -> tuple[str, ...]:
+    """The split topology's units as cleave.toml names them (each holds one service)."""
+    from cleave.config import load_config
+
+    return tuple(load_config(ROOT / "cleave.toml", topology="split").topology.units)
 
 
 def free_port() -> int:
@@ -200,12 +206,13 @@ def split(extra_env: dict[str, str] | None = None) -> Iterator[Running]:
             **(extra_env or {}),
         }
         unit_ports = {}
-        for unit in SPLIT_UNITS:
+        units = split_units()
+        for unit in units:
             unit_ports[unit] = free_port()
             ports = f"{unit_ports[unit]}:{free_port()}:{free_port()}"  # HTTP, gRPC, metrics
             env[f"CLEAVE_ADDRESS_{unit.upper()}"] = f"127.0.0.1:{ports}"
         command = [PYTHON, "-m", "cleave", "up", "--topology", "split", "--port", str(port)]
-        databases = [f"{run}_{unit}" for unit in SPLIT_UNITS]
+        databases = [f"{run}_{unit}" for unit in units]
         try:
             with process(command, f"http://127.0.0.1:{port}/readyz", env) as (child, seconds):
                 yield Running(
@@ -239,7 +246,7 @@ async def _delete_namespace(namespace: str) -> None:
     connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
     try:
         channel = await connection.channel()
-        for unit in SPLIT_UNITS:
+        for unit in split_units():
             for queue in (f"{namespace}.{unit}", f"{namespace}.{unit}.parked"):
                 await channel.queue_delete(queue)
         for exchange in (f"{namespace}.events", f"{namespace}.parked"):
