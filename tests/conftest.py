@@ -24,10 +24,13 @@ import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
-from cleave.config import SystemConfig, load_config
-from cleave.runtime import Unit
+from cleave.config import SystemConfig, UnitAddress, load_config
+from cleave.errors import ConfigError
+from cleave.messaging.broker import MemoryBroker
+from cleave.runtime import Unit, load_services, site_service
 from cleave.telemetry import configure_logging
 from cleave.web.app import create_app, create_metrics_app
 from shop.identity.domain import USER_SCOPES
@@ -403,24 +406,158 @@ async def config(
     return replace(restored, settings=settings)
 
 
+# Each of the shop's integration tests runs under both wirings: the monolith's one unit, and the
+# `split` topology with every service its own in-process unit, calling the others over loopback
+# gRPC. The split runs on SQLite only (each service its own file, as in the monolith): what it
+# proves is the wiring, and PostgreSQL's part is proven by the monolith on it.
+WIRINGS = ("monolith", "split")
+BACKENDS_BY_WIRING = (("sqlite", "monolith"), ("postgresql", "monolith"), ("sqlite", "split"))
+WIRED_SUITE = ROOT / "tests" / "integration"
+# Fixtures of the monolith's one unit: a test that asks for them runs on the monolith only.
+MONOLITH_ONLY = frozenset({"unit", "console"})
+
+
+@pytest.hookimpl(tryfirst=True)  # its mark must be on the test before marks are applied
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The integration tests that reach the shop through `wired` or `client` (and not through
+    the monolith's `unit`) run on each (backend, wiring) pair of BACKENDS_BY_WIRING."""
+    names = set(metafunc.fixturenames)
+    if "wiring" not in names or names & MONOLITH_ONLY:
+        return
+    if not metafunc.definition.path.is_relative_to(WIRED_SUITE):
+        return
+    # A mark, not a call: the `backend` fixture's own params then stand aside, as for any test
+    # that parametrizes its backend itself.
+    metafunc.definition.add_marker(
+        pytest.mark.parametrize(
+            ("backend", "wiring"),
+            BACKENDS_BY_WIRING,
+            indirect=True,
+            ids=[f"{backend}-{wiring}" for backend, wiring in BACKENDS_BY_WIRING],
+        )
+    )
+
+
 @pytest.fixture
-async def unit(config: SystemConfig) -> AsyncIterator[Unit]:
-    """The monolith's one unit: migrated, seeded and running (relays and workers started)."""
-    running = Unit(config)
-    await running.migrate()  # a no-op on the copy, unless a migration is newer than the session
-    await running.seed()
-    await running.start()
-    try:
+def wiring(request: pytest.FixtureRequest) -> str:
+    """How the shop's units are wired: the monolith, unless the test runs under both."""
+    return str(getattr(request, "param", "monolith"))
+
+
+def in_process(config: SystemConfig, topology: str) -> SystemConfig:
+    """The named topology on `config`'s SQLite files (where the monolith keeps them) and the
+    in-process broker, every unit on a free gRPC port of loopback."""
+    chosen = config.topologies[topology]
+    addresses = {unit: UnitAddress("127.0.0.1", 0, free_port()) for unit in chosen.units}
+    database = f"sqlite+aiosqlite:///{config.var_dir}/{{service}}.db"
+    layout = replace(chosen, broker="memory", database=database, addresses=addresses)
+    return replace(config, topology=layout)
+
+
+async def running_unit(stack: contextlib.AsyncExitStack, config: SystemConfig, name: str) -> Unit:
+    """One unit of `config`'s topology, migrated, seeded and running; stopped with `stack`."""
+    unit = Unit(config, name)
+    await unit.prepare()
+    await unit.start()
+    stack.push_async_callback(unit.stop)
+    return unit
+
+
+@contextlib.asynccontextmanager
+async def running_units(
+    config: SystemConfig, fakes: Mapping[type, object] | None = None
+) -> AsyncIterator[dict[str, Unit]]:
+    """Every unit of `config`'s topology in this process: migrated, seeded and running, on one
+    in-process broker between them. Each fake goes to the units whose services call its port."""
+    services = load_services(config)
+    units = config.topology.units
+    callers = {
+        protocol: [
+            u for u, names in units.items() if any(protocol in services[n].calls for n in names)
+        ]
+        for protocol in fakes or {}
+    }
+    if unused := [protocol.__name__ for protocol, where in callers.items() if not where]:
+        raise ConfigError(f"no unit calls {', '.join(unused)}: its fake would replace nothing")
+    broker = MemoryBroker() if config.topology.broker == "memory" else None
+    async with contextlib.AsyncExitStack() as stack:
+        running = {}
+        for name in units:  # all of them first, so each subscribes before any unit publishes
+            faked = {p: fake for p, fake in (fakes or {}).items() if name in callers[p]}
+            running[name] = Unit(config, name, broker=broker, fakes=faked)
+            stack.push_async_callback(running[name].stop)
+        for unit in running.values():
+            await unit.prepare()  # a no-op on the session's copy, but for a newer migration
+        for unit in running.values():
+            await unit.start()
         yield running
-    finally:
-        await running.stop()
+
+
+def dispatcher(apps: Mapping[str, ASGIApp], site: ASGIApp) -> ASGIApp:
+    """What the gateway routes, in process: `/api/<service>/...` to the app of the unit that
+    holds the service, every other path (pages, health, unknown services) to the site's."""
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = str(scope.get("path", "")).split("/", 3)
+        api = len(parts) > 2 and parts[1] == "api"
+        await apps.get(parts[2] if api else "", site)(scope, receive, send)
+
+    return route
+
+
+@dataclass
+class WiredShop:
+    """The shop's units under one wiring, and the one HTTP entry in front of them."""
+
+    wiring: str
+    config: SystemConfig
+    units: dict[str, Unit]
+
+    def unit_of(self, service: str) -> Unit:
+        return self.units[self.config.topology.unit_of(service)]
+
+    @functools.cached_property
+    def app(self) -> ASGIApp:
+        apps = {name: create_app(unit, start_unit=False) for name, unit in self.units.items()}
+        if len(apps) == 1:
+            return next(iter(apps.values()))
+        site = site_service(load_services(self.config))
+        topology = self.config.topology
+        by_service = {service: apps[topology.unit_of(service)] for service in self.config.services}
+        return dispatcher(by_service, by_service[site] if site else next(iter(apps.values())))
+
+    def client(self) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app)
+        return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
 
 
 @pytest.fixture
-async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(unit, start_unit=False)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
+def fakes() -> Mapping[type, object]:
+    """Ports a module replaces with fakes (each checked against its Protocol): none by default."""
+    return {}
+
+
+@pytest.fixture
+async def wired(
+    config: SystemConfig, wiring: str, fakes: Mapping[type, object]
+) -> AsyncIterator[WiredShop]:
+    """The shop, migrated, seeded and running under the test's wiring."""
+    wired_config = config if wiring == "monolith" else in_process(config, "split")
+    async with running_units(wired_config, fakes) as units:
+        yield WiredShop(wiring, wired_config, units)
+
+
+@pytest.fixture
+def unit(wired: WiredShop) -> Unit:
+    """The monolith's one unit: migrated, seeded and running (relays and workers started). A
+    test that asks for it runs on the monolith only; `wired.unit_of` serves both wirings."""
+    [only] = wired.units.values()
+    return only
+
+
+@pytest.fixture
+async def client(wired: WiredShop) -> AsyncIterator[httpx.AsyncClient]:
+    async with wired.client() as http:
         yield http
 
 
