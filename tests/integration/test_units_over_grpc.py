@@ -34,8 +34,8 @@ def backend() -> str:
 @pytest.fixture
 async def split(config: SystemConfig) -> AsyncIterator[dict[str, Unit]]:
     """The `split` topology: every service its own unit, each on its own gRPC port."""
-    async with running_units(in_process(config, "split")) as units:
-        yield units
+    async with running_units(in_process(config, "split")) as shop:
+        yield shop.units
 
 
 def client(unit: Unit) -> httpx.AsyncClient:
