@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cleave.auth.tokens import ADMIN_SCOPE, DevIssuer
-from cleave.config import SystemConfig, load_config
-from cleave.runtime import Unit
+from cleave.config import SystemConfig, UnitAddress, load_config
+from cleave.errors import ConfigError
+from cleave.files import private_dir
+from cleave.messaging.broker import MemoryBroker
+from cleave.runtime import Unit, load_services, site_service
 from cleave.telemetry import configure_logging
 from cleave.web.app import create_app, create_metrics_app
 from shop.identity.domain import USER_SCOPES
@@ -254,11 +258,23 @@ def suite_config(var_root: Path) -> SystemConfig:
     return replace(config, settings=settings, auth=replace(config.auth, issuer="urn:cleave:dev"))
 
 
+@pytest.fixture(scope="session")
+def dev_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's development signing key: making a 2048-bit RSA key costs more than most
+    tests, so each test's state starts with a copy of this one instead of making its own."""
+    folder = tmp_path_factory.mktemp("dev-key")
+    DevIssuer.load_or_create(folder, "urn:cleave:dev", "cleave")
+    return folder / DevIssuer.FILE
+
+
 @pytest.fixture
-def base_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SystemConfig:
+def base_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dev_signing_key: Path
+) -> SystemConfig:
     for variable in ("CLEAVE_DATABASE", "CLEAVE_TOPOLOGY", "CLEAVE_CONFIG"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("CLEAVE_VAR", str(tmp_path / "var"))
+    shutil.copy2(dev_signing_key, private_dir(tmp_path / "var") / DevIssuer.FILE)  # owner-only
     return suite_config(tmp_path / "var")
 
 
@@ -403,24 +419,167 @@ async def config(
     return replace(restored, settings=settings)
 
 
-@pytest.fixture
-async def unit(config: SystemConfig) -> AsyncIterator[Unit]:
-    """The monolith's one unit: migrated, seeded and running (relays and workers started)."""
-    running = Unit(config)
-    await running.migrate()  # a no-op on the copy, unless a migration is newer than the session
-    await running.seed()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+# The shop's integration tests run under two wirings: the monolith's one unit, and the `split`
+# topology with every service its own in-process unit, calling the others over loopback gRPC.
+# The split runs on SQLite only (each service its own file, as in the monolith): what it proves
+# is the wiring, and PostgreSQL's part is proven by the monolith on it.
+BACKENDS_BY_WIRING = (("sqlite", "monolith"), ("postgresql", "monolith"), ("sqlite", "split"))
+WIRED_SUITE = ROOT / "tests" / "integration"
+# Fixtures of the monolith's one unit: a test that asks for them runs on the monolith only.
+MONOLITH_ONLY = frozenset({"unit", "console"})
+
+
+@pytest.hookimpl(tryfirst=True)  # its mark must be on the test before marks are applied
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The integration tests that reach the shop through `wired` or `client` (and not through
+    the monolith's `unit`) run on each (backend, wiring) pair of BACKENDS_BY_WIRING."""
+    names = set(metafunc.fixturenames)
+    if "wiring" not in names or names & MONOLITH_ONLY:
+        return
+    if not metafunc.definition.path.is_relative_to(WIRED_SUITE):
+        return
+    # A mark, not a call: the `backend` fixture's own params then stand aside, as for any test
+    # that parametrizes its backend itself.
+    metafunc.definition.add_marker(
+        pytest.mark.parametrize(
+            ("backend", "wiring"),
+            BACKENDS_BY_WIRING,
+            indirect=True,
+            ids=[f"{backend}-{wiring}" for backend, wiring in BACKENDS_BY_WIRING],
+        )
+    )
 
 
 @pytest.fixture
-async def client(unit: Unit) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(unit, start_unit=False)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as http:
+def wiring(request: pytest.FixtureRequest) -> str:
+    """How the shop's units are wired: the monolith, unless the test runs under both."""
+    return str(getattr(request, "param", "monolith"))
+
+
+def in_process(config: SystemConfig, topology: str) -> SystemConfig:
+    """The named topology on the monolith's state (its SQLite files, its demo credentials: its
+    folder is linked as the topology's own) and the in-process broker, every unit on a free gRPC
+    port of loopback."""
+    state = config.var_root / topology
+    if not state.exists():  # without the credentials, identity's seed hashes its secrets anew
+        config.var_dir.mkdir(parents=True, exist_ok=True)
+        state.symlink_to(config.var_dir, target_is_directory=True)
+    chosen = config.topologies[topology]
+    addresses = {unit: UnitAddress("127.0.0.1", 0, free_port()) for unit in chosen.units}
+    sqlite = "sqlite+aiosqlite:///{var}/{service}.db"
+    layout = replace(chosen, broker="memory", database=sqlite, addresses=addresses)
+    return replace(config, topology=layout)
+
+
+async def running_unit(stack: contextlib.AsyncExitStack, config: SystemConfig, name: str) -> Unit:
+    """One unit of `config`'s topology, migrated, seeded and running; stopped with `stack`."""
+    unit = Unit(config, name)
+    await unit.prepare()
+    await unit.start()
+    stack.push_async_callback(unit.stop)
+    return unit
+
+
+@dataclass
+class WiredShop:
+    """The shop's units under one wiring (its topology's name), and one HTTP entry in front of
+    them that routes as the gateway does, in process: `/api/<service>/...` to the app of the unit
+    that holds the service, every other path (pages, health, unknown services) to the site's."""
+
+    config: SystemConfig
+    units: dict[str, Unit]
+    apps: dict[str, ASGIApp] = field(default_factory=dict)  # each unit's, made when first used
+
+    @property
+    def wiring(self) -> str:
+        return self.config.topology.name
+
+    def unit_of(self, service: str) -> Unit:
+        return self.units[self.config.topology.unit_of(service)]
+
+    def app_of(self, unit: str) -> ASGIApp:
+        if unit not in self.apps:
+            self.apps[unit] = create_app(self.units[unit], start_unit=False)
+        return self.apps[unit]
+
+    @functools.cached_property
+    def site(self) -> str:
+        return site_service(load_services(self.config)) or next(iter(self.config.services))
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = str(scope.get("path", "")).split("/", 3)
+        api = len(parts) > 2 and parts[1] == "api" and parts[2] in self.config.services
+        unit = self.config.topology.unit_of(parts[2] if api else self.site)
+        await self.app_of(unit)(scope, receive, send)
+
+    def client(self) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app)
+        return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
+
+
+@contextlib.asynccontextmanager
+async def running_units(
+    config: SystemConfig, fakes: Mapping[type, object] | None = None
+) -> AsyncIterator[WiredShop]:
+    """Every unit of `config`'s topology in this process: migrated, seeded and running, on one
+    in-process broker between them. Each fake goes to the units whose services call its port."""
+    services = load_services(config)
+    units = config.topology.units
+    callers = {
+        protocol: [
+            u for u, names in units.items() if any(protocol in services[n].calls for n in names)
+        ]
+        for protocol in fakes or {}
+    }
+    if unused := [protocol.__name__ for protocol, where in callers.items() if not where]:
+        raise ConfigError(f"no unit calls {', '.join(unused)}: its fake would replace nothing")
+    broker = MemoryBroker() if config.topology.broker == "memory" else None
+    async with contextlib.AsyncExitStack() as stack:
+        shop = WiredShop(config, {})
+        for name in units:  # all of them first, so each subscribes before any unit publishes
+            faked = {p: fake for p, fake in (fakes or {}).items() if name in callers[p]}
+            shop.units[name] = Unit(config, name, broker=broker, fakes=faked)
+            stack.push_async_callback(shop.units[name].stop)
+        for name, unit in shop.units.items():
+            if len(units) > 1 and any(s.port and s.port.rpc for s in unit.services):
+                # Its app before it starts, as `cleave up` makes it: the unit's gRPC server then
+                # checks callers with the app's verifier instead of reading the key again.
+                shop.app_of(name)
+        for unit in shop.units.values():
+            await unit.prepare()  # a no-op on the session's copy, but for a newer migration
+        for unit in shop.units.values():
+            await unit.start()
+        yield shop
+
+
+@pytest.fixture
+def fakes() -> Mapping[type, object]:
+    """Ports a module replaces with fakes (each checked against its Protocol): none by default."""
+    return {}
+
+
+@pytest.fixture
+async def wired(
+    config: SystemConfig, wiring: str, fakes: Mapping[type, object]
+) -> AsyncIterator[WiredShop]:
+    """The shop, migrated, seeded and running under the test's wiring."""
+    async with running_units(
+        config if wiring == "monolith" else in_process(config, wiring), fakes
+    ) as shop:
+        yield shop
+
+
+@pytest.fixture
+def unit(wired: WiredShop) -> Unit:
+    """The monolith's one unit: migrated, seeded and running (relays and workers started). A
+    test that asks for it runs on the monolith only; `wired.unit_of` serves both wirings."""
+    [only] = wired.units.values()
+    return only
+
+
+@pytest.fixture
+async def client(wired: WiredShop) -> AsyncIterator[httpx.AsyncClient]:
+    async with wired.client() as http:
         yield http
 
 

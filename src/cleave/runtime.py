@@ -41,7 +41,7 @@ from cleave.messaging.broker import Broker
 from cleave.messaging.consumer import Consumer
 from cleave.messaging.relay import OutboxRelay
 from cleave.service import PortRegistry, Service, ServiceContext
-from cleave.service.context import CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT, SystemFacts
+from cleave.service.context import CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT, SystemFacts, check_fake
 
 if TYPE_CHECKING:
     from cleave.rpc.client import RemotePort
@@ -223,7 +223,10 @@ class Unit:
         *,
         broker: Broker | None = None,
         max_attempts: int = 5,
+        fakes: Mapping[type, object] | None = None,
     ) -> None:
+        """`fakes` (tests only) replace ports this unit's services call, each checked against
+        its Protocol: the callers get the fake, local or remote as the port would have been."""
         self.config = config
         for state in (config.var_root, config.var_dir):
             if state.exists():  # made by an older version, or checked out: owner-only now
@@ -252,8 +255,17 @@ class Unit:
                 config.service_settings(service.name),
                 system=facts,
             )
+        called = {protocol for service in self.services for protocol in service.calls}
+        for protocol, fake in (fakes or {}).items():
+            if protocol not in called:
+                raise ConfigError(
+                    f"a fake {protocol.__name__} in unit {self.name!r}, whose services do not "
+                    "call it: it would replace nothing"
+                )
+            check_fake(protocol, fake)
+            self.ports.bind(protocol, fake)
         for service in self.services:
-            if service.port is not None:
+            if service.port is not None and not self.ports.provides(service.port.protocol):
                 self.ports.bind(
                     service.port.protocol, service.port.factory(self.contexts[service.name])
                 )

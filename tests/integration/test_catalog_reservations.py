@@ -1,6 +1,7 @@
 """Stock reservations under concurrent calls: a compensation retried while its first call is
 still running (a paused catalog answering both at once) gives the stock back once, never twice;
-and a reserve that runs after its order's release (the caller gave up on it) holds nothing."""
+and a reserve that runs after its order's release (the caller gave up on it) holds nothing. The
+calls are made as the saga makes them: over gRPC in the split."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from cleave.data.database import Database
 from cleave.data.migrate import upgrade
 from cleave.runtime import Unit, load_services
 from shop.catalog import store
-from shop.catalog.contract import OrderLine
-from shop.catalog.handlers import LocalCatalog
+from shop.catalog.contract import CatalogPort, OrderLine
+from tests.conftest import WiredShop
+
+
+def saga_port(wired: WiredShop) -> CatalogPort:
+    """Catalog's port as the order saga calls it: in-process in the monolith, gRPC in the split."""
+    return wired.unit_of("ordering").ports.get(CatalogPort)
 
 
 async def stock_of(unit: Unit, sku: str) -> int:
@@ -22,8 +28,8 @@ async def stock_of(unit: Unit, sku: str) -> int:
         return int((await store.get_products(connection, [sku]))[sku].stock)
 
 
-async def test_releases_arriving_together_give_the_stock_back_once(unit: Unit) -> None:
-    catalog = LocalCatalog(unit.context("catalog"))
+async def test_releases_arriving_together_give_the_stock_back_once(wired: WiredShop) -> None:
+    catalog, unit = saga_port(wired), wired.unit_of("catalog")
     before = await stock_of(unit, "MUG-CLASSIC")
     await catalog.reserve_stock("o-twice", [OrderLine(sku="MUG-CLASSIC", quantity=2)])
     assert await stock_of(unit, "MUG-CLASSIC") == before - 2
@@ -37,10 +43,10 @@ async def test_releases_arriving_together_give_the_stock_back_once(unit: Unit) -
     assert states == {store.RELEASED}
 
 
-async def test_a_reserve_arriving_after_its_orders_release_holds_nothing(unit: Unit) -> None:
+async def test_a_reserve_arriving_after_its_orders_release_holds_nothing(wired: WiredShop) -> None:
     """A paused catalog answers late: the saga gave up on the reserve and released the order
     before the reserve itself ran."""
-    catalog = LocalCatalog(unit.context("catalog"))
+    catalog, unit = saga_port(wired), wired.unit_of("catalog")
     before = await stock_of(unit, "MUG-CLASSIC")
     await catalog.release_stock("o-late")
     await catalog.reserve_stock("o-late", [OrderLine(sku="MUG-CLASSIC", quantity=3)])
@@ -49,8 +55,8 @@ async def test_a_reserve_arriving_after_its_orders_release_holds_nothing(unit: U
         assert await store.reservation(connection, "o-late") == []
 
 
-async def test_a_reserve_and_a_release_at_once_never_leave_stock_held(unit: Unit) -> None:
-    catalog = LocalCatalog(unit.context("catalog"))
+async def test_a_reserve_and_a_release_at_once_never_leave_stock_held(wired: WiredShop) -> None:
+    catalog, unit = saga_port(wired), wired.unit_of("catalog")
     before = await stock_of(unit, "MUG-CLASSIC")
     orders = [f"o-race-{index}" for index in range(12)]
     line = [OrderLine(sku="MUG-CLASSIC", quantity=1)]

@@ -1,5 +1,6 @@
-"""The customer service on a real database: who may see which profile, addresses, the order
-projection and the port other services call."""
+"""The customer service on a real database, in the monolith and in the split: who may see which
+profile, addresses, the order projection and the port other services call (over gRPC in the
+split)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from cleave.data.tables import outbox
 from cleave.events import Envelope
 from cleave.messaging.consumer import list_dead_letters
 from cleave.money import Money
-from cleave.runtime import Unit
 from shop.customer.contract import CustomerCreated, CustomerInfo, CustomerPort
 from shop.customer.seed import seed
 from shop.ordering.contract import OrderConfirmed
+from tests.conftest import WiredShop
 
 Headers = Callable[[str], dict[str, str]]
 CUSTOMERS = "/api/customer/v1/customers"
@@ -38,8 +39,8 @@ async def create(client: httpx.AsyncClient, admin: dict[str, str], **body: Any) 
     return await client.post(CUSTOMERS, json=body, headers=admin)
 
 
-async def published(unit: Unit, event_type: str) -> list[str]:
-    async with unit.context("customer").read() as connection:
+async def published(wired: WiredShop, event_type: str) -> list[str]:
+    async with wired.unit_of("customer").context("customer").read() as connection:
         rows = await connection.execute(
             select(outbox.c.envelope).where(outbox.c.type == event_type)
         )
@@ -47,7 +48,7 @@ async def published(unit: Unit, event_type: str) -> list[str]:
 
 
 async def test_an_admin_creates_a_customer_who_then_sees_their_profile(
-    unit: Unit,
+    wired: WiredShop,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     customer_headers: Headers,
@@ -63,7 +64,7 @@ async def test_an_admin_creates_a_customer_who_then_sees_their_profile(
     }
     me = await client.get(f"{CUSTOMERS}/me", headers=customer_headers("dana"))
     assert me.json() == created.json()
-    [envelope] = [e for e in await published(unit, CustomerCreated.event_type) if "dana" in e]
+    [envelope] = [e for e in await published(wired, CustomerCreated.event_type) if "dana" in e]
     assert '"email":"dana@example.com"' in envelope
 
 
@@ -239,9 +240,9 @@ async def confirmed_orders(client: httpx.AsyncClient, admin: dict[str, str], who
 
 
 async def test_each_confirmed_order_counts_once_however_often_it_is_delivered(
-    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    wired: WiredShop, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    consumer = unit.consumers["customer"]
+    consumer = wired.unit_of("customer").consumers["customer"]
     first, second = order_confirmed("o-1", "carol"), order_confirmed("o-2", "carol")
     await consumer.deliver(first)
     await consumer.deliver(first)  # the broker delivers at least once: here, twice
@@ -251,17 +252,17 @@ async def test_each_confirmed_order_counts_once_however_often_it_is_delivered(
 
 
 async def test_an_order_for_an_unknown_customer_changes_nobody(
-    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    wired: WiredShop, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    await unit.consumers["customer"].deliver(order_confirmed("o-9", "ghost"))
+    await wired.unit_of("customer").consumers["customer"].deliver(order_confirmed("o-9", "ghost"))
     listing = (await client.get(CUSTOMERS, headers=admin_headers)).json()["items"]
     assert all(customer["confirmed_orders"] == 0 for customer in listing)
     # Nothing to retry: the event is applied (as a no-op), not parked as a dead letter.
-    assert await list_dead_letters(unit.context("customer")) == []
+    assert await list_dead_letters(wired.unit_of("customer").context("customer")) == []
 
 
-async def test_other_services_read_a_customer_through_the_port(unit: Unit) -> None:
-    customers = unit.ports.get(CustomerPort)
+async def test_other_services_read_a_customer_through_the_port(wired: WiredShop) -> None:
+    customers = wired.unit_of("ordering").ports.get(CustomerPort)  # as the saga calls it
     assert await customers.get_customer("alice") == CustomerInfo(
         id="alice", email="alice@example.com", name="Alice Example"
     )
@@ -269,9 +270,11 @@ async def test_other_services_read_a_customer_through_the_port(unit: Unit) -> No
 
 
 async def test_the_demo_customers_are_seeded_once(
-    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+    wired: WiredShop, client: httpx.AsyncClient, customer_headers: Headers
 ) -> None:
-    assert await seed(unit.context("customer")) == 0  # the unit fixture seeded them already
+    assert (
+        await seed(wired.unit_of("customer").context("customer")) == 0
+    )  # the fixture seeded them already
     for who, name in (("alice", "Alice Example"), ("bob", "Bob Example"), ("carol", None)):
         profile = (await client.get(f"{CUSTOMERS}/me", headers=customer_headers(who))).json()
         assert profile["email"] == f"{who}@example.com"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from cleave.runtime import Unit
 from shop.catalog.domain import MAX_PRICE, MAX_STOCK
+from tests.conftest import WiredShop
 from tests.integration.test_order_saga import order, place, settled
 
 Headers = Callable[[str], dict[str, str]]
@@ -124,11 +124,12 @@ async def test_an_empty_idempotency_key_is_a_400_every_time(
 
 
 async def test_an_order_whose_total_would_overflow_is_rejected_saying_so(
-    client: httpx.AsyncClient, unit: Unit, customer_headers: Headers
+    client: httpx.AsyncClient, wired: WiredShop, customer_headers: Headers
 ) -> None:
     # A price from before the bound (written straight into catalog's table): the saga refuses
     # the total it would make, at once and by name, and keeps nothing of it.
-    async with unit.context("catalog").database.transaction() as connection:
+    catalog = wired.unit_of("catalog").context("catalog")
+    async with catalog.database.transaction() as connection:
         await connection.execute(
             text("UPDATE products SET price_amount = :price WHERE sku = 'MUG-CLASSIC'"),
             {"price": 2**62},

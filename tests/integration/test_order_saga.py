@@ -1,11 +1,11 @@
-"""Placing orders end to end in the monolith: the saga's happy path, every failure with its
-compensation, idempotency, concurrency and who may see what. Real SQLite and real PostgreSQL."""
+"""Placing orders end to end, in the monolith and in the split (where catalog, customer and
+payment answer the saga over gRPC): the saga's happy path, every failure with its compensation,
+idempotency, concurrency and who may see what. Real SQLite and real PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from cleave.config import SystemConfig
+from cleave.rpc.client import RemotePort
 from cleave.runtime import Unit
-from tests.conftest import eventually
+from tests.conftest import WiredShop, eventually
 
 Headers = Callable[[str], dict[str, str]]
 ADDRESS = {
@@ -78,6 +79,17 @@ async def payments_of(client: httpx.AsyncClient, headers: dict[str, str]) -> lis
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+async def test_under_either_wiring_the_saga_calls_every_port_in_process_or_over_grpc(
+    wired: WiredShop,
+) -> None:
+    ordering = wired.unit_of("ordering")
+    calls = ordering.context("ordering").service.calls
+    assert calls  # catalog, customer and payment
+    remote = {type(ordering.ports.get(port)) is RemotePort for port in calls}
+    assert remote == {wired.wiring == "split"}
+    assert len(wired.units) == (1 if wired.wiring == "monolith" else len(wired.config.services))
 
 
 async def test_an_order_is_confirmed_stock_taken_and_payment_captured(
@@ -150,46 +162,29 @@ async def test_a_failed_payment_cancels_the_order_and_releases_the_stock(
         client, bob, await place(client, bob, order(("HOODIE-GREY", 3), card=card))
     )
     assert (done["status"], done["reason"]) == ("cancelled", reason)
+    assert done["retryable"] is (reason == "payment_timeout")  # a card's refusal is a verdict
     assert await stock(client, "HOODIE-GREY") == before
     [payment] = await payments_of(client, bob)
     assert payment["status"] in {payment_status, "voided"}
     assert payment["status"] != "captured"
 
 
-@pytest.fixture
-def slow_processor_config(base_config: SystemConfig) -> SystemConfig:
-    """A processor slower than the saga's step deadline, so the saga's own deadline fires."""
-    settings = {name: dict(values) for name, values in base_config.settings.items()}
-    settings["ordering"].update(step_deadline_seconds=0.5)
-    settings["payment"].update(processor_timeout_seconds=30.0)
-    return replace(base_config, settings=settings)
-
-
+# A processor slower than the saga's step deadline, so the saga's own deadline fires.
+@pytest.mark.settings(
+    ordering={"step_deadline_seconds": 0.5}, payment={"processor_timeout_seconds": 30.0}
+)
 async def test_a_step_past_its_deadline_is_compensated(
-    slow_processor_config: SystemConfig, customer_headers: Headers
+    client: httpx.AsyncClient, customer_headers: Headers
 ) -> None:
-    from cleave.web.app import create_app
-
-    unit = Unit(slow_processor_config)
-    await unit.migrate()
-    await unit.seed()
-    await unit.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(unit, start_unit=False))
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
-            carol = customer_headers("carol")
-            before = await stock(client, "CAP-BLACK")
-            done = await settled(
-                client,
-                carol,
-                await place(client, carol, order(("CAP-BLACK", 1), card="tok_timeout")),
-            )
-            assert (done["status"], done["reason"]) == ("cancelled", "payment_timeout")
-            assert await stock(client, "CAP-BLACK") == before
-            [payment] = await payments_of(client, carol)
-            assert payment["status"] == "voided"
-    finally:
-        await unit.stop()
+    carol = customer_headers("carol")
+    before = await stock(client, "CAP-BLACK")
+    done = await settled(
+        client, carol, await place(client, carol, order(("CAP-BLACK", 1), card="tok_timeout"))
+    )
+    assert (done["status"], done["reason"]) == ("cancelled", "payment_timeout")
+    assert await stock(client, "CAP-BLACK") == before
+    [payment] = await payments_of(client, carol)
+    assert payment["status"] == "voided"
 
 
 async def test_the_same_idempotency_key_returns_the_same_order(
@@ -311,6 +306,7 @@ async def test_a_caller_without_a_customer_profile_cannot_order(
 async def test_a_saga_interrupted_by_a_crash_resumes_on_restart(
     config: SystemConfig, customer_headers: Headers
 ) -> None:
+    """On the monolith only: it builds its unit by hand, to stop it before any saga runs."""
     from cleave.web.app import create_app
 
     crashed = Unit(config)
@@ -343,7 +339,7 @@ async def test_a_saga_interrupted_by_a_crash_resumes_on_restart(
 )
 async def test_an_order_that_fails_keeps_no_card_token_in_the_saga_log(
     client: httpx.AsyncClient,
-    unit: Unit,
+    wired: WiredShop,
     customer_headers: Headers,
     lines: tuple[tuple[str, int], ...],
     card: str,
@@ -351,7 +347,7 @@ async def test_an_order_that_fails_keeps_no_card_token_in_the_saga_log(
     alice = customer_headers("alice")
     done = await settled(client, alice, await place(client, alice, order(*lines, card=card)))
     assert done["status"] in ("rejected", "cancelled")
-    async with unit.context("ordering").read() as connection:
+    async with wired.unit_of("ordering").context("ordering").read() as connection:
         log = (await connection.execute(text("SELECT * FROM cleave_sagas"))).all()
     assert len(log) == 1
     assert card not in repr(log)

@@ -1,5 +1,6 @@
-"""The payment service on a real database: one payment per order, never charged twice, a void
-that wins over a late answer, and who may see or refund which payment."""
+"""The payment service on a real database, its port called as the saga calls it (over gRPC in
+the split): one payment per order, never charged twice, a void that wins over a late answer,
+and who may see or refund which payment."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from shop.payment.contract import (
 )
 from shop.payment.handlers import LocalPayments
 from shop.payment.processor import Declined, SimulatedProcessor
-from tests.conftest import eventually
+from tests.conftest import WiredShop, eventually
 
 Headers = Callable[[str], dict[str, str]]
 PAYMENTS = "/api/payment/v1/payments"
@@ -35,7 +36,13 @@ PROBLEM = "application/problem+json"
 TWELVE_EUROS = Money(amount=1200, currency="EUR")
 
 
+def saga_port(wired: WiredShop) -> PaymentPort:
+    """Payment's port as the order saga calls it: in-process in the monolith, gRPC in the split."""
+    return wired.unit_of("ordering").ports.get(PaymentPort)
+
+
 def port_of(unit: Unit) -> LocalPayments:
+    """Payment's own port, in the unit that holds the service."""
     port = unit.ports.get(PaymentPort)
     assert isinstance(port, LocalPayments)
     return port
@@ -63,9 +70,10 @@ async def processor_ref(unit: Unit, order_id: str) -> str | None:
 
 
 async def test_an_approved_card_is_authorised_and_shown_to_its_owner(
-    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+    wired: WiredShop, client: httpx.AsyncClient, customer_headers: Headers
 ) -> None:
-    authorised = await port_of(unit).authorise("o-1", "alice", TWELVE_EUROS, "tok_visa")
+    payment_unit = wired.unit_of("payment")
+    authorised = await saga_port(wired).authorise("o-1", "alice", TWELVE_EUROS, "tok_visa")
     assert (authorised.order_id, authorised.status, authorised.amount) == (
         "o-1",
         "authorized",
@@ -77,7 +85,7 @@ async def test_an_approved_card_is_authorised_and_shown_to_its_owner(
     assert payment["amount"] == {"amount": 1200, "currency": "EUR"}
     assert (payment["status"], payment["reason"], payment["card"]) == ("authorized", None, "…visa")
     assert "tok_visa" not in str(listed)
-    assert processor_of(unit).authorizations == 1
+    assert processor_of(payment_unit).authorizations == 1
 
 
 @pytest.mark.parametrize(
@@ -90,9 +98,14 @@ async def test_an_approved_card_is_authorised_and_shown_to_its_owner(
     ],
 )
 async def test_a_refused_card_fails_with_its_reason_and_charges_nothing(
-    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str], card: str, reason: str
+    wired: WiredShop,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    card: str,
+    reason: str,
 ) -> None:
-    port = port_of(unit)
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     with pytest.raises(PaymentFailed) as failed:
         await port.authorise("o-2", "bob", TWELVE_EUROS, card)
     assert (failed.value.reason, failed.value.status, failed.value.code) == (
@@ -102,14 +115,17 @@ async def test_a_refused_card_fails_with_its_reason_and_charges_nothing(
     )
     [payment] = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
     assert (payment["status"], payment["reason"]) == ("declined", reason)
-    assert processor_of(unit).authorizations == 0
+    assert processor_of(payment_unit).authorizations == 0
 
 
 async def test_a_timeout_is_cut_at_the_configured_deadline_and_answered_at_once_after(
-    unit: Unit,
+    wired: WiredShop,
 ) -> None:
-    port = port_of(unit)
-    assert port.processor_timeout == pytest.approx(0.3)  # from the test configuration
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
+    assert port_of(payment_unit).processor_timeout == pytest.approx(
+        0.3
+    )  # from the test configuration
     started = time.monotonic()
     with pytest.raises(PaymentFailed, match="processor_timeout"):
         await port.authorise("o-3", "carol", TWELVE_EUROS, "tok_timeout")
@@ -121,37 +137,39 @@ async def test_a_timeout_is_cut_at_the_configured_deadline_and_answered_at_once_
     assert time.monotonic() - started < 0.25
 
 
-async def test_asking_again_returns_the_same_payment_and_charges_once(unit: Unit) -> None:
-    port = port_of(unit)
+async def test_asking_again_returns_the_same_payment_and_charges_once(wired: WiredShop) -> None:
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     first = await port.authorise("o-4", "alice", TWELVE_EUROS, "tok_approve")
     again = await port.authorise("o-4", "alice", TWELVE_EUROS, "tok_approve")
     assert again == first
-    assert processor_of(unit).authorizations == 1
+    assert processor_of(payment_unit).authorizations == 1
 
 
 async def test_concurrent_authorises_for_one_order_make_one_payment_and_one_charge(
-    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    wired: WiredShop, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    port = port_of(unit)
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     outcomes = await asyncio.gather(
         port.authorise("o-5", "alice", TWELVE_EUROS, "tok_approve"),
         port.authorise("o-5", "alice", TWELVE_EUROS, "tok_approve"),
     )
     assert outcomes[0] == outcomes[1]
     assert outcomes[0].status == "authorized"
-    assert processor_of(unit).authorizations == 1
-    reference = await processor_ref(unit, "o-5")
+    assert processor_of(payment_unit).authorizations == 1
+    reference = await processor_ref(payment_unit, "o-5")
     assert reference is not None
-    assert processor_of(unit).state(reference) == "authorized"  # the loser released nothing
+    assert processor_of(payment_unit).state(reference) == "authorized"  # the loser released nothing
     listed = (await client.get(PAYMENTS, headers=admin_headers)).json()["items"]
     assert [p["order_id"] for p in listed] == ["o-5"]
-    assert await published(unit, "shop.payment.payment_authorized.v1", "o-5") == 1
+    assert await published(payment_unit, "shop.payment.payment_authorized.v1", "o-5") == 1
 
 
 async def test_concurrent_authorises_that_time_out_both_fail_and_record_one_payment(
-    unit: Unit, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    wired: WiredShop, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    port = port_of(unit)
+    port = saga_port(wired)
     results = await asyncio.gather(
         *(port.authorise("o-6", "bob", TWELVE_EUROS, "tok_timeout") for _ in range(3)),
         return_exceptions=True,
@@ -161,17 +179,18 @@ async def test_concurrent_authorises_that_time_out_both_fail_and_record_one_paym
     assert [(p["order_id"], p["status"]) for p in listed] == [("o-6", "declined")]
 
 
-async def test_a_void_after_a_timeout_leaves_the_payment_declined(unit: Unit) -> None:
-    port = port_of(unit)
+async def test_a_void_after_a_timeout_leaves_the_payment_declined(wired: WiredShop) -> None:
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     with pytest.raises(PaymentFailed):
         await port.authorise("o-7", "carol", TWELVE_EUROS, "tok_timeout")
     voided = await port.void("o-7")
     assert voided is not None
     assert (voided.status, voided.reason) == ("declined", "processor_timeout")
-    assert await published(unit, PaymentVoided.event_type, "o-7") == 0
+    assert await published(payment_unit, PaymentVoided.event_type, "o-7") == 0
     with pytest.raises(Conflict):
         await port.capture("o-7")
-    assert processor_of(unit).authorizations == 0
+    assert processor_of(payment_unit).authorizations == 0
 
 
 class GatedProcessor(SimulatedProcessor):
@@ -192,10 +211,11 @@ class GatedProcessor(SimulatedProcessor):
 
 
 async def test_a_void_wins_over_an_approval_still_in_flight_and_releases_the_hold(
-    unit: Unit,
+    wired: WiredShop,
 ) -> None:
-    port = port_of(unit)
-    port.processor = processor = GatedProcessor()
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
+    port_of(payment_unit).processor = processor = GatedProcessor()
     authorising = asyncio.create_task(port.authorise("o-8", "alice", TWELVE_EUROS, "tok_approve"))
     await processor.asked.wait()  # the processor approved; payment has not heard yet
     voided = await port.void("o-8")
@@ -207,38 +227,40 @@ async def test_a_void_wins_over_an_approval_still_in_flight_and_releases_the_hol
     assert failed.value.reason == "voided"
     [reference] = processor.references
     assert processor.state(reference) == "voided"  # the late hold was given back
-    assert await processor_ref(unit, "o-8") is None
+    assert await processor_ref(payment_unit, "o-8") is None
     assert (await port.void("o-8")) == voided
     with pytest.raises(PaymentFailed, match="voided"):
         await port.authorise("o-8", "alice", TWELVE_EUROS, "tok_approve")
     assert processor.authorizations == 1
 
 
-async def test_a_void_releases_an_authorised_hold_once(unit: Unit) -> None:
-    port = port_of(unit)
+async def test_a_void_releases_an_authorised_hold_once(wired: WiredShop) -> None:
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     await port.authorise("o-9", "bob", TWELVE_EUROS, "tok_approve")
     first, second = await port.void("o-9"), await port.void("o-9")
     assert first is not None
     assert first == second
     assert first.status == "voided"
-    reference = await processor_ref(unit, "o-9")
+    reference = await processor_ref(payment_unit, "o-9")
     assert reference is not None
-    assert processor_of(unit).state(reference) == "voided"
-    assert processor_of(unit).voids == 1
-    assert await published(unit, PaymentVoided.event_type, "o-9") == 1
+    assert processor_of(payment_unit).state(reference) == "voided"
+    assert processor_of(payment_unit).voids == 1
+    assert await published(payment_unit, PaymentVoided.event_type, "o-9") == 1
     assert await port.void("no-such-order") is None
     with pytest.raises(Conflict):
         await port.capture("o-9")
 
 
-async def test_capture_takes_the_money_once_however_often_it_is_asked(unit: Unit) -> None:
-    port = port_of(unit)
+async def test_capture_takes_the_money_once_however_often_it_is_asked(wired: WiredShop) -> None:
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     await port.authorise("o-10", "carol", TWELVE_EUROS, "tok_approve")
     captures = await asyncio.gather(port.capture("o-10"), port.capture("o-10"))
     assert await port.capture("o-10") == captures[0] == captures[1]
     assert captures[0].status == "captured"
-    assert processor_of(unit).captures == 1
-    assert await published(unit, PaymentCaptured.event_type, "o-10") == 1
+    assert processor_of(payment_unit).captures == 1
+    assert await published(payment_unit, PaymentCaptured.event_type, "o-10") == 1
     with pytest.raises(Conflict, match="refund"):
         await port.void("o-10")
     with pytest.raises(NotFound):
@@ -246,12 +268,13 @@ async def test_capture_takes_the_money_once_however_often_it_is_asked(unit: Unit
 
 
 async def test_only_an_admin_refunds_and_only_a_captured_payment(
-    unit: Unit,
+    wired: WiredShop,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     customer_headers: Headers,
 ) -> None:
-    port = port_of(unit)
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     held = await port.authorise("o-11", "alice", TWELVE_EUROS, "tok_approve")
     not_yet = await client.post(f"{PAYMENTS}/{held.payment_id}/refund", headers=admin_headers)
     assert (not_yet.status_code, not_yet.json()["code"]) == (409, "cannot-refund")
@@ -265,20 +288,20 @@ async def test_only_an_admin_refunds_and_only_a_captured_payment(
     assert refunded.status_code == 200
     assert refunded.json()["status"] == "refunded"
     assert (await client.post(refund, headers=admin_headers)).json()["status"] == "refunded"
-    assert processor_of(unit).refunds == 1
-    assert await published(unit, PaymentRefunded.event_type, "o-11") == 1
+    assert processor_of(payment_unit).refunds == 1
+    assert await published(payment_unit, PaymentRefunded.event_type, "o-11") == 1
     unknown = await client.post(f"{PAYMENTS}/nope/refund", headers=admin_headers)
     assert unknown.status_code == 404
 
 
 async def test_a_customer_sees_only_their_own_payments(
-    unit: Unit,
+    wired: WiredShop,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     customer_headers: Headers,
     issuer: DevIssuer,
 ) -> None:
-    port = port_of(unit)
+    port = saga_port(wired)
     alices = await port.authorise("o-12", "alice", TWELVE_EUROS, "tok_approve")
     bobs = await port.authorise("o-13", "bob", TWELVE_EUROS, "tok_approve")
     alice, bob = customer_headers("alice"), customer_headers("bob")
@@ -300,9 +323,9 @@ async def test_a_customer_sees_only_their_own_payments(
 
 
 async def test_payments_come_in_pages(
-    unit: Unit, client: httpx.AsyncClient, customer_headers: Headers
+    wired: WiredShop, client: httpx.AsyncClient, customer_headers: Headers
 ) -> None:
-    port = port_of(unit)
+    port = saga_port(wired)
     made = {
         (await port.authorise(f"o-p{n}", "carol", TWELVE_EUROS, "tok_approve")).payment_id
         for n in range(5)
@@ -350,6 +373,8 @@ async def payment_status(unit: Unit, order_id: str) -> str:
 async def test_a_capture_is_committed_only_on_the_processors_answer_and_a_lost_one_is_asked_again(
     unit: Unit, config: SystemConfig
 ) -> None:
+    """On the monolith only: a second unit holding payment starts beside the first, which in
+    the split would take the first one's gRPC port."""
     port = port_of(unit)
     port.processor = lost = AnswerLostProcessor(processor_file(unit))
     await port.authorise("o-20", "alice", TWELVE_EUROS, "tok_approve")
@@ -379,19 +404,20 @@ async def test_a_capture_is_committed_only_on_the_processors_answer_and_a_lost_o
 
 
 async def test_a_capture_the_processor_refuses_voids_the_payment_and_is_a_conflict(
-    unit: Unit,
+    wired: WiredShop,
 ) -> None:
-    port = port_of(unit)
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
     await port.authorise("o-22", "bob", TWELVE_EUROS, "tok_approve")
-    reference = await processor_ref(unit, "o-22")
+    reference = await processor_ref(payment_unit, "o-22")
     assert reference is not None
-    await processor_of(unit).void(reference)  # the hold expired at the processor
+    await processor_of(payment_unit).void(reference)  # the hold expired at the processor
     with pytest.raises(Conflict, match="hold_voided") as refused:
         await port.capture("o-22")
     assert refused.value.code == "capture-refused"
-    assert await payment_status(unit, "o-22") == "voided"
-    assert await published(unit, PaymentCaptured.event_type, "o-22") == 0
-    assert processor_of(unit).captures == 0
+    assert await payment_status(payment_unit, "o-22") == "voided"
+    assert await published(payment_unit, PaymentCaptured.event_type, "o-22") == 0
+    assert processor_of(payment_unit).captures == 0
 
 
 class FlakyCancelProcessor(SimulatedProcessor):
@@ -409,10 +435,11 @@ class FlakyCancelProcessor(SimulatedProcessor):
 
 
 async def test_an_authorisation_that_timed_out_is_cancelled_at_the_processor_by_the_void(
-    unit: Unit,
+    wired: WiredShop,
 ) -> None:
-    port = port_of(unit)
-    port.processor = processor = FlakyCancelProcessor()
+    payment_unit = wired.unit_of("payment")
+    port = saga_port(wired)
+    port_of(payment_unit).processor = processor = FlakyCancelProcessor()
     with pytest.raises(PaymentFailed, match="processor_timeout"):
         await port.authorise("o-21", "carol", TWELVE_EUROS, "tok_timeout")
     assert [state for _, state in processor.open_authorizations()] == ["pending"]

@@ -20,9 +20,9 @@ from cleave.rpc.contract import RpcContract
 from cleave.rpc.server import RpcServer, ServedPort
 from cleave.rpc.tls import UnitTls, make_development_certificates
 from shop.payment.contract import PaymentFailed, PaymentPort, payment_pb2
+from tests.conftest import in_process, running_unit
 from tests.integration.callers import CALLER, VERIFIER, remote_port
 from tests.integration.test_rpc_auth import RecordingPayments
-from tests.integration.test_units_over_grpc import running, topology
 from tests.unit.test_deploy import cleave
 
 AMOUNT = Money(amount=1250, currency="EUR")
@@ -80,14 +80,14 @@ async def test_a_topology_with_grpc_tls_runs_its_calls_over_it(
     make_development_certificates(certs, {"core": [], "payments": []})
     monkeypatch.setenv("CLEAVE_ADDRESS_CORE", "127.0.0.1:0:0")
     monkeypatch.setenv("CLEAVE_ADDRESS_PAYMENTS", "127.0.0.1:0:0")
-    config = topology(base_config, "payments-out", {})
+    config = in_process(base_config, "payments-out")
     config = replace(config, topology=replace(config.topology, addresses={}, grpc_tls=str(certs)))
     async with AsyncExitStack() as stack:
-        payments = await running(stack, config, "payments")
+        payments = await running_unit(stack, config, "payments")
         assert payments.rpc_server is not None
         assert payments.rpc_server.tls is not None
         monkeypatch.setenv("CLEAVE_ADDRESS_PAYMENTS", f"127.0.0.1:0:{payments.rpc_server.port}")
-        core = await running(stack, config, "core")
+        core = await running_unit(stack, config, "core")
         remote = core.ports.get(PaymentPort)
         with pytest.raises(PaymentFailed) as declined:
             await remote.authorise("o-1", "alice", AMOUNT, "tok_decline")

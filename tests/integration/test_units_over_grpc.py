@@ -1,5 +1,6 @@
 """Units of one topology calling each other's ports over real gRPC on loopback, in one test
-process: the same order saga as in the monolith, with catalog, customer and payment remote."""
+process: what only the split has (the subject a call acts for, a unit that goes down and comes
+back); the rest of the integration suite runs under the split wiring too (`wired`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from cleave.auth.units import acting_for
-from cleave.config import SystemConfig, UnitAddress
+from cleave.config import SystemConfig
 from cleave.errors import Forbidden, ServiceUnavailable
 from cleave.money import Money
 from cleave.rpc.client import RemotePort
@@ -19,58 +20,27 @@ from cleave.runtime import Unit
 from cleave.web.app import create_app
 from shop.catalog.contract import CatalogPort
 from shop.payment.contract import PaymentFailed, PaymentPort
-from tests.conftest import eventually
+from tests.conftest import eventually, in_process, running_unit, running_units
 from tests.integration.test_order_saga import order, payments_of, place, settled, stock
 
 Headers = Callable[[str], dict[str, str]]
-SQLITE = "sqlite+aiosqlite:///{var}/{service}.db"
-PROVIDERS = ("catalog", "customer", "payment")
 
 
-def topology(config: SystemConfig, name: str, grpc_ports: dict[str, int]) -> SystemConfig:
-    """A named topology on SQLite and the in-process broker, each unit on the given gRPC port
-    (0: any free one)."""
-    chosen = config.topologies[name]
-    addresses = {
-        unit: UnitAddress("127.0.0.1", 0, grpc_ports.get(unit, 0)) for unit in chosen.units
-    }
-    return replace(
-        config,
-        topology=replace(chosen, broker="memory", database=SQLITE, addresses=addresses),
-    )
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the split of this process runs on each service's SQLite file
 
 
-async def running(stack: AsyncExitStack, config: SystemConfig, name: str) -> Unit:
-    unit = Unit(config, name)
-    await unit.migrate()
-    await unit.seed()
-    await unit.start()
-    stack.push_async_callback(unit.stop)
-    return unit
+@pytest.fixture
+async def split(config: SystemConfig) -> AsyncIterator[dict[str, Unit]]:
+    """The `split` topology: every service its own unit, each on its own gRPC port."""
+    async with running_units(in_process(config, "split")) as shop:
+        yield shop.units
 
 
 def client(unit: Unit) -> httpx.AsyncClient:
     app = create_app(unit, start_unit=False)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.test")
-
-
-@pytest.fixture
-async def split(base_config: SystemConfig) -> AsyncIterator[dict[str, Unit]]:
-    """The `split` topology: every service its own unit. The providers start first, on free
-    ports, and ordering's unit is told where they listen."""
-    async with AsyncExitStack() as stack:
-        providers = {
-            name: await running(stack, topology(base_config, "split", {}), name)
-            for name in PROVIDERS
-        }
-        ports = {
-            name: unit.rpc_server.port
-            for name, unit in providers.items()
-            if unit.rpc_server and unit.rpc_server.port
-        }
-        assert len(ports) == len(providers)
-        ordering = await running(stack, topology(base_config, "split", ports), "ordering")
-        yield {**providers, "ordering": ordering}
 
 
 async def test_an_order_placed_in_one_unit_is_priced_reserved_and_paid_in_others(
@@ -125,14 +95,10 @@ async def test_a_call_acting_for_one_customer_cannot_charge_another(
         )
 
 
-async def test_the_monolith_calls_its_ports_directly_and_serves_no_grpc(
-    base_config: SystemConfig,
-) -> None:
-    async with AsyncExitStack() as stack:
-        unit = await running(stack, base_config, "shop")
-        assert unit.rpc_server is None
-        assert unit.remote_ports == []
-        assert type(unit.ports.get(PaymentPort)).__name__ == "LocalPayments"
+async def test_the_monolith_calls_its_ports_directly_and_serves_no_grpc(unit: Unit) -> None:
+    assert unit.rpc_server is None
+    assert unit.remote_ports == []
+    assert type(unit.ports.get(PaymentPort)).__name__ == "LocalPayments"
 
 
 async def test_a_unit_that_is_down_fails_its_callers_fast_and_serves_them_again_when_back(
@@ -141,14 +107,14 @@ async def test_a_unit_that_is_down_fails_its_callers_fast_and_serves_them_again_
     """`payments-out`, with the addresses Kubernetes would set in the environment."""
     monkeypatch.setenv("CLEAVE_ADDRESS_CORE", "127.0.0.1:0:0")
     monkeypatch.setenv("CLEAVE_ADDRESS_PAYMENTS", "127.0.0.1:0:0")
-    config = topology(base_config, "payments-out", {})
+    config = in_process(base_config, "payments-out")
     config = replace(config, topology=replace(config.topology, addresses={}))
     async with AsyncExitStack() as stack:
-        payments = await running(stack, config, "payments")
+        payments = await running_unit(stack, config, "payments")
         assert payments.rpc_server is not None
         port = payments.rpc_server.port
         monkeypatch.setenv("CLEAVE_ADDRESS_PAYMENTS", f"127.0.0.1:0:{port}")
-        core = await running(stack, config, "core")
+        core = await running_unit(stack, config, "core")
         remote = core.ports.get(PaymentPort)
         with pytest.raises(PaymentFailed) as declined:
             await remote.authorise("o-1", "alice", Money(amount=5, currency="EUR"), "tok_decline")
@@ -161,7 +127,7 @@ async def test_a_unit_that_is_down_fails_its_callers_fast_and_serves_them_again_
         assert f"payment.capture at 127.0.0.1:{port}" in str(down.value)
         assert down.value.code == "circuit-open"
 
-        back = await running(stack, config, "payments")
+        back = await running_unit(stack, config, "payments")
         assert back.rpc_server is not None
         assert back.rpc_server.port == port
 

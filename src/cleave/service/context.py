@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,50 @@ class PortRegistry:
         except KeyError:
             raise ConfigError(f"no service provides {protocol.__name__} in this unit") from None
         return implementation  # type: ignore[return-value]
+
+
+def port_methods(protocol: type) -> list[str]:
+    """The methods of a port Protocol: its public coroutine functions."""
+    return [
+        name
+        for name, member in vars(protocol).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    ]
+
+
+def check_fake(protocol: type, fake: object) -> None:
+    """Refuse a fake that a caller of `protocol` could not call as it calls the real port: a
+    method missing, not async, or taking other parameters (names, kinds, which are optional)."""
+
+    def shape(signature: inspect.Signature) -> list[tuple[str, Any, bool]]:
+        return [
+            (p.name, p.kind, p.default is not inspect.Parameter.empty)
+            for p in signature.parameters.values()
+        ]
+
+    def unannotated(signature: inspect.Signature) -> inspect.Signature:
+        empty = inspect.Parameter.empty
+        parameters = [p.replace(annotation=empty) for p in signature.parameters.values()]
+        return signature.replace(parameters=parameters, return_annotation=empty)
+
+    problems = []
+    for name in port_methods(protocol):
+        method = getattr(fake, name, None)
+        if method is None:
+            problems.append(f"it has no method {name}")
+            continue
+        if not inspect.iscoroutinefunction(method):
+            problems.append(f"its {name} is not async")
+            continue
+        wanted = inspect.signature(getattr(protocol, name))
+        wanted = wanted.replace(parameters=list(wanted.parameters.values())[1:])  # without self
+        got = inspect.signature(method)
+        if shape(got) != shape(wanted):
+            problems.append(f"its {name}{unannotated(got)} is not {name}{unannotated(wanted)}")
+    if problems:
+        raise ConfigError(
+            f"the fake {type(fake).__name__} is no {protocol.__name__}: {'; '.join(problems)}"
+        )
 
 
 # The console's public client at the system's provider, and where it receives the answer.
