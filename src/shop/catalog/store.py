@@ -230,7 +230,3 @@ async def end_reservation(connection: AsyncConnection, order_id: str, state: str
     beside the first) cannot both find the lines held: the second waits on the rows' lock."""
     rows = await _END_RESERVATION.rows(connection, of_order=order_id, new_state=state, now=utcnow())
     return {row.sku: row.quantity for row in rows if row.sku != ORDER_MARK}
-
-
-async def count_products(connection: AsyncConnection) -> int:
-    return int((await connection.execute(select(func.count()).select_from(products))).scalar_one())

@@ -1,4 +1,6 @@
-"""Customer use cases, event handlers and the local implementation of its port."""
+"""Customer use cases, event handlers and the local implementation of its port. Each takes the
+unit of work its entry point opens: a route, or for an event the chassis, with the event's inbox
+row (docs/handlers.md)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from cleave.clock import utcnow
 from cleave.errors import Forbidden, Unauthorized, Unprocessable
 from cleave.service import ServiceContext
 from cleave.service.api import context_of
-from shop.identity import handlers, pages, store, tokens
+from shop.identity import handlers, pages, tokens
 from shop.identity.domain import Account, OAuthError, granted_scopes, person_scopes
 
 router = APIRouter()
@@ -500,6 +500,3 @@ async def _page_form(request: Request) -> dict[str, str]:
         return await _form(request)
     except OAuthError:
         return {}
-
-
-__all__ = ["router", "store"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from cleave.clock import utcnow
 from cleave.errors import Problem, Unprocessable
 from cleave.saga import start_saga
 from cleave.service import ServiceContext
@@ -62,19 +63,26 @@ async def place_order(context: ServiceContext, command: PlaceOrder) -> Placed:
     order_id = uuid.uuid4().hex
     try:
         async with context.unit_of_work() as uow:
-            await store.insert_order(
-                uow.connection,
-                {
-                    "id": order_id,
-                    "customer_id": command.customer_id,
-                    "status": PENDING,
-                    "shipping_address": command.shipping_address,
-                    "card_hint": card_hint(command.card_token),
-                    "idempotency_key": command.idempotency_key,
-                    "request_hash": fingerprint if command.idempotency_key else None,
-                },
-                [{"sku": line.sku, "quantity": line.quantity} for line in lines],
+            now = utcnow()
+            order = store.OrderRow(
+                id=order_id,
+                customer_id=command.customer_id,
+                status=PENDING,
+                reason=None,
+                total_amount=None,  # set once the saga has priced the lines
+                currency=None,
+                shipping_address=json.dumps(command.shipping_address),
+                card_hint=card_hint(command.card_token),
+                idempotency_key=command.idempotency_key,
+                request_hash=fingerprint if command.idempotency_key else None,
+                created_at=now,
+                updated_at=now,
             )
+            unpriced = [
+                store.OrderLineRow(order_id, line.sku, line.quantity, name=None, unit_price=None)
+                for line in lines
+            ]
+            await store.insert_order(uow.connection, order, unpriced)
             wanted = {line.sku: line.quantity for line in lines}
             await start_saga(
                 uow,

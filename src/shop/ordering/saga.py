@@ -86,7 +86,10 @@ def definition(context: ServiceContext) -> SagaDefinition:
             await store.set_priced(
                 uow.connection,
                 state.id,
-                state.data["priced"],
+                [
+                    store.LinePrice(line["sku"], line["name"], line["unit_price"])
+                    for line in state.data["priced"]
+                ],
                 state.data["total"],
                 state.data["currency"],
             )

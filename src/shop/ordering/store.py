@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -85,6 +84,14 @@ class OrderLineRow(NamedTuple):
     unit_price: int | None
 
 
+class LinePrice(NamedTuple):
+    """What pricing sets on an order's line (catalog's name and price of its sku)."""
+
+    sku: str
+    name: str
+    unit_price: int
+
+
 def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[str, Any]:
     return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
 
@@ -109,17 +116,10 @@ _FINISH = Prepared(
 
 
 async def insert_order(
-    connection: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]
+    connection: AsyncConnection, order: OrderRow, lines: Iterable[OrderLineRow]
 ) -> None:
-    now = utcnow()
-    row: dict[str, Any] = dict.fromkeys(orders.c.keys())
-    row.update(order, created_at=now, updated_at=now)
-    row["shipping_address"] = json.dumps(order["shipping_address"])
-    await _INSERT_ORDER.rowcount(connection, **row)
-    await _INSERT_LINE.many(
-        connection,
-        [{"name": None, "unit_price": None, **line, "order_id": order["id"]} for line in lines],
-    )
+    await _INSERT_ORDER.rowcount(connection, **order._asdict())
+    await _INSERT_LINE.many(connection, [line._asdict() for line in lines])
 
 
 async def get_order(connection: AsyncConnection, order_id: str) -> OrderRow | None:
@@ -174,7 +174,7 @@ async def list_orders(
 async def set_priced(
     connection: AsyncConnection,
     order_id: str,
-    priced: list[dict[str, Any]],
+    priced: Iterable[LinePrice],
     total: int,
     currency: str,
 ) -> None:
@@ -190,9 +190,9 @@ async def set_priced(
         [
             {
                 "of_order": order_id,
-                "line": line["sku"],
-                "new_name": line["name"],
-                "new_unit_price": line["unit_price"],
+                "line": line.sku,
+                "new_name": line.name,
+                "new_unit_price": line.unit_price,
             }
             for line in priced
         ],

@@ -1,16 +1,15 @@
 """Payment use cases, and the local implementation of its port (docs/handlers.md).
 
 The processor is never called inside a transaction, so every use case that asks it spans several
-transactions and takes the context; each transaction is a `_mark_*` step that takes the unit of
-work. An authorisation is first recorded as `authorizing`, then the processor is asked (the payment
-id is its idempotency key), then the answer is recorded with a conditional update: a void that
-landed meanwhile wins, and the late hold is released. A capture is the same: recorded as
-`capturing`, then the processor is asked (with a key derived from the payment), and `captured`
-(with its event) is committed only on its answer; a payment found `capturing` later (a crash, a
-lost answer) is settled by asking again with that key. Void and refund change the payment first,
-under the same conditional rule, and then tell the processor, whose operations are idempotent: a
-retry re-drives them safely.
-"""
+transactions and takes the context; each transaction is a step that takes the unit of work
+(`_existing_or_new`, the `_mark_*` steps). An authorisation is first recorded as `authorizing`, then
+the processor is asked (the payment id is its idempotency key), then the answer is recorded with a
+conditional update: a void that landed meanwhile wins, and the late hold is released. A capture is
+the same: recorded as `capturing`, then the processor is asked (with a key derived from the
+payment), and `captured` (with its event) is committed only on its answer; a payment found
+`capturing` later (a crash, a lost answer) is settled by asking again with that key. Void and refund
+change the payment first, under the same conditional rule, and then tell the processor, whose
+operations are idempotent: a retry re-drives them safely."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from shop.identity.contract import client_secret
 from shop.storefront import contract, store
 from shop.storefront.domain import LineChange, add_line, change_line, merge_carts
 from shop.storefront.oidc import RelyingParty, SignInFailed
-from shop.storefront.session import SESSION_DAYS, BrowserSession, Held, Person, Tokens
+from shop.storefront.session import SESSION_DAYS, BrowserSession, Held
 from shop.storefront.upstream import ShopApi, TokenRejected
 
 T = TypeVar("T")
@@ -267,6 +267,3 @@ def storefront_of(context: ServiceContext) -> Storefront:
         running = _running[context] = Storefront(context)
         context.at_stop(running.close)
     return running
-
-
-__all__ = ["Person", "SignInFailed", "SignInNeeded", "Storefront", "Tokens", "storefront_of"]
