@@ -264,7 +264,7 @@ class SagaRunner:
 
     async def _claim(self, saga_id: str, due_at: datetime) -> bool:
         now = utcnow()
-        async with self.context.database.transaction() as connection:
+        async with self.context.database.write_one() as connection:
             claimed = await _CLAIM.rowcount(
                 connection, saga_id=saga_id, due_at=due_at, lease_until=now + self._lease(), now=now
             )

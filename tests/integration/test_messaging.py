@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -103,16 +104,22 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
 def down_for(unit: Unit, service: str) -> dict[str, int]:
     """Make the service's next `left` transactions fail as a database restart does."""
     database = unit.context(service).database
-    real_transaction = database.transaction
     failing = {"left": 0}
 
-    def transaction() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        if failing["left"]:
-            failing["left"] -= 1
-            raise DatabaseUnavailable(f"the {service} database is restarting")
-        return real_transaction()
+    def failing_while_down(
+        real: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    ) -> Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]:
+        def write() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+            if failing["left"]:
+                failing["left"] -= 1
+                raise DatabaseUnavailable(f"the {service} database is restarting")
+            return real()
 
-    database.transaction = transaction  # type: ignore[method-assign,assignment]
+        return write
+
+    # Both ways to write: a transaction, and a single statement on its own.
+    database.transaction = failing_while_down(database.transaction)  # type: ignore[method-assign,assignment]
+    database.write_one = failing_while_down(database.write_one)  # type: ignore[method-assign,assignment]
     return failing
 
 

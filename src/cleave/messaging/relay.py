@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, String, any_, bindparam, column, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
+from cleave.data.database import UtcDateTime
+from cleave.data.statements import Prepared
 from cleave.data.tables import outbox
 from cleave.data.unit_of_work import OUTBOX_CHANNEL, OUTBOX_SIGNAL
 from cleave.events import Envelope
@@ -57,7 +63,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        async with self.context.database.listen(OUTBOX_CHANNEL, self._signal.set):
+        async with self.context.database.listen(OUTBOX_CHANNEL, self._on_notify):
             try:
                 while True:
                     await self.drain_once()
@@ -71,6 +77,11 @@ class OutboxRelay:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     await self._record_outcomes()
+
+    def _on_notify(self, origin: str) -> None:
+        # Commits made through this database woke the relay already, in-process.
+        if origin != self.context.database.origin:
+            self._signal.set()
 
     async def deliver_pending(self) -> int:
         """Deliver what is pending now, wait for the broker and record it, then return how many
@@ -90,16 +101,11 @@ class OutboxRelay:
         room = self.max_in_flight - len(self._in_flight)
         if room <= 0:
             return 0
-        query = (
-            select(outbox.c.id, outbox.c.envelope)
-            .where(outbox.c.delivered_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(room)
-        )
-        if self._in_flight:
-            query = query.where(outbox.c.id.not_in(self._in_flight))
         async with self.context.read() as connection:
-            rows = (await connection.execute(query)).all()
+            found = await _PENDING.rows(connection, limit=room + len(self._in_flight))
+        # Filtered here, not with a NOT IN that grows with the rows in flight (a statement built
+        # and its cache key computed at every drain, its parameters growing with each row).
+        rows = [row for row in found if row.id not in self._in_flight][:room]
         if not rows:
             return 0
         batch = _Batch(
@@ -172,13 +178,11 @@ class OutboxRelay:
         delivered, failed = list(self._delivered), dict(self._failed)
         if not delivered and not failed:
             return
-        async with self.context.database.transaction() as connection:
+        # One UPDATE, atomic on its own, when nothing failed (the usual case): no BEGIN/COMMIT.
+        database = self.context.database
+        async with database.write_one() if not failed else database.transaction() as connection:
             if delivered:
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(delivered))
-                    .values(delivered_at=utcnow(), attempts=outbox.c.attempts + 1)
-                )
+                await _mark_delivered(connection, delivered)
             for row_id, error in failed.items():
                 await connection.execute(
                     update(outbox)
@@ -191,6 +195,49 @@ class OutboxRelay:
             self._failed.pop(row_id, None)
         self._in_flight.difference_update(delivered)
         self._in_flight.difference_update(failed)
+
+
+class _PendingRow(NamedTuple):
+    id: int
+    envelope: str
+
+
+_PENDING = Prepared(
+    select(outbox.c.id, outbox.c.envelope)
+    .where(outbox.c.delivered_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit")),
+    _PendingRow,
+)
+
+
+def _marking_delivered(which: Any) -> Prepared[Any]:
+    return Prepared(
+        update(outbox)
+        .where(which)
+        .values(delivered_at=bindparam("now", type_=UtcDateTime), attempts=outbox.c.attempts + 1)
+    )
+
+
+# The ids as one parameter whatever their number, so the statement is built once: an array on
+# PostgreSQL, a JSON array read by json_each on SQLite.
+_MARK_DELIVERED = {
+    "postgresql": _marking_delivered(
+        outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    ),
+    "sqlite": _marking_delivered(
+        outbox.c.id.in_(
+            select(column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
+        )
+    ),
+}
+
+
+async def _mark_delivered(connection: AsyncConnection, ids: list[int]) -> None:
+    postgresql = connection.dialect.name == "postgresql"
+    await _MARK_DELIVERED[connection.dialect.name].rowcount(
+        connection, ids=ids if postgresql else json.dumps(ids), now=utcnow()
+    )
 
 
 class _Batch:
