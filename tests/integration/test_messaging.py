@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.config import SystemConfig
 from cleave.data.tables import inbox, outbox
-from cleave.data.unit_of_work import UnitOfWork
+from cleave.data.unit_of_work import OUTBOX_CHANNEL, UnitOfWork
 from cleave.errors import ConfigError, DatabaseUnavailable
 from cleave.events import Envelope
 from cleave.messaging.consumer import Consumer, list_dead_letters
@@ -236,9 +236,40 @@ async def test_migrations_are_idempotent(toy_config: SystemConfig) -> None:
     unit = Unit(toy_config)
     try:
         first = await unit.migrate()
-        assert set(first["notes"]) == {"c0001", "c0002", "c0003", "notes_0001"}
+        assert set(first["notes"]) == {"c0001", "c0002", "c0003", "c0004", "notes_0001"}
         assert await unit.migrate() == {"notes": [], "tally": []}
     finally:
+        await unit.stop()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_the_outbox_notify_names_the_database_that_committed_so_a_relay_skips_its_own(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config, start=False)
+    elsewhere = Unit(toy_config)
+    heard: list[str] = []
+    notes = unit.context("notes")
+    try:
+        async with notes.database.listen(OUTBOX_CHANNEL, heard.append):
+            for writer, word in ((unit, "here"), (elsewhere, "there")):
+                async with writer.context("notes").unit_of_work() as uow:
+                    await toy.write_note(uow, f"n-{word}", word)
+                    await toy.write_note(uow, f"n-{word}-2", word)  # one NOTIFY a transaction
+
+            async def both() -> bool:
+                return len(heard) >= 2
+
+            assert await eventually(both)
+        assert heard == [notes.database.origin, elsewhere.context("notes").database.origin]
+        relay = unit.relays["notes"]
+        await relay._signal.wait(0)  # cleared: the commit here set it, in-process
+        relay._on_notify(notes.database.origin)
+        assert not await relay._signal.wait(0)  # its own commits woke it already
+        relay._on_notify(elsewhere.context("notes").database.origin)
+        assert await relay._signal.wait(0)
+    finally:
+        await elsewhere.stop()
         await unit.stop()
 
 

@@ -32,6 +32,8 @@ from cleave.errors import DatabaseUnavailable
 from cleave.files import private_file
 
 _READ_ONLY = "cleave_read_only"
+# The PostgreSQL setting that holds a connection's origin: which Database object opened it.
+ORIGIN_SETTING = "cleave.origin"
 MAX_SQLITE_READERS = 4
 # Commits between two WAL checkpoints (each in a thread: it syncs the disk).
 CHECKPOINT_EVERY = 1000
@@ -52,7 +54,8 @@ class Database:
             "db.namespace": str(namespace),
             "cleave.service": service,
         }
-        # Sent with the NOTIFYs of commits made here: a listener here was woken for them in-process.
+        # The payload of the outbox NOTIFYs of commits made here, for which a relay here was
+        # woken in-process already.
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
         self._reader_count = 0
@@ -73,7 +76,7 @@ class Database:
                 pool_size=2 * pool_size,
                 max_overflow=0,
                 pool_pre_ping=False,
-                connect_args=_asyncpg_connect_args(self.url),
+                connect_args=_asyncpg_connect_args(self.url, self.origin),
             )
 
     @property
@@ -235,13 +238,17 @@ class Database:
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def _asyncpg_connect_args(url: URL) -> dict[str, Any]:
-    """No TLS attempt on loopback unless the URL or PGSSLMODE asks for one: asyncpg's default
-    (`prefer`) asks the server for TLS at every new connection and builds a TLS context first."""
+def _asyncpg_connect_args(url: URL, origin: str) -> dict[str, Any]:
+    """Each connection names its origin (the outbox trigger's NOTIFY payload), in the startup
+    message, so at no round trip. No TLS attempt on loopback unless the URL or PGSSLMODE asks
+    for one: asyncpg's default (`prefer`) asks the server for TLS at every new connection, and
+    builds a TLS context first."""
+    arguments: dict[str, Any] = {"server_settings": {ORIGIN_SETTING: origin}}
     asks = {"ssl", "sslmode"} & set(url.query) or os.environ.get("PGSSLMODE")
     host = url.host or ""
-    on_loopback = host in _LOOPBACK or host.startswith("/")
-    return {"ssl": False} if on_loopback and not asks else {}
+    if (host in _LOOPBACK or host.startswith("/")) and not asks:
+        arguments["ssl"] = False
+    return arguments
 
 
 async def _close_quietly(connection: AsyncConnection) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Text, bindparam, func, select
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
     from cleave.service.context import ServiceContext
 
 OUTBOX_SIGNAL = "outbox"
+# On PostgreSQL the outbox's trigger NOTIFYs this channel with the inserting connection's origin
+# (migration c0004), which wakes relays in other processes; the one here is woken in-process.
 OUTBOX_CHANNEL = "cleave_outbox"
-_NOTIFY_OUTBOX = Prepared(
-    select(func.pg_notify(OUTBOX_CHANNEL, bindparam("origin", type_=Text)).label("notified"))
-)
 _INSERT_OUTBOX = Prepared(
     outbox.insert().values(
         {
@@ -106,11 +105,6 @@ class UnitOfWork:
         if exc is None and self._events:
             try:
                 await _INSERT_OUTBOX.many(self.connection, _outbox_rows(self._events))
-                database = self.context.database
-                if not database.is_sqlite:
-                    # Wakes relays in other processes too (the one in this process is woken below;
-                    # it ignores the NOTIFY, which names this database as its origin).
-                    await _NOTIFY_OUTBOX.rowcount(self.connection, origin=database.origin)
             except BaseException as error:
                 try:
                     await transaction.__aexit__(type(error), error, error.__traceback__)
