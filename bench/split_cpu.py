@@ -11,9 +11,11 @@ records a py-spy profile of some units under that load.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.system import (
@@ -28,6 +30,18 @@ from bench.system import (
 )
 
 PY_SPY = Path(ROOT) / ".venv" / "bin" / "py-spy"
+
+
+def fold_line_numbers(path: Path) -> None:
+    """Collapsed stacks by function, not by line: a fraction of the size, and what a reader
+    compares."""
+    if not path.exists():
+        return
+    counts: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        counts[re.sub(r":\d+\)", ")", stack)] += int(samples)
+    path.write_text("".join(f"{stack} {n}\n" for stack, n in counts.most_common()))
 
 
 def main() -> None:
@@ -55,13 +69,14 @@ def main() -> None:
             out = ROOT / "bench" / "profiles" / name
             command = [str(PY_SPY), "record", "--native", "-r", "100", "-f", "raw"]
             command += ["-o", str(out), "-p", str(pid)]
-            profilers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            profilers.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
         reaped = postmaster_reaped_cpu_seconds()
         load = run_orders(system, token, args.rate, args.orders / args.rate)
         load_reaped = postmaster_reaped_cpu_seconds() - reaped
-        for profiler in profilers:
+        for profiler, out in profilers:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             profiler.wait()
+            fold_line_numbers(out)
 
     per_10s = 10.0 / args.idle
     print(

@@ -421,7 +421,7 @@ def run_orders(
     """Orders at a fixed arrival rate; CPU counted from the first send to the last confirmation."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         groups = _cpu_groups(system)
-        before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        before = cpu_by_pid(groups)
         before_each = cpu_by_pid(process_groups(system)) if system.databases else {}
         generator = subprocess.run(
             [
@@ -438,8 +438,8 @@ def run_orders(
     deadline = time.monotonic() + drain_timeout
     while asyncio.run(_pending(system, ids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    groups = _cpu_groups(system, groups)
-    spent = {name: cpu_seconds(pids) - before.get(name, 0.0) for name, pids in groups.items()}
+    # Process by process: a PostgreSQL backend that exited meanwhile no longer subtracts its CPU.
+    spent = cpu_spent(before, cpu_by_pid(_cpu_groups(system, groups)))
     after_each = cpu_by_pid(process_groups(system)) if system.databases else {}
     spent_each = cpu_spent(before_each, after_each)
     found = asyncio.run(_confirmations(system, ids))
