@@ -101,6 +101,25 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
         await restarted.stop()
 
 
+async def test_a_delivery_is_recorded_once_the_broker_confirms_it_without_waiting_for_a_poll(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config, start=False)
+    unit.relays["notes"].poll_seconds = 60  # only the confirm can get the delivery recorded
+    await unit.start()
+    try:
+        async with unit.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "confirmed")
+
+        async def recorded() -> bool:
+            state = await outbox_state(unit.context("notes"))
+            return (state.pending, state.delivered) == (0, 1)
+
+        assert await eventually(recorded)
+    finally:
+        await unit.stop()
+
+
 def down_for(unit: Unit, service: str) -> dict[str, int]:
     """Make the service's next `left` transactions fail as a database restart does."""
     database = unit.context(service).database

@@ -59,6 +59,10 @@ class OutboxRelay:
         self._delivered: list[int] = []
         self._failed: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether the last read filled the room: then more rows may wait, to be read once it
+        # frees; else every pending row is in flight, or wakes the relay when it commits.
+        self._backlog = False
+        self._recording = asyncio.Lock()
         self.published = 0
 
     async def run(self) -> None:
@@ -103,6 +107,7 @@ class OutboxRelay:
             return 0
         async with self.context.read() as connection:
             found = await _PENDING.rows(connection, limit=room + len(self._in_flight))
+        self._backlog = len(found) >= room + len(self._in_flight)
         # Filtered here, not with a NOT IN that grows with the rows in flight (a statement built
         # and its cache key computed at every drain, its parameters growing with each row).
         rows = [row for row in found if row.id not in self._in_flight][:room]
@@ -165,7 +170,22 @@ class OutboxRelay:
             batch.done(failed=failed)
         # Woken to record outcomes and refill once half the room is free, not at every confirm:
         # a transaction per confirm (and a refill of one row) would cap the rate at the database's.
-        if self._outstanding() <= self.max_in_flight // 2:
+        # With nothing left to read (no backlog, no failure to publish again), the last confirm
+        # only records: the outbox is not read again for rows that would have woken the relay.
+        outstanding = self._outstanding()
+        if self._failed or self._backlog:
+            if outstanding <= self.max_in_flight // 2:
+                self._signal.set()
+        elif outstanding == 0:
+            task = asyncio.create_task(self._record_or_wake())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _record_or_wake(self) -> None:
+        try:
+            await self._record_outcomes()
+        except Exception as error:  # the loop's next drain records them, as after any failure
+            self.context.log.warning("relay could not record deliveries", error=str(error))
             self._signal.set()
 
     def _outstanding(self) -> int:
@@ -175,6 +195,10 @@ class OutboxRelay:
     async def _record_outcomes(self) -> None:
         """Write what finished to the outbox. The rows stay in flight, and in these lists, until
         that write commits: if it fails they are written at the next drain, never forgotten."""
+        async with self._recording:  # the loop's drain and a last confirm's, one at a time
+            await self._record_held()
+
+    async def _record_held(self) -> None:
         delivered, failed = list(self._delivered), dict(self._failed)
         if not delivered and not failed:
             return
