@@ -258,16 +258,83 @@ async def _delete_namespace(namespace: str) -> None:
 
 
 async def pg_backends(databases: list[str]) -> list[int]:
+    return [pid for pids in (await pg_backends_by_database(databases)).values() for pid in pids]
+
+
+async def pg_backends_by_database(databases: list[str]) -> dict[str, list[int]]:
     if not databases:
-        return []
+        return {}
     connection = await asyncpg.connect(PG_ADMIN)
     try:
         rows = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])", databases
+            "SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[])", databases
         )
     finally:
         await connection.close()
-    return [row["pid"] for row in rows]
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        found.setdefault(row["datname"], []).append(row["pid"])
+    return found
+
+
+def postmaster_reaped_cpu_seconds() -> float:
+    """CPU of every PostgreSQL backend that has exited (the postmaster's children's times):
+    short-lived backends, which a sample of pg_stat_activity misses. Shared with every other
+    client of the server."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if command[0].endswith(b"/postgres") and fields[1] == "1":
+            return (int(fields[13]) + int(fields[14])) / TICKS
+    return 0.0
+
+
+def process_groups(system: Running) -> dict[str, list[int]]:
+    """The system's processes one by one: each unit (`cleave run UNIT`) by its unit's name, the
+    supervisor as `gateway` (it serves the gateway and the console's span receiver); for the
+    split, its PostgreSQL backends by service."""
+    groups: dict[str, list[int]] = {}
+    for pid in system.pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if pid == system.process.pid:
+            name = "gateway"
+        elif "run" in argv and argv.index("run") + 1 < len(argv):
+            name = argv[argv.index("run") + 1]
+        else:
+            name = "other"
+        groups.setdefault(name, []).append(pid)
+    prefix = system.databases[0].rsplit("_", 1)[0] + "_" if system.databases else ""
+    for database, pids in asyncio.run(pg_backends_by_database(system.databases)).items():
+        groups[f"pg {database.removeprefix(prefix)}"] = pids
+    return groups
+
+
+def cpu_by_pid(groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    return {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+
+
+def cpu_spent(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds per group between two readings, process by process: one that started since
+    counts from zero; one that exited since is left out (what it spent is unknown)."""
+    spent: dict[str, float] = {}
+    for name, now in after.items():
+        then = before.get(name, {})
+        spent[name] = sum(
+            seconds - then.get(pid, 0.0)
+            for pid, seconds in now.items()
+            if seconds or pid not in then
+        )
+    return spent
 
 
 async def pg_commits(databases: list[str]) -> int:
@@ -320,6 +387,9 @@ class OrderRun:
     p50_ms: float
     p99_ms: float
     cpu_ms_per_order: dict[str, float]
+    # For the split: the same CPU process by process (each unit, the gateway, PostgreSQL's
+    # backends by service); empty for the monolith, which is one process.
+    cpu_ms_per_process: dict[str, float] = field(default_factory=dict)
 
 
 async def _confirmations(system: Running, ids: set[str]) -> dict[str, tuple[str, float]]:
@@ -358,7 +428,8 @@ def run_orders(
     """Orders at a fixed arrival rate; CPU counted from the first send to the last confirmation."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         groups = _cpu_groups(system)
-        before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        before = cpu_by_pid(groups)
+        before_each = cpu_by_pid(process_groups(system)) if system.databases else {}
         generator = subprocess.run(
             [
                 *(PYTHON, "-m", "bench.loadgen", "--url", system.base, "--token", token),
@@ -374,8 +445,10 @@ def run_orders(
     deadline = time.monotonic() + drain_timeout
     while asyncio.run(_pending(system, ids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    groups = _cpu_groups(system, groups)
-    spent = {name: cpu_seconds(pids) - before.get(name, 0.0) for name, pids in groups.items()}
+    # Process by process: a PostgreSQL backend that exited meanwhile no longer subtracts its CPU.
+    spent = cpu_spent(before, cpu_by_pid(_cpu_groups(system, groups)))
+    after_each = cpu_by_pid(process_groups(system)) if system.databases else {}
+    spent_each = cpu_spent(before_each, after_each)
     found = asyncio.run(_confirmations(system, ids))
     confirmed = {i: t for i, (s, t) in found.items() if s == "confirmed"}
     latencies = sorted(t - sent[i] for i, t in confirmed.items())
@@ -391,6 +464,7 @@ def run_orders(
         p50_ms=_percentile(latencies, 0.5) * 1000,
         p99_ms=_percentile(latencies, 0.99) * 1000,
         cpu_ms_per_order=cpu,
+        cpu_ms_per_process={n: round(v * 1000 / count, 2) for n, v in sorted(spent_each.items())},
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.config import SystemConfig
 from cleave.data.tables import inbox, outbox
-from cleave.data.unit_of_work import UnitOfWork
+from cleave.data.unit_of_work import OUTBOX_CHANNEL, UnitOfWork
 from cleave.errors import ConfigError, DatabaseUnavailable
 from cleave.events import Envelope
 from cleave.messaging.consumer import Consumer, list_dead_letters
@@ -100,19 +101,44 @@ async def test_a_relay_that_dies_between_commit_and_delivery_delivers_on_restart
         await restarted.stop()
 
 
+async def test_a_delivery_is_recorded_once_the_broker_confirms_it_without_waiting_for_a_poll(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config, start=False)
+    unit.relays["notes"].poll_seconds = 60  # only the confirm can get the delivery recorded
+    await unit.start()
+    try:
+        async with unit.context("notes").unit_of_work() as uow:
+            await toy.write_note(uow, "n1", "confirmed")
+
+        async def recorded() -> bool:
+            state = await outbox_state(unit.context("notes"))
+            return (state.pending, state.delivered) == (0, 1)
+
+        assert await eventually(recorded)
+    finally:
+        await unit.stop()
+
+
 def down_for(unit: Unit, service: str) -> dict[str, int]:
     """Make the service's next `left` transactions fail as a database restart does."""
     database = unit.context(service).database
-    real_transaction = database.transaction
     failing = {"left": 0}
 
-    def transaction() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        if failing["left"]:
-            failing["left"] -= 1
-            raise DatabaseUnavailable(f"the {service} database is restarting")
-        return real_transaction()
+    def failing_while_down(
+        real: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    ) -> Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]:
+        def write() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+            if failing["left"]:
+                failing["left"] -= 1
+                raise DatabaseUnavailable(f"the {service} database is restarting")
+            return real()
 
-    database.transaction = transaction  # type: ignore[method-assign,assignment]
+        return write
+
+    # Both ways to write: a transaction, and a single statement on its own.
+    database.transaction = failing_while_down(database.transaction)  # type: ignore[method-assign,assignment]
+    database.write_one = failing_while_down(database.write_one)  # type: ignore[method-assign,assignment]
     return failing
 
 
@@ -229,9 +255,40 @@ async def test_migrations_are_idempotent(toy_config: SystemConfig) -> None:
     unit = Unit(toy_config)
     try:
         first = await unit.migrate()
-        assert set(first["notes"]) == {"c0001", "c0002", "c0003", "notes_0001"}
+        assert set(first["notes"]) == {"c0001", "c0002", "c0003", "c0004", "notes_0001"}
         assert await unit.migrate() == {"notes": [], "tally": []}
     finally:
+        await unit.stop()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_the_outbox_notify_names_the_database_that_committed_so_a_relay_skips_its_own(
+    toy_config: SystemConfig,
+) -> None:
+    unit = await started(toy_config, start=False)
+    elsewhere = Unit(toy_config)
+    heard: list[str] = []
+    notes = unit.context("notes")
+    try:
+        async with notes.database.listen(OUTBOX_CHANNEL, heard.append):
+            for writer, word in ((unit, "here"), (elsewhere, "there")):
+                async with writer.context("notes").unit_of_work() as uow:
+                    await toy.write_note(uow, f"n-{word}", word)
+                    await toy.write_note(uow, f"n-{word}-2", word)  # one NOTIFY a transaction
+
+            async def both() -> bool:
+                return len(heard) >= 2
+
+            assert await eventually(both)
+        assert heard == [notes.database.origin, elsewhere.context("notes").database.origin]
+        relay = unit.relays["notes"]
+        await relay._signal.wait(0)  # cleared: the commit here set it, in-process
+        relay._on_notify(notes.database.origin)
+        assert not await relay._signal.wait(0)  # its own commits woke it already
+        relay._on_notify(elsewhere.context("notes").database.origin)
+        assert await relay._signal.wait(0)
+    finally:
+        await elsewhere.stop()
         await unit.stop()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from cleave.auth.revocation import Revocation, RevocationList
 from cleave.auth.tokens import DevIssuer, TokenVerifier
 from cleave.errors import Unauthorized
 
@@ -169,3 +171,23 @@ async def test_a_token_says_whether_it_speaks_for_a_user_or_a_client(
     assert unsaid.is_client
     with pytest.raises(Unauthorized, match="sub_type"):
         await verifier.verify(signed(issuer, claims(sub_type="admin")))
+
+
+async def test_a_token_verified_before_is_still_refused_once_revoked(issuer: DevIssuer) -> None:
+    revocations = RevocationList()
+    verifier = TokenVerifier(ISSUER, AUDIENCE, issuer, leeway_seconds=0, revocations=revocations)
+    token = issuer.issue("dan", ["openid"])
+    assert (await verifier.verify(token)).subject == "dan"
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    revocations.add(Revocation(kind="subject", value="dan", until=until))
+    assert "revoked" in await refused(verifier, token)
+
+
+async def test_a_token_verified_before_is_refused_once_expired(
+    issuer: DevIssuer, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = signed(issuer, claims(exp=int(time.time()) + 5))
+    assert (await verifier.verify(token)).subject == "alice"
+    later = time.time() + 10
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert "expired" in await refused(verifier, token)

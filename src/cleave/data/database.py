@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import BigInteger, DateTime, Dialect, Integer, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -30,6 +32,8 @@ from cleave.errors import DatabaseUnavailable
 from cleave.files import private_file
 
 _READ_ONLY = "cleave_read_only"
+# The PostgreSQL setting that holds a connection's origin: which Database object opened it.
+ORIGIN_SETTING = "cleave.origin"
 MAX_SQLITE_READERS = 4
 # Commits between two WAL checkpoints (each in a thread: it syncs the disk).
 CHECKPOINT_EVERY = 1000
@@ -50,6 +54,9 @@ class Database:
             "db.namespace": str(namespace),
             "cleave.service": service,
         }
+        # The payload of the outbox NOTIFYs of commits made here, for which a relay here was
+        # woken in-process already.
+        self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._readers: asyncio.Queue[AsyncConnection] = asyncio.Queue()
         self._reader_count = 0
         self._writer_connection: AsyncConnection | None = None
@@ -61,8 +68,15 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(sqlite.inline_url(self.url))
             _configure_sqlite(self.engine)
         else:
+            # Up to twice `pool_size` under a burst, as before, but every connection opened is
+            # kept: an overflow connection closed at its return is reopened at the next burst
+            # (a connect, authentication and the statements prepared again).
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+                self.url,
+                pool_size=2 * pool_size,
+                max_overflow=0,
+                pool_pre_ping=False,
+                connect_args=_asyncpg_connect_args(self.url, self.origin),
             )
 
     @property
@@ -90,6 +104,17 @@ class Database:
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._start_checkpoint()
+
+    @contextlib.asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one write statement, atomic on its own: on PostgreSQL in AUTOCOMMIT,
+        which saves the BEGIN and COMMIT round trips; on SQLite the writer's transaction."""
+        if self.is_sqlite:
+            async with self.transaction() as connection:
+                yield connection
+            return
+        async with self.read() as connection:
+            yield connection
 
     async def _checkout_writer(self) -> AsyncConnection:
         if self._writer_connection is None:
@@ -143,8 +168,9 @@ class Database:
             raise
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
-        """Call `on_notify` whenever a transaction on this database NOTIFYs `channel`.
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> AsyncIterator[None]:
+        """Call `on_notify` with the payload whenever a transaction on this database NOTIFYs
+        `channel`.
 
         PostgreSQL only (SQLite has no such thing, and its writers share this process). If the
         listening connection cannot be had, the caller's polling carries on alone.
@@ -157,8 +183,8 @@ class Database:
             connection = await self.engine.connect()
             driver: Any = (await connection.get_raw_connection()).driver_connection
 
-            def listener(*_: object) -> None:
-                on_notify()
+            def listener(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+                on_notify(payload)
 
             await driver.add_listener(channel, listener)
         except Exception as error:
@@ -207,6 +233,22 @@ class Database:
                 await self._readers.get_nowait().close()
         self._reader_count = 0
         await self.engine.dispose()
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _asyncpg_connect_args(url: URL, origin: str) -> dict[str, Any]:
+    """Each connection names its origin (the outbox trigger's NOTIFY payload), in the startup
+    message, so at no round trip. No TLS attempt on loopback unless the URL or PGSSLMODE asks
+    for one: asyncpg's default (`prefer`) asks the server for TLS at every new connection, and
+    builds a TLS context first."""
+    arguments: dict[str, Any] = {"server_settings": {ORIGIN_SETTING: origin}}
+    asks = {"ssl", "sslmode"} & set(url.query) or os.environ.get("PGSSLMODE")
+    host = url.host or ""
+    if (host in _LOOPBACK or host.startswith("/")) and not asks:
+        arguments["ssl"] = False
+    return arguments
 
 
 async def _close_quietly(connection: AsyncConnection) -> None:

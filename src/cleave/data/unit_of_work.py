@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from opentelemetry import trace
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from cleave.service.context import ServiceContext
 
 OUTBOX_SIGNAL = "outbox"
+# On PostgreSQL the outbox's trigger NOTIFYs this channel with the inserting connection's origin
+# (migration c0004), which wakes relays in other processes; the one here is woken in-process.
 OUTBOX_CHANNEL = "cleave_outbox"
-_NOTIFY_OUTBOX = text(f"NOTIFY {OUTBOX_CHANNEL}")
 _INSERT_OUTBOX = Prepared(
     outbox.insert().values(
         {
@@ -93,9 +94,6 @@ class UnitOfWork:
         if exc is None and self._events:
             try:
                 await _INSERT_OUTBOX.many(self.connection, _outbox_rows(self._events))
-                if not self.context.database.is_sqlite:
-                    # Wakes relays in other processes too (the one in this process is woken below).
-                    await self.connection.execute(_NOTIFY_OUTBOX)
             except BaseException as error:
                 try:
                     await transaction.__aexit__(type(error), error, error.__traceback__)

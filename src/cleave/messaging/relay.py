@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import BigInteger, String, any_, bindparam, column, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.clock import utcnow
 from cleave.data.database import UtcDateTime
+from cleave.data.statements import Prepared
 from cleave.data.tables import outbox
 from cleave.data.unit_of_work import OUTBOX_CHANNEL, OUTBOX_SIGNAL
 from cleave.events import Envelope
@@ -54,11 +59,15 @@ class OutboxRelay:
         self._delivered: list[int] = []
         self._failed: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether the last read filled the room: then more rows may wait, to be read once it
+        # frees; else every pending row is in flight, or wakes the relay when it commits.
+        self._backlog = False
+        self._recording = asyncio.Lock()
         self.published = 0
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        async with self.context.database.listen(OUTBOX_CHANNEL, self._signal.set):
+        async with self.context.database.listen(OUTBOX_CHANNEL, self._on_notify):
             try:
                 while True:
                     await self.drain_once()
@@ -72,6 +81,11 @@ class OutboxRelay:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     await self._record_outcomes()
+
+    def _on_notify(self, origin: str) -> None:
+        # Commits made through this database woke the relay already, in-process.
+        if origin != self.context.database.origin:
+            self._signal.set()
 
     async def deliver_pending(self) -> int:
         """Deliver what is pending now, wait for the broker and record it, then return how many
@@ -92,12 +106,11 @@ class OutboxRelay:
         if room <= 0:
             return 0
         async with self.context.read() as connection:
-            rows = (
-                await connection.execute(
-                    _PENDING_BESIDES if self._in_flight else _PENDING,
-                    {"room": room, "in_flight": list(self._in_flight)},
-                )
-            ).all()
+            found = await _PENDING.rows(connection, limit=room + len(self._in_flight))
+        self._backlog = len(found) >= room + len(self._in_flight)
+        # Filtered here, not with a NOT IN that grows with the rows in flight (a statement built
+        # and its cache key computed at every drain, its parameters growing with each row).
+        rows = [row for row in found if row.id not in self._in_flight][:room]
         if not rows:
             return 0
         batch = _Batch(
@@ -157,7 +170,22 @@ class OutboxRelay:
             batch.done(failed=failed)
         # Woken to record outcomes and refill once half the room is free, not at every confirm:
         # a transaction per confirm (and a refill of one row) would cap the rate at the database's.
-        if self._outstanding() <= self.max_in_flight // 2:
+        # With nothing left to read (no backlog, no failure to publish again), the last confirm
+        # only records: the outbox is not read again for rows that would have woken the relay.
+        outstanding = self._outstanding()
+        if self._failed or self._backlog:
+            if outstanding <= self.max_in_flight // 2:
+                self._signal.set()
+        elif outstanding == 0:
+            task = asyncio.create_task(self._record_or_wake())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _record_or_wake(self) -> None:
+        try:
+            await self._record_outcomes()
+        except Exception as error:  # the loop's next drain records them, as after any failure
+            self.context.log.warning("relay could not record deliveries", error=str(error))
             self._signal.set()
 
     def _outstanding(self) -> int:
@@ -167,12 +195,18 @@ class OutboxRelay:
     async def _record_outcomes(self) -> None:
         """Write what finished to the outbox. The rows stay in flight, and in these lists, until
         that write commits: if it fails they are written at the next drain, never forgotten."""
+        async with self._recording:  # the loop's drain and a last confirm's, one at a time
+            await self._record_held()
+
+    async def _record_held(self) -> None:
         delivered, failed = list(self._delivered), dict(self._failed)
         if not delivered and not failed:
             return
-        async with self.context.database.transaction() as connection:
+        # One UPDATE, atomic on its own, when nothing failed (the usual case): no BEGIN/COMMIT.
+        database = self.context.database
+        async with database.write_one() if not failed else database.transaction() as connection:
             if delivered:
-                await connection.execute(_DELIVERED, {"ids": delivered, "now": utcnow()})
+                await _mark_delivered(connection, delivered)
             for row_id, error in failed.items():
                 await connection.execute(_FAILED, {"row_id": row_id, "error": error})
         # Only what was written: publishes that finished meanwhile wait for the next drain.
@@ -183,25 +217,54 @@ class OutboxRelay:
         self._in_flight.difference_update(failed)
 
 
-# Built once, their lists of ids bound as expanding parameters: a statement built per drain, its
-# literal ids in it, cost SQLAlchemy a new cache key (and compilation) each time.
-_PENDING = (
+class _PendingRow(NamedTuple):
+    id: int
+    envelope: str
+
+
+_PENDING = Prepared(
     select(outbox.c.id, outbox.c.envelope)
     .where(outbox.c.delivered_at.is_(None))
     .order_by(outbox.c.id)
-    .limit(bindparam("room"))
+    .limit(bindparam("limit")),
+    _PendingRow,
 )
-_PENDING_BESIDES = _PENDING.where(outbox.c.id.not_in(bindparam("in_flight", expanding=True)))
-_DELIVERED = (
-    update(outbox)
-    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
-    .values(delivered_at=bindparam("now", type_=UtcDateTime), attempts=outbox.c.attempts + 1)
-)
+
+
+def _marking_delivered(which: Any) -> Prepared[Any]:
+    return Prepared(
+        update(outbox)
+        .where(which)
+        .values(delivered_at=bindparam("now", type_=UtcDateTime), attempts=outbox.c.attempts + 1)
+    )
+
+
+# The ids as one parameter whatever their number, so the statement is built once: an array on
+# PostgreSQL, a JSON array read by json_each on SQLite.
+_MARK_DELIVERED = {
+    "postgresql": _marking_delivered(
+        outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    ),
+    "sqlite": _marking_delivered(
+        outbox.c.id.in_(
+            select(column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
+        )
+    ),
+}
+
+
 _FAILED = (
     update(outbox)
     .where(outbox.c.id == bindparam("row_id"))
     .values(attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
 )
+
+
+async def _mark_delivered(connection: AsyncConnection, ids: list[int]) -> None:
+    postgresql = connection.dialect.name == "postgresql"
+    await _MARK_DELIVERED[connection.dialect.name].rowcount(
+        connection, ids=ids if postgresql else json.dumps(ids), now=utcnow()
+    )
 
 
 class _Batch:

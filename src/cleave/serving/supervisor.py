@@ -139,7 +139,7 @@ class Supervisor:
             # The console takes spans only from this system's units: they send its secret.
             secret = span_secret(self.config.var_dir)
             environment["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = span_export_headers(secret)
-        environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
+        environment.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
         environment.setdefault(
             "CLEAVE_LOG_FORMAT", "console" if self.console.is_terminal else "json"
         )
