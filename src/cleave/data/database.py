@@ -68,12 +68,12 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(sqlite.inline_url(self.url))
             _configure_sqlite(self.engine)
         else:
-            # Up to twice `pool_size` under a burst, as before, but every connection opened is
-            # kept: an overflow connection closed at its return is reopened at the next burst
-            # (a connect, authentication and the statements prepared again).
+            # `pool_size` connections, each kept once opened: no overflow, since an overflow
+            # connection closed at its return is reopened at the next burst (a connect,
+            # authentication and the statements prepared again), and a burst waits instead.
             self.engine = create_async_engine(
                 self.url,
-                pool_size=2 * pool_size,
+                pool_size=pool_size,
                 max_overflow=0,
                 pool_pre_ping=False,
                 connect_args=_asyncpg_connect_args(self.url, self.origin),
