@@ -20,6 +20,7 @@ from cleave.errors import (
     ConfigError,
     Unprocessable,
 )
+from cleave.service.context import port_methods
 
 _SAFE_TO_RETRY = frozenset(
     {descriptor_pb2.MethodOptions.IDEMPOTENT, descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS}
@@ -90,7 +91,7 @@ class RpcContract:
         if len(services) != 1:
             raise ConfigError(f"{rpc.__name__} must declare exactly one gRPC service")
         service: ServiceDescriptor = services[0]
-        names = _port_methods(protocol)
+        names = port_methods(protocol)
         rpcs = {_rpc_name(name): name for name in names}
         if extra := sorted(set(service.methods_by_name) - set(rpcs)):
             raise ConfigError(
@@ -106,14 +107,6 @@ class RpcContract:
                 protocol, name, service.full_name, service.methods_by_name[rpc_name]
             )
         return cls(protocol, service.full_name, methods)
-
-
-def _port_methods(protocol: type) -> list[str]:
-    return [
-        name
-        for name, member in vars(protocol).items()
-        if not name.startswith("_") and inspect.iscoroutinefunction(member)
-    ]
 
 
 def _rpc_name(method: str) -> str:
