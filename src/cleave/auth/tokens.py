@@ -7,6 +7,7 @@ the issuer's JWKS through its discovery document, or in tests a development key 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -163,6 +164,12 @@ def _unverified_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+@functools.lru_cache(maxsize=8)
+def _imported_key(document: str) -> RSAKey:
+    # Parsing an RSA private key costs milliseconds; every unit of a process reads the same one.
+    return RSAKey.import_key(json.loads(document))
+
+
 class DevIssuer:
     """A development issuer: an RSA key in `var/`, trusted when `[auth] issuer` is neither "self"
     nor an http(s) URL. Tests sign their tokens with it; nothing deployed uses it."""
@@ -194,7 +201,7 @@ class DevIssuer:
                 pass  # another process won the race: use its key
             finally:
                 draft.unlink()
-        return cls(RSAKey.import_key(json.loads(path.read_text())), issuer, audience)
+        return cls(_imported_key(path.read_text()), issuer, audience)
 
     def issue(
         self,
