@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cleave.clock import utcnow
 from cleave.errors import Conflict, NotFound
 from cleave.service import ServiceContext, UnitOfWork
 from shop.catalog import store
@@ -23,16 +24,19 @@ async def create_product(uow: UnitOfWork, draft: ProductDraft) -> None:
     validate_product(draft)
     if await store.get_product(uow.connection, draft.sku) is not None:
         raise Conflict(f"product {draft.sku} exists already", code="product-exists")
+    now = utcnow()
     await store.insert_product(
         uow.connection,
-        {
-            "sku": draft.sku,
-            "name": draft.name,
-            "description": draft.description,
-            "price_amount": draft.price_amount,
-            "currency": draft.currency,
-            "stock": draft.stock,
-        },
+        store.ProductRow(
+            sku=draft.sku,
+            name=draft.name,
+            description=draft.description,
+            price_amount=draft.price_amount,
+            currency=draft.currency,
+            stock=draft.stock,
+            created_at=now,
+            updated_at=now,
+        ),
     )
 
 

@@ -168,9 +168,8 @@ async def list_products(
     return [ProductRow(*row) for row in await connection.execute(statement)]
 
 
-async def insert_product(connection: AsyncConnection, values: dict[str, Any]) -> None:
-    now = utcnow()
-    await connection.execute(products.insert().values(**values, created_at=now, updated_at=now))
+async def insert_product(connection: AsyncConnection, product: ProductRow) -> None:
+    await connection.execute(products.insert().values(**product._asdict()))
 
 
 async def update_product(connection: AsyncConnection, sku: str, values: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from cleave.clock import utcnow
 from cleave.errors import Conflict, NotFound
 from cleave.service import ServiceContext, UnitOfWork
 from shop.customer import store
@@ -36,16 +37,17 @@ async def add_address(uow: UnitOfWork, customer_id: str, address: Address) -> st
     address_id = uuid.uuid4().hex
     await store.insert_address(
         uow.connection,
-        {
-            "id": address_id,
-            "customer_id": customer_id,
-            "label": address.label,
-            "line1": address.line1,
-            "line2": address.line2,
-            "city": address.city,
-            "postal_code": address.postal_code,
-            "country": address.country,
-        },
+        store.AddressRow(
+            id=address_id,
+            customer_id=customer_id,
+            label=address.label,
+            line1=address.line1,
+            line2=address.line2,
+            city=address.city,
+            postal_code=address.postal_code,
+            country=address.country,
+            created_at=utcnow(),
+        ),
     )
     return address_id
 

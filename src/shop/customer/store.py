@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -131,8 +131,8 @@ async def count_confirmed_order(connection: AsyncConnection, customer_id: str) -
     return counted == 1
 
 
-async def insert_address(connection: AsyncConnection, values: dict[str, Any]) -> None:
-    await connection.execute(addresses.insert().values(**values, created_at=utcnow()))
+async def insert_address(connection: AsyncConnection, address: AddressRow) -> None:
+    await connection.execute(addresses.insert().values(**address._asdict()))
 
 
 async def list_addresses(connection: AsyncConnection, customer_id: str) -> list[AddressRow]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from cleave.errors import Conflict
 
 # One spelling each, both fixed by the wire: the operation is `authorise` (the port's method and
 # its gRPC `Authorise`), the states and events `authorized` (`payment_authorized.v1`).
-AUTHORIZING, AUTHORIZED, DECLINED = "authorizing", "authorized", "declined"
+AUTHORIZING: Final = "authorizing"
+AUTHORIZED: Final = "authorized"
+DECLINED: Final = "declined"
 # Capturing: the processor was (or is about to be) asked to take the money, with no answer yet.
-CAPTURING, CAPTURED, VOIDED, REFUNDED = "capturing", "captured", "voided", "refunded"
+CAPTURING: Final = "capturing"
+CAPTURED: Final = "captured"
+VOIDED: Final = "voided"
+REFUNDED: Final = "refunded"
 PROCESSOR_TIMEOUT = "processor_timeout"
 
 # Each command, and the statuses it may start from.

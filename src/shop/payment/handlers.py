@@ -139,17 +139,22 @@ async def _existing_or_new(
     existing = await store.by_order(uow.connection, order_id)
     if existing is not None:
         return existing
+    now = utcnow()
     return await store.insert(
         uow.connection,
-        {
-            "id": uuid.uuid4().hex,
-            "order_id": order_id,
-            "customer_id": customer_id,
-            "amount": amount.amount,
-            "currency": amount.currency,
-            "card_hint": card_hint(card_token),
-            "status": domain.AUTHORIZING,
-        },
+        store.Payment(
+            id=uuid.uuid4().hex,
+            order_id=order_id,
+            customer_id=customer_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            card_hint=card_hint(card_token),
+            status=domain.AUTHORIZING,
+            reason=None,
+            processor_ref=None,
+            created_at=now,
+            updated_at=now,
+        ),
     )
 
 

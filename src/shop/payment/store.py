@@ -99,11 +99,9 @@ async def by_id(connection: AsyncConnection, payment_id: str) -> Payment | None:
     return await _BY_ID.one_or_none(connection, payment_id=payment_id)
 
 
-async def insert(connection: AsyncConnection, values: dict[str, Any]) -> Payment:
+async def insert(connection: AsyncConnection, payment: Payment) -> Payment:
     """Record a payment; the row as stored."""
-    now = utcnow()
-    row = {"reason": None, "processor_ref": None, **values, "created_at": now, "updated_at": now}
-    stored = await _INSERT.one_or_none(connection, **row)
+    stored = await _INSERT.one_or_none(connection, **payment._asdict())
     assert stored is not None  # an INSERT … RETURNING returns the row it inserted
     return stored
 
