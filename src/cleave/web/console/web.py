@@ -393,6 +393,10 @@ def console_routes(
                         "service": s.service,
                         "kind": s.kind,
                         "duration_ms": s.duration_ms,
+                        "events": [
+                            {"name": name, "at_ms": (at - s.start_ns) / 1e6}
+                            for name, at in s.events
+                        ],
                     }
                     for s in spans
                 ],
