@@ -3,7 +3,9 @@
 Places orders through the ordering handler (the route's own code, minus HTTP) on a fresh
 monolith on SQLite with its relay and saga runner running, waits until each is confirmed, and
 counts per order: transactions, SQL statements, spans, log records and envelope
-(de)serialisations. With `--profile FILE` it writes a cProfile of the whole run as well.
+(de)serialisations. Each span also reaches the console's store, as under `cleave up`
+(`--no-console`: without it). With `--profile FILE` it writes a cProfile of the whole run as well.
+Tracing off, for the cost of tracing: `OTEL_TRACES_SAMPLER=always_off python -m bench.order_path`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ class SpanCounter(SpanProcessor):
         self.ended += 1
 
 
-async def measure(orders: int, concurrency: int) -> dict[str, Any]:
+async def measure(orders: int, concurrency: int, console: bool) -> dict[str, Any]:
     from cleave.config import load_config
     from cleave.events import Envelope
     from cleave.runtime import Unit
     from cleave.serving import collect_garbage_again, hold_garbage_collection
     from cleave.telemetry import LOG_SINKS, configure_logging, configure_tracing
+    from cleave.web.console import TraceStore, collect_here
     from shop.ordering import handlers, store
     from shop.ordering.domain import Line
 
@@ -50,6 +53,8 @@ async def measure(orders: int, concurrency: int) -> dict[str, Any]:
     assert isinstance(provider, TracerProvider)
     spans = SpanCounter()
     provider.add_span_processor(spans)
+    if console:
+        collect_here(TraceStore())
     counts: Counter[str] = Counter()
 
     def count_log(_logger: Any, _method: str, event_dict: Any) -> Any:
@@ -157,7 +162,9 @@ async def _customer_id(unit: Any) -> str:
     return str(row.id)
 
 
-def run(orders: int, concurrency: int = 32, profile: str | None = None) -> dict[str, Any]:
+def run(
+    orders: int, concurrency: int = 32, profile: str | None = None, *, console: bool = True
+) -> dict[str, Any]:
     """One measurement in a fresh var directory of its own."""
     with tempfile.TemporaryDirectory() as var:
         os.environ["CLEAVE_VAR"] = var
@@ -165,7 +172,7 @@ def run(orders: int, concurrency: int = 32, profile: str | None = None) -> dict[
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        result = asyncio.run(measure(orders, concurrency))
+        result = asyncio.run(measure(orders, concurrency, console))
         if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -177,8 +184,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--profile", help="write a cProfile of the run here")
+    parser.add_argument("--console", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
-    print(json.dumps(run(args.orders, args.concurrency, args.profile), indent=2))
+    print(
+        json.dumps(run(args.orders, args.concurrency, args.profile, console=args.console), indent=2)
+    )
 
 
 if __name__ == "__main__":

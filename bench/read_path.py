@@ -3,7 +3,8 @@
 Drives the monolith's app and the bare FastAPI app straight through ASGI (no sockets, no load
 generator), N requests each, and prints the CPU per request of each (process time, the best of
 five batches, so other work on a shared machine counts less). Run it under `py-spy record` for a
-flame graph of the read path alone, as bench/profiles/ has.
+flame graph of the read path alone, as bench/profiles/ has. The monolith's app serves the console as
+`cleave up` does, so each span also reaches the console's store (`--no-console`: without it).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ async def cpu_per_request(app: Any, path: str, requests: int) -> float:
     return min(batches) * 1e6
 
 
-async def measure(requests: int) -> None:
+async def measure(requests: int, *, console: bool) -> None:
     from bench.baseline import app as bare
     from cleave.config import load_config
     from cleave.runtime import Unit
@@ -71,7 +72,7 @@ async def measure(requests: int) -> None:
     unit = Unit(load_config(topology="monolith"))
     await unit.migrate()
     await unit.seed()
-    app = create_app(unit, start_unit=False)
+    app = create_app(unit, start_unit=False, console=console)
     chassis = await cpu_per_request(app, PRODUCT, requests)
     await unit.stop()
     print(f"product GET through the chassis: {chassis:.0f} µs CPU per request")
@@ -82,6 +83,7 @@ async def measure(requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--console", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as var:
         os.environ["CLEAVE_VAR"] = var
@@ -89,7 +91,7 @@ def main() -> None:
         # One address sends every request, as wrk does in `make bench` (which turns these off too).
         os.environ["CLEAVE_RATE_LIMIT_PER_ADDRESS"] = "off"
         os.environ["CLEAVE_RATE_LIMIT_PER_PRINCIPAL"] = "off"
-        asyncio.run(measure(args.requests))
+        asyncio.run(measure(args.requests, console=args.console))
 
 
 if __name__ == "__main__":

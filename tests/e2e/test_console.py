@@ -46,6 +46,9 @@ async def test_an_orders_path_is_one_waterfall_in_the_console(
     ):
         assert step in text, step
     assert "publish shop.ordering.order_cancelled.v1" in text
+    # A transaction or a read is a tick on the bar of the span it ran in, named on hover.
+    marks = await waterfall.locator("rect.event title").all_text_contents()
+    assert {"transaction ordering", "read catalog"} <= set(marks), marks
     logs = await page.locator("#logs").inner_text()
     assert "saga compensating" in logs  # the trace's own logs, next to its spans
     bar = waterfall.locator(".lane rect").first

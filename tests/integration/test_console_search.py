@@ -38,6 +38,12 @@ async def test_an_orders_trace_is_found_by_its_id_service_status_and_duration(
     roots = {t["root"] for t in by_id}
     assert "POST /api/ordering/v1/orders" in roots  # the saga's spans carry the order's id
     assert all(other not in str(t) for t in by_id)
+    # What happened inside its spans is in the trace too: the transactions and reads.
+    [placed] = [t for t in by_id if t["root"] == "POST /api/ordering/v1/orders"]
+    detail = (await console.get(f"/console/api/traces/{placed['trace_id']}")).json()
+    events = {event["name"] for span in detail["spans"] for event in span["events"]}
+    assert {"transaction ordering", "read catalog"} <= events, events
+    assert all(event["at_ms"] >= 0 for span in detail["spans"] for event in span["events"])
     everything = await traces(console)
     assert len(everything) > len(by_id)
 

@@ -96,6 +96,12 @@ async def test_an_order_is_one_trace_across_http_saga_relay_and_consumer(
     assert committed.attributes["cleave.transaction.events"] == 1
     assert ending.parent is not None
     assert by_id[ending.parent.span_id].name == "saga place_order commit_stock"
+    # A read, like a transaction, is an event of the span it ran in, not a span of its own.
+    assert not [s.name for s in found if s.name.startswith("read ")]
+    reads = [e for s in found for e in s.events if e.name == "read catalog"]
+    assert reads, "no read of the catalog in the order's trace"
+    assert reads[0].attributes is not None
+    assert reads[0].attributes["cleave.read.duration_ms"] >= 0
     producer = next(s for s in found if s.name == "publish shop.ordering.order_confirmed.v1")
     assert producer.kind is SpanKind.PRODUCER
     assert producer.attributes is not None

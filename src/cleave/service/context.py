@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +13,12 @@ from typing import Any, TypeVar
 
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cleave.data.database import Database
 from cleave.data.unit_of_work import UnitOfWork
 from cleave.errors import ConfigError
 from cleave.service.declaration import Service
-from cleave.telemetry import tracer
 
 P = TypeVar("P")
 
@@ -183,14 +182,23 @@ class ServiceContext:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        # A read is a hop inside some work, never a trace of its own: a poller that finds
-        # nothing to do (a relay, a saga runner, a gauge) leaves no trace behind.
-        if not trace.get_current_span().get_span_context().is_valid:
+        # A read is an event of the span it runs in (the request, saga step or message), as a
+        # transaction is, not a span of its own; outside any trace (a poller that finds nothing
+        # to do) or with tracing off it leaves nothing behind and costs nothing.
+        span = trace.get_current_span()
+        if not span.is_recording():
             async with self.database.read() as connection:
                 yield connection
             return
-        with tracer.start_as_current_span(
-            f"read {self.name}", kind=SpanKind.CLIENT, attributes=self.database.span_attributes
-        ):
+        started = time.perf_counter()
+        try:
             async with self.database.read() as connection:
                 yield connection
+        finally:
+            span.add_event(
+                f"read {self.name}",
+                {
+                    **self.database.span_attributes,
+                    "cleave.read.duration_ms": (time.perf_counter() - started) * 1e3,
+                },
+            )

@@ -233,10 +233,12 @@ class RequestContextMiddleware:
             if span is not None:
                 assert token is not None
                 otel_context.detach(token)
-                if route is not None:
+                # Set together: each set_attribute takes the span's lock and checks it again.
+                if route is None:
+                    span.set_attribute("http.response.status_code", status)
+                else:
                     span.update_name(f"{method} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                    span.set_attributes({"http.route": route, "http.response.status_code": status})
                 if status >= 500:
                     span.set_status(StatusCode.ERROR)
                 span.end()

@@ -9,7 +9,8 @@ import hmac
 import os
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,40 +43,52 @@ def service_of(attributes: Mapping[str, Any], fallback: str) -> str:
 
 
 class StoreSpanProcessor(SpanProcessor):
-    """Keeps every span this process ends, without an exporter round trip."""
+    """Keeps every span this process ends, without an exporter round trip: ending a span only
+    queues it (the oldest dropped past the store's bound); it becomes a record when the console
+    reads the store."""
 
     def __init__(self, store: TraceStore) -> None:
         self.store = store
+        self._ended: deque[ReadableSpan] = deque(maxlen=store.max_spans)
+        store.add_source(self._records)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None or span.start_time is None or span.end_time is None:
-            return
-        attributes = dict(span.attributes or {})
-        fallback = str(span.resource.attributes.get("service.name", "cleave"))
-        self.store.add_span(
-            SpanRecord(
-                trace_id=format(context.trace_id, "032x"),
-                span_id=format(context.span_id, "016x"),
-                parent_id=format(span.parent.span_id, "016x") if span.parent else None,
-                name=span.name,
-                service=service_of(attributes, fallback),
-                kind=span.kind.name.lower(),
-                start_ns=span.start_time,
-                end_ns=span.end_time,
-                error=span.status.status_code is StatusCode.ERROR,
-                attributes=attributes,
-            )
-        )
+        self._ended.append(span)
+
+    def _records(self) -> Iterator[SpanRecord]:
+        while self._ended:
+            if (record := record_of(self._ended.popleft())) is not None:
+                yield record
 
     def shutdown(self) -> None:
         return None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def record_of(span: ReadableSpan) -> SpanRecord | None:
+    context = span.context
+    if context is None or span.start_time is None or span.end_time is None:
+        return None
+    attributes = dict(span.attributes or {})
+    fallback = str(span.resource.attributes.get("service.name", "cleave"))
+    return SpanRecord(
+        trace_id=format(context.trace_id, "032x"),
+        span_id=format(context.span_id, "016x"),
+        parent_id=format(span.parent.span_id, "016x") if span.parent else None,
+        name=span.name,
+        service=service_of(attributes, fallback),
+        kind=span.kind.name.lower(),
+        start_ns=span.start_time,
+        end_ns=span.end_time,
+        error=span.status.status_code is StatusCode.ERROR,
+        attributes=attributes,
+        events=tuple((event.name, event.timestamp) for event in span.events),
+    )
 
 
 def decode_otlp(body: bytes, content_type: str) -> ExportTraceServiceRequest:
@@ -105,6 +118,7 @@ def spans_of(request: ExportTraceServiceRequest) -> Iterable[SpanRecord]:
                     end_ns=span.end_time_unix_nano,
                     error=span.status.code == 2,
                     attributes=attributes,
+                    events=tuple((event.name, event.time_unix_nano) for event in span.events),
                 )
 
 

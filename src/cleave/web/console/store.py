@@ -1,13 +1,15 @@
 """An embedded, bounded store of recent spans and logs, so the console needs no infrastructure.
 
 Bounded twice: at most `max_spans` spans and `max_logs` log events, and nothing older than
-`retention_seconds`; the oldest go first.
+`retention_seconds`; the oldest go first. Spans this process ends wait in a source (a bounded
+queue) and become records only when the console reads, so that ending a span costs next to nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,8 @@ class SpanRecord:
     end_ns: int
     error: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    # What happened inside the span (a transaction, a read), each as its name and time.
+    events: tuple[tuple[str, int], ...] = ()
 
     @property
     def duration_ms(self) -> float:
@@ -99,20 +103,31 @@ class TraceStore:
         self._span_count = 0
         self._logs: deque[LogRecord] = deque(maxlen=max_logs)
         # A count of spans added so far, and each trace's at its latest span: what changed since.
-        self.sequence = 0
+        self._sequence = 0
         self._changed: dict[str, int] = {}
+        self._sources: list[Callable[[], Iterable[SpanRecord]]] = []
 
-    def add_span(self, span: SpanRecord) -> None:
-        self._traces.setdefault(span.trace_id, []).append(span)
-        self._traces.move_to_end(span.trace_id)
-        self._span_count += 1
-        self.sequence += 1
-        self._changed.pop(span.trace_id, None)  # to the end: kept in the order of change
-        self._changed[span.trace_id] = self.sequence
+    def add_source(self, source: Callable[[], Iterable[SpanRecord]]) -> None:
+        """`source()` gives the spans that ended since it was last called, read before each
+        answer the store gives."""
+        self._sources.append(source)
+
+    def add_spans(self, spans: Iterable[SpanRecord]) -> None:
+        for span in spans:
+            self._traces.setdefault(span.trace_id, []).append(span)
+            self._traces.move_to_end(span.trace_id)
+            self._span_count += 1
+            self._sequence += 1
+            self._changed.pop(span.trace_id, None)  # to the end: kept in the order of change
+            self._changed[span.trace_id] = self._sequence
         self._evict()
 
     def add_log(self, record: LogRecord) -> None:
         self._logs.append(record)
+
+    def _settle(self) -> None:
+        for source in self._sources:
+            self.add_spans(source())
 
     def _evict(self) -> None:
         horizon = time.time_ns() - self.retention_ns
@@ -125,11 +140,18 @@ class TraceStore:
             self._span_count -= len(oldest)
 
     @property
+    def sequence(self) -> int:
+        self._settle()
+        return self._sequence
+
+    @property
     def span_count(self) -> int:
+        self._settle()
         return self._span_count
 
     def recent(self, limit: int = 50, query: TraceQuery | None = None) -> list[TraceSummary]:
         """The latest traces, newest first, that `query` matches (all of them without one)."""
+        self._settle()
         query = query or TraceQuery()
         found = []
         for trace_id, spans in self._traces.items():
@@ -143,6 +165,7 @@ class TraceStore:
         self, sequence: int, query: TraceQuery | None = None, limit: int = 50
     ) -> list[TraceSummary]:
         """The traces `query` matches that gained a span after `sequence`, newest first."""
+        self._settle()
         query = query or TraceQuery()
         found = []
         for trace_id in [t for t, at in self._changed.items() if at > sequence][-limit:]:
@@ -154,6 +177,7 @@ class TraceStore:
         return found
 
     def trace(self, trace_id: str) -> tuple[list[SpanRecord], list[LogRecord]]:
+        self._settle()
         spans = sorted(self._traces.get(trace_id, []), key=lambda span: span.start_ns)
         return spans, [log for log in self._logs if log.trace_id == trace_id]
 

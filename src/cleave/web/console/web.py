@@ -81,7 +81,8 @@ td,th{padding:4px 10px;border-bottom:1px solid #e3e6ee;text-align:left;vertical-
 .lane{position:relative;flex:1;height:16px;background:#f3f5f9}
 .bar{position:absolute;height:16px;border-radius:3px;min-width:2px}
 .dur{width:80px;text-align:right;color:#555}
-.lane svg{display:block;width:100%;height:16px} .notice{background:#fff4d6;padding:6px 10px}
+.lane svg{display:block;width:100%;height:16px} .lane rect.event{fill:#1d2330;opacity:.7}
+.notice{background:#fff4d6;padding:6px 10px}
 form.inline{display:inline} #trace-search,#log-search{margin:8px 0} nav a{margin-right:14px}
 tr.level-warning td:nth-child(2){color:#b06d00} tr.level-error td:nth-child(2),
 tr.level-critical td:nth-child(2){color:#c62828;font-weight:600}
@@ -264,7 +265,8 @@ def console_routes(
             '<svg viewBox="0 0 1000 16" preserveAspectRatio="none" aria-hidden=true>'
             f'<rect class="{colours.get(s.service, "")}" height=16 rx=3 '
             f'x="{(s.start_ns - start) / total * 1000:.1f}" '
-            f'width="{max((s.end_ns - s.start_ns) / total * 1000, 2.0):.1f}"/></svg></div>'
+            f'width="{max((s.end_ns - s.start_ns) / total * 1000, 2.0):.1f}"/>'
+            f"{_event_marks(s, start, total)}</svg></div>"
             f"<div class=dur>{s.duration_ms:.2f} ms</div></div>"
             for s, depth in _ordered(spans)
         )
@@ -376,8 +378,7 @@ def console_routes(
             decoded = decode_otlp(await request.body(), request.headers.get("content-type", ""))
         except Exception:
             return problem_response(400, "not an OTLP trace export", code="not-otlp")
-        for span in spans_of(decoded):
-            store.add_span(span)
+        store.add_spans(spans_of(decoded))
         return Response(b"", media_type="application/x-protobuf")
 
     async def trace_json(request: Request, _session: Session) -> Response:
@@ -392,6 +393,10 @@ def console_routes(
                         "service": s.service,
                         "kind": s.kind,
                         "duration_ms": s.duration_ms,
+                        "events": [
+                            {"name": name, "at_ms": (at - s.start_ns) / 1e6}
+                            for name, at in s.events
+                        ],
                     }
                     for s in spans
                 ],
@@ -559,6 +564,15 @@ def _csrf_field(csrf: str) -> str:
 
 def _pairs(fields: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in fields.items())
+
+
+def _event_marks(span: SpanRecord, start: int, total: int) -> str:
+    """A tick on the span's bar for each event in it (a transaction, a read), named on hover."""
+    return "".join(
+        f'<rect class=event height=16 width=3 x="{(at - start) / total * 1000 - 1.5:.1f}">'
+        f"<title>{escape(name)}</title></rect>"
+        for name, at in span.events
+    )
 
 
 def _ordered(spans: list[SpanRecord]) -> list[tuple[SpanRecord, int]]:
