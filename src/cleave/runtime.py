@@ -292,10 +292,10 @@ class Unit:
             name: OutboxRelay(context, self.broker) for name, context in self.contexts.items()
         }
         # What the provider revoked: refused by this unit's verifier, whatever services it runs.
-        # An outside issuer lists nothing to wait for; the system's own provider does.
-        self.revocations = RevocationList(
-            loader=self._revocations_in_force if config.auth.provider else None
-        )
+        # An outside issuer lists nothing to wait for, nor does a system without its provider
+        # (a toy of tests and benchmarks); the system's own provider does.
+        listed = bool(config.auth.provider) and config.auth.provider in config.services
+        self.revocations = RevocationList(loader=self._revocations_in_force if listed else None)
         if config.auth.provider:
             # A broadcast: each replica of this unit keeps its own list, so each needs every event.
             self.broker.subscribe(
