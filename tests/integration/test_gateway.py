@@ -94,11 +94,16 @@ class Upstream:
         async def metrics(_request: Request) -> Response:
             return PlainTextResponse("cleave_http_requests_total 1\n")
 
+        async def refuse(_request: Request) -> Response:
+            # Before reading the body, as a unit's size limit answers.
+            return PlainTextResponse("too large", status_code=413)
+
         return Starlette(
             routes=[
                 Route("/api/notes/v1/echo", echo, methods=["GET", "POST"]),
                 Route("/api/notes/v1/events", events),
                 Route("/api/notes/v1/slow", slow),
+                Route("/api/notes/v1/refuse", refuse, methods=["POST"]),
                 Route("/metrics", metrics),
             ]
         )
@@ -233,6 +238,21 @@ async def test_the_gateway_keeps_its_connection_to_a_unit_for_the_next_request(
                 assert answer.status_code == 200
         peers = {seen["peer"] for seen in gateway.upstream.seen}
     assert len(peers) == 1
+
+
+async def test_a_body_refused_before_it_was_all_sent_never_garbles_the_next_request(
+    tmp_path: Path,
+) -> None:
+    """The unit answered while part of the body was still unsent: its connection owes the rest,
+    and is not one to reuse."""
+    async with toy_gateway(tmp_path) as gateway, httpx.AsyncClient(timeout=5) as client:
+        for _ in range(3):
+            refused = await client.post(
+                f"{gateway.base}/api/notes/v1/refuse", content=b"x" * 4_000_000
+            )
+            assert refused.status_code == 413
+            answer = await client.get(f"{gateway.base}/api/notes/v1/echo")
+            assert (answer.status_code, answer.json()) == (200, {"received": 0})
 
 
 def test_the_hop_to_a_unit_works_on_uvloop_as_the_gateway_is_served() -> None:

@@ -68,6 +68,9 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.received_any = False
         self.no_body = False
+        # False while the request's body is not all sent: a connection the unit answered before
+        # that (a refusal) still owes it the rest, and would garble the next request.
+        self.request_sent = True
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
 
@@ -169,7 +172,13 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        return self.complete and self.keep_alive and not self.closed and self._error is None
+        return (
+            self.complete
+            and self.keep_alive
+            and self.request_sent
+            and not self.closed
+            and self._error is None
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -305,6 +314,7 @@ class UpstreamPool:
         try:
             await connection.send(request_head, self.timeout)
             if body is not None:
+                connection.request_sent = False
                 async for chunk in body:
                     if not chunk:
                         continue
@@ -314,8 +324,10 @@ class UpstreamPool:
                         await connection.send(b"%x\r\n%b\r\n" % (len(chunk), chunk), self.timeout)
                     if connection.head_done:  # answered early (a refusal): the rest is not read
                         break
-                if not content_length and not connection.head_done:
-                    await connection.send(b"0\r\n\r\n", self.timeout)
+                else:
+                    if not content_length:
+                        await connection.send(b"0\r\n\r\n", self.timeout)
+                    connection.request_sent = True
             while not connection.head_done:
                 await connection.wait(self.timeout)
         except BaseException:
