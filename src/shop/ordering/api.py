@@ -14,7 +14,7 @@ from cleave.money import Money
 from cleave.service import ServiceContext
 from cleave.service.api import Cursor, Limit, Page, context_of, decode_cursor, page_of
 from shop.ordering import handlers, store
-from shop.ordering.domain import Line, is_retryable
+from shop.ordering.domain import PENDING, Line, is_retryable
 
 router = APIRouter()
 Context = Annotated[ServiceContext, Depends(context_of("ordering"))]
@@ -136,7 +136,10 @@ async def place_order(
         ),
     )
     response.headers["Location"] = f"/api/ordering/v1/orders/{placed.order_id}"
-    async with context.read() as connection:
+    if placed.created:
+        # As accepted, not as it stands by now: its saga may have moved it on since the commit.
+        return OrderAccepted(id=placed.order_id, status=PENDING)
+    async with context.read() as connection:  # a replay: the earlier order as it stands
         row = await store.get_order(connection, placed.order_id)
     assert row is not None
     return OrderAccepted(id=row.id, status=row.status)
