@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -37,10 +38,30 @@ def split_units() -> tuple[str, ...]:
     return tuple(load_config(ROOT / "cleave.toml", topology="split").topology.units)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# Above the ports the test suite hands out (20000 + 3000 per worker) and below the kernel's
+# ephemeral range: a port the kernel picked (bind to 0) may be taken by an outgoing connection
+# before the server that was given it binds it.
+PORTS_FROM = 26000
+
+
+def free_port(below: int | None = None) -> int:
+    """A port nothing listens on now, at random between PORTS_FROM and the ephemeral range."""
+    ceiling = below or _ephemeral_start()
+    for candidate in random.sample(range(PORTS_FROM, ceiling), min(200, ceiling - PORTS_FROM)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError(f"no free port from {PORTS_FROM} below {ceiling}")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def require_wrk() -> None:

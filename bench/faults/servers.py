@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import pwd
-import random
 import shutil
 import socket
 import tempfile
@@ -19,25 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.system import free_port
+
 POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 RUNS_AS = "postgres"  # PostgreSQL refuses to run as root
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _free_port_below(ceiling: int) -> int:
-    for candidate in random.sample(range(20000, ceiling), 200):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return candidate
-    raise RuntimeError(f"no free port below {ceiling}")
 
 
 def reachable(port: int, timeout: float = 0.3) -> bool:
@@ -174,7 +158,7 @@ class PrivateRabbitMQ:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dist_port = _free_port_below(30000)  # the CLI uses dist_port + 10000 and up
+        self.dist_port = free_port(below=30000)  # the CLI uses dist_port + 10000 and up
         self.node = f"cleave-faults-{uuid.uuid4().hex[:8]}@localhost"
         self.root = Path(tempfile.mkdtemp(prefix="cleave-rabbit-"))
 

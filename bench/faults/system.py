@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 from rich.console import Console
 
-from bench.faults.servers import free_port
+from bench.system import free_port
 from cleave.config import SystemConfig, load_config
 from cleave.faults.proxy import Proxies
 from cleave.faults.wiring import address_variable, through_proxies
