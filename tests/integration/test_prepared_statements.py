@@ -16,6 +16,7 @@ from sqlalchemy.exc import CompileError, IntegrityError
 from cleave.clock import utcnow
 from cleave.data.database import Database, UtcDateTime
 from cleave.data.statements import Prepared, by_shape
+from cleave.errors import DatabaseUnavailable
 from tests.conftest import PG_ADMIN_DSN
 
 metadata = MetaData()
@@ -146,3 +147,30 @@ async def test_a_row_type_whose_fields_are_not_the_columns_is_refused(database: 
         await INSERT.one_or_none(connection, **a_note())
         with pytest.raises(ValueError, match="Misnamed has fields"):
             await wrong.rows(connection, id="n1")
+
+
+async def test_a_connection_the_server_dropped_is_replaced_not_handed_out_again(
+    database: Database,
+) -> None:
+    """PostgreSQL restarted: each pooled connection fails once, and the pool opens a new one
+    for the next statement, as SQLAlchemy's own execution does."""
+    if database.is_sqlite:
+        pytest.skip("PostgreSQL's server ends connections; SQLite has none to lose")
+    async with database.transaction() as connection:
+        await INSERT.one_or_none(connection, **a_note())
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database.url.database,
+        )
+    finally:
+        await admin.close()
+    with pytest.raises(DatabaseUnavailable):
+        async with database.read() as connection:
+            await BY_ID.one_or_none(connection, id="n1")
+    for _ in range(3):  # every statement after: on a connection that is alive
+        async with database.read() as connection:
+            found = await BY_ID.one_or_none(connection, id="n1")
+        assert found is not None
+        assert found.body == "first"

@@ -237,10 +237,11 @@ async def _on_asyncpg(
     begins it; its prepared-statement cache; its error translation), without the execution
     machinery around it: the records, how many rows it touched, and the result's attributes."""
     adapted: Any = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    failure: DBAPIError | None = None
     async with adapted._execute_mutex:
-        if adapted._transaction is None:
-            await adapted._start_transaction()
         try:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
             statement, attributes = await adapted._prepare(
                 plan.sql,
                 connection.dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
@@ -251,10 +252,23 @@ async def _on_asyncpg(
             try:
                 adapted._handle_exception(error)  # raises it as the DBAPI's error
             except adapted.dbapi.Error as translated:
-                raise DBAPIError.instance(
-                    plan.sql, arguments, translated, adapted.dbapi.Error
-                ) from error
-            raise
+                lost = connection.dialect.is_disconnect(translated, adapted, None)
+                failure = DBAPIError.instance(
+                    plan.sql,
+                    arguments,
+                    translated,
+                    adapted.dbapi.Error,
+                    connection_invalidated=lost,
+                )
+                failure.__cause__ = error
+            if failure is None:
+                raise
+    if failure is not None:
+        if failure.connection_invalidated:
+            # As SQLAlchemy's own execution does: the pool then replaces the lost connection,
+            # instead of handing it out again after the server restarted.
+            await connection.invalidate(failure)
+        raise failure
     counted = _ROWCOUNT.match(status or "")
     return records, int(counted.group(1)) if counted else -1, attributes
 
