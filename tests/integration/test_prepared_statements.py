@@ -149,13 +149,13 @@ async def test_a_row_type_whose_fields_are_not_the_columns_is_refused(database: 
             await wrong.rows(connection, id="n1")
 
 
+# PostgreSQL only (SQLite has no server to end a connection): missing, it fails under CI.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_a_connection_the_server_dropped_is_replaced_not_handed_out_again(
     database: Database,
 ) -> None:
     """PostgreSQL restarted: each pooled connection fails once, and the pool opens a new one
     for the next statement, as SQLAlchemy's own execution does."""
-    if database.is_sqlite:
-        pytest.skip("PostgreSQL's server ends connections; SQLite has none to lose")
     async with database.transaction() as connection:
         await INSERT.one_or_none(connection, **a_note())
     admin = await asyncpg.connect(PG_ADMIN_DSN)

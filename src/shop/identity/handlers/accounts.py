@@ -44,20 +44,30 @@ async def create_user(
     await asyncio.to_thread(check_password_strength, account)  # CPU-bound: off the loop
     if await store.user_by_email(uow.connection, account.email) is not None:
         raise Conflict("that email is registered already", code="email-taken")
+    password_hash = password_hash or await hash_password(account.password)
+    return await _insert_user(uow, account, password_hash, user_id=user_id, admin=admin)
+
+
+async def _insert_user(
+    uow: UnitOfWork,
+    account: Account,
+    password_hash: str,
+    *,
+    user_id: str | None = None,
+    admin: bool = False,
+) -> str:
     user_id = user_id or uuid.uuid4().hex
     await ensure_id_is_free(uow.connection, user_id)
-    await store.insert_user(
-        uow.connection,
-        store.UserRow(
-            id=user_id,
-            email=account.email,
-            name=account.name,
-            password_hash=password_hash or await hash_password(account.password),
-            disabled=False,
-            created_at=utcnow(),
-            admin=admin,
-        ),
+    row = store.UserRow(
+        id=user_id,
+        email=account.email,
+        name=account.name,
+        password_hash=password_hash,
+        disabled=False,
+        created_at=utcnow(),
+        admin=admin,
     )
+    await store.insert_user(uow.connection, row)
     return user_id
 
 
@@ -69,20 +79,7 @@ async def sign_up(uow: UnitOfWork, account: Account) -> str | None:
     password_hash = await hash_password(account.password)
     if await store.user_by_email(uow.connection, account.email) is not None:
         return None
-    user_id = uuid.uuid4().hex
-    await ensure_id_is_free(uow.connection, user_id)
-    await store.insert_user(
-        uow.connection,
-        store.UserRow(
-            id=user_id,
-            email=account.email,
-            name=account.name,
-            password_hash=password_hash,
-            disabled=False,
-            created_at=utcnow(),
-            admin=False,
-        ),
-    )
+    user_id = await _insert_user(uow, account, password_hash)
     uow.publish(
         UserRegistered(user_id=user_id, email=account.email, name=account.name), subject=user_id
     )
