@@ -191,3 +191,19 @@ async def test_a_token_verified_before_is_refused_once_expired(
     later = time.time() + 10
     monkeypatch.setattr(time, "time", lambda: later)
     assert "expired" in await refused(verifier, token)
+
+
+async def test_remembered_tokens_of_two_callers_stay_each_their_own(
+    issuer: DevIssuer, verifier: TokenVerifier
+) -> None:
+    """The verifier remembers tokens it checked: each answer is the token's own, and a token
+    one character off is checked afresh (and refused), never taken for one remembered."""
+    alice = signed(issuer, claims(sub="alice", scope="openid"))
+    bob = signed(issuer, claims(sub="bob", scope="openid profile"))
+    for _ in range(2):
+        seen_alice, seen_bob = await verifier.verify(alice), await verifier.verify(bob)
+        assert (seen_alice.subject, seen_bob.subject) == ("alice", "bob")
+        assert "profile" not in seen_alice.scopes
+        assert "profile" in seen_bob.scopes
+    forged = alice[:-2] + ("A" if alice[-2] != "A" else "B") + alice[-1]
+    assert await refused(verifier, forged)
